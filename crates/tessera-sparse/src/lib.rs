@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod error;
+pub use error::{Error, Result};
+
+pub mod mask;
+pub use mask::Mask;

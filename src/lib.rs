@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+#[cfg(feature = "augment")]
+pub use tessera_augment as augment;
+#[cfg(feature = "data")]
+pub use tessera_data as data;
+#[cfg(feature = "lanczos")]
+pub use tessera_lanczos as lanczos;
+#[cfg(feature = "nn")]
+pub use tessera_nn as nn;
+#[cfg(feature = "sparse")]
+pub use tessera_sparse as sparse;
+#[cfg(feature = "spectro")]
+pub use tessera_spectro as spectro;
+#[cfg(feature = "ssl")]
+pub use tessera_ssl as ssl;
