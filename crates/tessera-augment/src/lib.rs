@@ -1,5 +1,20 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod check;
+pub mod cutmix;
 pub mod error;
+pub mod float;
+pub mod mixup;
+mod region;
+pub mod spectrogram;
+pub mod waveform;
+
+pub use cutmix::{BoxRegion, CutMix, CutMixed};
 pub use error::{Error, Result};
+pub use float::Float;
+pub use mixup::{mix_items, LambdaRule, LambdaScope, Mixed, Mixup};
+pub use spectrogram::{CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecBox, TimeShift};
+pub use waveform::{
+    add_noise_at_snr, resample_nearest, AdditiveNoise, Align, Gain, Occlusion, SpeedPerturbation,
+};

@@ -14,7 +14,99 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// A matrix that must be square is not.
+    #[error("`{name}` must be square, got shape {rows}×{cols}")]
+    NotSquare {
+        /// Parameter name.
+        name: &'static str,
+        /// Number of rows.
+        rows: usize,
+        /// Number of columns.
+        cols: usize,
+    },
+    /// An array has the wrong length or shape for the operator it is used with.
+    #[error("`{name}` has length {found}, expected {expected}")]
+    DimensionMismatch {
+        /// Parameter name.
+        name: &'static str,
+        /// The length the operator requires.
+        expected: usize,
+        /// The length that was given.
+        found: usize,
+    },
+    /// An input array contains NaN or ±∞.
+    #[error("`{name}` contains a non-finite value {value} at index {index}")]
+    NonFiniteInput {
+        /// Parameter name.
+        name: &'static str,
+        /// Flat index of the first offending entry.
+        index: usize,
+        /// The offending value, formatted.
+        value: String,
+    },
+    /// The operator returned NaN or ±∞ (for example a Hessian-vector product that diverged).
+    #[error(
+        "the operator returned a non-finite value {value} at index {index} \
+         (operator application number {application})"
+    )]
+    NonFiniteOperatorOutput {
+        /// 1-based count of the operator application that produced it.
+        application: usize,
+        /// Index of the first offending entry.
+        index: usize,
+        /// The offending value, formatted.
+        value: String,
+    },
+    /// A user function `f` evaluated at a quadrature node is not finite (e.g. `ln` of a
+    /// non-positive Ritz value: the operator is not positive definite).
+    #[error("f({node}) = {value} is not finite: {reason}")]
+    NonFiniteFunctionValue {
+        /// The quadrature node (Ritz value).
+        node: String,
+        /// The function value.
+        value: String,
+        /// Hint about the cause.
+        reason: &'static str,
+    },
+    /// An iterative method used its whole budget without meeting its tolerance.
+    #[error(
+        "{method} did not converge after {matvecs} operator applications: \
+         worst residual {worst_residual} > tolerance {tolerance}"
+    )]
+    NotConverged {
+        /// Which algorithm.
+        method: &'static str,
+        /// Operator applications spent.
+        matvecs: usize,
+        /// The worst (scaled) residual reached.
+        worst_residual: String,
+        /// The tolerance it had to meet.
+        tolerance: String,
+    },
+    /// The tridiagonal QL iteration did not deflate (never expected for finite input).
+    #[error("symmetric eigensolver did not converge for eigenvalue {index} after {iterations} iterations")]
+    EigenSolverFailed {
+        /// Index of the eigenvalue being iterated on.
+        index: usize,
+        /// Iterations spent on it.
+        iterations: usize,
+    },
 }
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Shorthand for [`Error::InvalidParameter`].
+    pub(crate) fn invalid(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

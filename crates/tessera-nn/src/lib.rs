@@ -1,5 +1,30 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod activation;
+pub mod curvature;
 pub mod error;
+pub mod float;
+mod io;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod param;
+pub mod rift;
+pub mod train;
+
+pub use activation::Activation;
+pub use curvature::{Curvature, CurvatureOperator};
 pub use error::{Error, Result};
+pub use float::Float;
+pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets};
+pub use model::{DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig};
+pub use optim::{AdamConfig, Decay, LrSchedule, Optimizer, OptimizerConfig, SgdConfig};
+pub use param::{LayerRole, LayerScaling, OptimizerFamily, Parameterization};
+pub use rift::{
+    all_module_criticalities, default_alphas, interpolation_curve, least_critical_module,
+    module_robust_criticality, InterpolationPoint, ModuleCriticality, MrcConfig,
+};
+pub use tessera_lanczos::LinearOperator;
+pub use tessera_sparse::Mask;
+pub use train::{MaskPolicy, MaskSet, Trainer};

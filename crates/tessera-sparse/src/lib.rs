@@ -4,5 +4,32 @@
 pub mod error;
 pub use error::{Error, Result};
 
+pub mod float;
+pub use float::Float;
+
 pub mod mask;
 pub use mask::Mask;
+
+pub mod allocation;
+pub use allocation::{layer_densities, Allocation, DensitySource, LayerDensities, LayerShape};
+
+pub mod sampling;
+pub use sampling::{exact_kept_count, sample_masks, MaskPolicy, Sampling};
+
+pub mod criteria;
+pub use criteria::{
+    global_magnitude_masks, global_snip_masks, global_top_k_masks, magnitude_mask, oracle_mask,
+    snip_mask, snip_scores, top_k_mask, OracleResult, OracleSearch,
+};
+
+pub mod csr;
+pub use csr::CsrMatrix;
+
+pub mod rank;
+pub use rank::{anomaly_ratio, average_ranks, kendall_tau_b, spearman_rho, Objective};
+
+pub mod io;
+pub use io::{
+    layer_shapes_from_bytes, masks_from_bytes, masks_to_bytes, read_layer_shapes, read_masks,
+    weights_only, write_masks, MaskDtype,
+};

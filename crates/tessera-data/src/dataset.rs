@@ -1,0 +1,153 @@
+//! In-memory labelled datasets: fixed-length audio clips and images.
+
+use ndarray::{Array2, Array4, ArrayView1, Axis};
+
+use crate::error::{Error, Result};
+use crate::split::class_counts;
+
+/// Fixed-length mono audio clips with integer labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioDataset {
+    /// One clip per row, `(n_items, clip_samples)`, samples in about $[-1, 1]$.
+    pub clips: Array2<f32>,
+    /// The class of each clip, `< class_names.len()`.
+    pub labels: Vec<usize>,
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+    /// Sample rate of every clip in Hz.
+    pub sample_rate: u32,
+    /// A stable, unique key per clip (a relative path for loaded data, `"<task>-<seed>-<index>"`
+    /// for generated data); [`crate::FeatureCache`] files are named after it.
+    pub ids: Vec<String>,
+    /// Official cross-validation fold of each clip, when the dataset defines folds.
+    pub folds: Option<Vec<usize>>,
+}
+
+impl AudioDataset {
+    /// Number of clips.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no clips.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Samples per clip.
+    pub fn clip_samples(&self) -> usize {
+        self.clips.ncols()
+    }
+
+    /// Clip `index` as a view.
+    ///
+    /// # Panics
+    /// If `index >= len()` (like slice indexing).
+    pub fn clip(&self, index: usize) -> ArrayView1<'_, f32> {
+        self.clips.row(index)
+    }
+
+    /// Clips per class.
+    ///
+    /// # Errors
+    /// Only for an empty dataset.
+    pub fn class_counts(&self) -> Result<Vec<usize>> {
+        class_counts(&self.labels, self.n_classes())
+    }
+
+    /// The clips at `indices`, in that order (labels, ids and folds follow).
+    ///
+    /// # Errors
+    /// An index `>= len()`.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        check_indices(indices, self.len())?;
+        Ok(Self {
+            clips: self.clips.select(Axis(0), indices),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+            sample_rate: self.sample_rate,
+            ids: indices.iter().map(|&i| self.ids[i].clone()).collect(),
+            folds: self
+                .folds
+                .as_ref()
+                .map(|folds| indices.iter().map(|&i| folds[i]).collect()),
+        })
+    }
+}
+
+/// Images with integer labels, `(n_items, channels, height, width)` (PyTorch's NCHW order),
+/// pixel values in $[0, 1]$.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageDataset {
+    /// The images, NCHW.
+    pub images: Array4<f32>,
+    /// The class of each image, `< class_names.len()`.
+    pub labels: Vec<usize>,
+    /// Class names, indexed by label.
+    pub class_names: Vec<String>,
+}
+
+impl ImageDataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Images per class.
+    ///
+    /// # Errors
+    /// Only for an empty dataset.
+    pub fn class_counts(&self) -> Result<Vec<usize>> {
+        class_counts(&self.labels, self.n_classes())
+    }
+
+    /// The images flattened to rows, `(n_items, channels·height·width)`, for MLPs.
+    pub fn flattened(&self) -> Array2<f32> {
+        let n = self.images.len_of(Axis(0));
+        let features = self.images.len() / n.max(1);
+        self.images
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, features))
+            .expect("a standard-layout array reshapes to (n, c·h·w)")
+    }
+
+    /// The images at `indices`, in that order.
+    ///
+    /// # Errors
+    /// An index `>= len()`.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        check_indices(indices, self.len())?;
+        Ok(Self {
+            images: self.images.select(Axis(0), indices),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        })
+    }
+}
+
+fn check_indices(indices: &[usize], len: usize) -> Result<()> {
+    match indices.iter().find(|&&i| i >= len) {
+        Some(&bad) => Err(Error::invalid(
+            "indices",
+            bad,
+            format!("index out of range for a dataset of {len} items"),
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,260 @@
+//! Losses on the logits: softmax cross-entropy (hard labels or soft targets) and mean squared
+//! error, with their gradients and Hessian-vector products with respect to the logits.
+
+use ndarray::{Array2, ArrayView2, Axis, Zip};
+
+use crate::error::{check_finite, invalid, shape_mismatch, Result};
+use crate::Float;
+
+/// Which loss to take of the logits `z` (batch `B` × classes `K`). Both are averaged over the
+/// batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// `L = −(1/B) Σ_i Σ_k y_ik log softmax(z_i)_k`; hard labels are one-hot `y`.
+    SoftmaxCrossEntropy,
+    /// `L = (1/(B·K)) Σ_i Σ_k (z_ik − y_ik)²` (PyTorch `MSELoss`, mean reduction); hard labels
+    /// are one-hot `y`.
+    Mse,
+}
+
+/// Targets of a batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a, F> {
+    /// One class index per row, each `< K`.
+    Hard(&'a [usize]),
+    /// One row of `K` values per example: non-negative weights (usually a probability
+    /// vector: soft labels, mixup, sharpened guesses) for cross-entropy, regression targets for
+    /// MSE.
+    Soft(ArrayView2<'a, F>),
+}
+
+impl<F: Float> Targets<'_, F> {
+    /// Checks the targets against a batch of `batch` rows and `classes` logits.
+    pub fn validate(&self, batch: usize, classes: usize, loss: Loss) -> Result<()> {
+        match self {
+            Targets::Hard(labels) => {
+                if labels.len() != batch {
+                    return Err(shape_mismatch(
+                        "targets",
+                        format!("{batch} labels"),
+                        format!("{} labels", labels.len()),
+                    ));
+                }
+                if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+                    return Err(invalid(
+                        "targets",
+                        bad,
+                        format!("label must be < number of classes {classes}"),
+                    ));
+                }
+            }
+            Targets::Soft(y) => {
+                if y.dim() != (batch, classes) {
+                    return Err(shape_mismatch(
+                        "targets",
+                        format!("({batch}, {classes})"),
+                        format!("{:?}", y.dim()),
+                    ));
+                }
+                check_finite("targets", y.iter())?;
+                if loss == Loss::SoftmaxCrossEntropy {
+                    if let Some(bad) = y.iter().find(|&&v| v < F::zero()) {
+                        return Err(invalid(
+                            "targets",
+                            bad,
+                            "soft targets for cross-entropy must be non-negative",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of examples.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Hard(l) => l.len(),
+            Targets::Soft(y) => y.nrows(),
+        }
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class each example counts as correct for accuracy: the label, or the arg-max of
+    /// the soft row.
+    pub fn class_of(&self, row: usize) -> usize {
+        match self {
+            Targets::Hard(l) => l[row],
+            Targets::Soft(y) => argmax(y.row(row).iter().copied()),
+        }
+    }
+
+    /// Dense targets (one-hot for hard labels).
+    pub fn to_dense(&self, classes: usize) -> Array2<F> {
+        match self {
+            Targets::Hard(l) => {
+                let mut y = Array2::zeros((l.len(), classes));
+                for (i, &c) in l.iter().enumerate() {
+                    y[[i, c]] = F::one();
+                }
+                y
+            }
+            Targets::Soft(y) => y.to_owned(),
+        }
+    }
+}
+
+pub(crate) fn argmax<F: Float>(values: impl Iterator<Item = F>) -> usize {
+    let mut best = 0;
+    let mut best_value = F::neg_infinity();
+    for (i, v) in values.enumerate() {
+        if v > best_value {
+            best = i;
+            best_value = v;
+        }
+    }
+    best
+}
+
+/// Row-wise softmax, stable (max subtracted).
+pub fn softmax<F: Float>(logits: ArrayView2<'_, F>) -> Array2<F> {
+    let mut p = logits.to_owned();
+    for mut row in p.axis_iter_mut(Axis(0)) {
+        let max = row.fold(F::neg_infinity(), |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum: F = row.sum();
+        row.mapv_inplace(|v| v / sum);
+    }
+    p
+}
+
+/// The loss value and `∂L/∂z` (shape of the logits). Validates shapes, finiteness and labels.
+pub fn loss_and_logit_gradient<F: Float>(
+    logits: ArrayView2<'_, F>,
+    targets: &Targets<'_, F>,
+    loss: Loss,
+) -> Result<(F, Array2<F>)> {
+    let (batch, classes) = logits.dim();
+    if batch == 0 {
+        return Err(invalid("logits", "0 rows", "batch must not be empty"));
+    }
+    targets.validate(batch, classes, loss)?;
+    check_finite("logits", logits.iter())?;
+    let inv_b = F::one() / F::from_count(batch);
+    match loss {
+        Loss::SoftmaxCrossEntropy => {
+            let mut grad = softmax(logits);
+            let mut total = F::zero();
+            for (i, (z, mut g)) in logits
+                .axis_iter(Axis(0))
+                .zip(grad.axis_iter_mut(Axis(0)))
+                .enumerate()
+            {
+                let max = z.fold(F::neg_infinity(), |m, &v| m.max(v));
+                let log_sum = z.fold(F::zero(), |s, &v| s + (v - max).exp()).ln() + max;
+                match targets {
+                    Targets::Hard(labels) => {
+                        let c = labels[i];
+                        total += log_sum - z[c];
+                        g[c] -= F::one();
+                    }
+                    Targets::Soft(y) => {
+                        let y = y.row(i);
+                        let mass: F = y.sum();
+                        total += Zip::from(&z).and(&y).fold(F::zero(), |s, &zk, &yk| {
+                            s + yk * (log_sum - zk)
+                        });
+                        Zip::from(&mut g).and(&y).for_each(|gk, &yk| *gk = *gk * mass - yk);
+                    }
+                }
+            }
+            grad.mapv_inplace(|v| v * inv_b);
+            Ok((total * inv_b, grad))
+        }
+        Loss::Mse => {
+            let y = targets.to_dense(classes);
+            let scale = F::one() / F::from_count(batch * classes);
+            let diff = &logits - &y;
+            let total = diff.iter().fold(F::zero(), |s, &d| s + d * d) * scale;
+            Ok((total, diff * (F::c(2.0) * scale)))
+        }
+    }
+}
+
+/// The Hessian of the loss with respect to the logits applied to `direction` (one matrix per
+/// row, so the result has the shape of the logits). For cross-entropy it is
+/// `s_i (diag p_i − p_i p_iᵀ)/B` with `s_i = Σ_k y_ik`; for MSE `2/(B·K)·I`.
+/// Callers have validated `targets` against `logits`.
+pub(crate) fn logit_hessian_vector<F: Float>(
+    logits: ArrayView2<'_, F>,
+    targets: &Targets<'_, F>,
+    loss: Loss,
+    direction: ArrayView2<'_, F>,
+) -> Array2<F> {
+    let (batch, classes) = logits.dim();
+    let inv_b = F::one() / F::from_count(batch);
+    match loss {
+        Loss::SoftmaxCrossEntropy => {
+            let p = softmax(logits);
+            let mut out = Array2::zeros((batch, classes));
+            for i in 0..batch {
+                let mass = match targets {
+                    Targets::Hard(_) => F::one(),
+                    Targets::Soft(y) => y.row(i).sum(),
+                };
+                let pi = p.row(i);
+                let ri = direction.row(i);
+                let dot = Zip::from(&pi).and(&ri).fold(F::zero(), |s, &a, &b| s + a * b);
+                Zip::from(out.row_mut(i))
+                    .and(&pi)
+                    .and(&ri)
+                    .for_each(|o, &pk, &rk| *o = mass * inv_b * pk * (rk - dot));
+            }
+            out
+        }
+        Loss::Mse => {
+            direction.mapv(|v| v * F::c(2.0) / F::from_count(batch * classes))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn cross_entropy_hard_equals_one_hot_soft() {
+        let z = array![[1.0f64, -0.5, 2.0], [0.3, 0.1, -1.0]];
+        let labels = [2usize, 0];
+        let (lh, gh) =
+            loss_and_logit_gradient(z.view(), &Targets::Hard(&labels), Loss::SoftmaxCrossEntropy)
+                .unwrap();
+        let y = Targets::Hard(&labels).to_dense(3);
+        let (ls, gs) =
+            loss_and_logit_gradient(z.view(), &Targets::Soft(y.view()), Loss::SoftmaxCrossEntropy)
+                .unwrap();
+        assert!((lh - ls).abs() < 1e-14);
+        assert!((&gh - &gs).iter().all(|d| d.abs() < 1e-14));
+        // Hand value: row 0 CE = logsumexp(z0) - 2.
+        let lse0 = (1.0f64.exp() + (-0.5f64).exp() + 2.0f64.exp()).ln();
+        let lse1 = (0.3f64.exp() + 0.1f64.exp() + (-1.0f64).exp()).ln();
+        assert!((lh - 0.5 * ((lse0 - 2.0) + (lse1 - 0.3))).abs() < 1e-14);
+    }
+
+    #[test]
+    fn rejects_bad_targets() {
+        let z = array![[1.0f64, 2.0]];
+        let ce = Loss::SoftmaxCrossEntropy;
+        assert!(loss_and_logit_gradient(z.view(), &Targets::Hard(&[2]), ce).is_err());
+        assert!(loss_and_logit_gradient(z.view(), &Targets::Hard(&[0, 1]), ce).is_err());
+        let neg = array![[-0.1f64, 1.1]];
+        assert!(loss_and_logit_gradient(z.view(), &Targets::Soft(neg.view()), ce).is_err());
+        let nan = array![[f64::NAN, 1.0]];
+        assert!(loss_and_logit_gradient(z.view(), &Targets::Soft(nan.view()), Loss::Mse).is_err());
+    }
+}

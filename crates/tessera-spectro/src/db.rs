@@ -1,0 +1,306 @@
+//! Decibel conversions with librosa's `power_to_db` / `amplitude_to_db` semantics.
+
+use ndarray::{Array, ArrayView, ArrayViewMut, Axis, Dimension, RemoveAxis};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// The reference level that maps to 0 dB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reference {
+    /// A fixed positive value (librosa `ref=1.0` by default).
+    Value(f64),
+    /// The maximum of the input (librosa `ref=np.max`); per item for the batch functions.
+    Max,
+}
+
+/// Parameters of a power (or amplitude) → dB conversion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DbConfig {
+    /// Reference level.
+    pub reference: Reference,
+    /// Floor applied to the input and to the reference before the logarithm (> 0).
+    pub amin: f64,
+    /// If set, the output is clipped below at `max − top_db` (per item of a batch).
+    pub top_db: Option<f64>,
+}
+
+impl DbConfig {
+    /// librosa `power_to_db` defaults: `ref = 1`, `amin = 1e-10`, `top_db = 80`.
+    pub fn librosa() -> Self {
+        DbConfig {
+            reference: Reference::Value(1.0),
+            amin: 1e-10,
+            top_db: Some(80.0),
+        }
+    }
+
+    /// torchaudio `AmplitudeToDB(stype="power")` defaults: `ref = 1`, `amin = 1e-10`, no
+    /// `top_db`.
+    pub fn torchaudio() -> Self {
+        DbConfig {
+            top_db: None,
+            ..DbConfig::librosa()
+        }
+    }
+
+    /// librosa `amplitude_to_db` defaults: `ref = 1`, `amin = 1e-5`, `top_db = 80`.
+    pub fn librosa_amplitude() -> Self {
+        DbConfig {
+            amin: 1e-5,
+            ..DbConfig::librosa()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `amin` not positive and finite, a reference value not positive and finite, a
+    /// negative or non-finite `top_db`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.amin.is_finite() && self.amin > 0.0) {
+            return Err(Error::param("amin", self.amin, "must be positive and finite"));
+        }
+        if let Reference::Value(r) = self.reference {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(Error::param("reference", r, "must be positive and finite"));
+            }
+        }
+        if let Some(top) = self.top_db {
+            if !(top.is_finite() && top >= 0.0) {
+                return Err(Error::param("top_db", top, "must be finite and non-negative"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig::librosa()
+    }
+}
+
+/// Converts power values in place: $10\log_{10}\max(a, S) - 10\log_{10}\max(a, ref)$, then
+/// clips at $\max - top\_db$. The config must be valid and the values finite and
+/// non-negative.
+pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(mut values: ArrayViewMut<T, D>, config: &DbConfig) {
+    let amin = T::from_f64_lossy(config.amin);
+    let ten = T::from_f64_lossy(10.0);
+    let reference = match config.reference {
+        Reference::Value(r) => T::from_f64_lossy(r),
+        Reference::Max => values.iter().fold(T::neg_infinity(), |m, &v| m.max(v)),
+    };
+    let reference_db = ten * amin.max(reference).log10();
+    let mut max_db = T::neg_infinity();
+    values.mapv_inplace(|v| {
+        let db = ten * amin.max(v).log10() - reference_db;
+        max_db = max_db.max(db);
+        db
+    });
+    if let Some(top) = config.top_db {
+        let floor = max_db - T::from_f64_lossy(top);
+        values.mapv_inplace(|v| v.max(floor));
+    }
+}
+
+fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::param(name, "an empty array", "must hold at least one value"));
+    }
+    if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= T::zero())) {
+        return Err(Error::param(
+            name,
+            format!("element {i} (row-major) = {v}"),
+            "power values must be finite and non-negative",
+        ));
+    }
+    Ok(())
+}
+
+fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::param("S", "an empty array", "must hold at least one value"));
+    }
+    if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::param(
+            "S",
+            format!("element {i} (row-major) = {v}"),
+            "amplitude values must be finite",
+        ));
+    }
+    Ok(())
+}
+
+/// Power spectrogram to decibels over the whole array (librosa `power_to_db`):
+/// $10\log_{10}\max(a_{min}, S) - 10\log_{10}\max(a_{min}, ref)$, clipped below at
+/// $\max - top\_db$.
+///
+/// # Errors
+/// An invalid config, an empty array, a negative or non-finite value.
+pub fn power_to_db<T: Float, D: Dimension>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+    config.validate()?;
+    check_power(&s, "S")?;
+    let mut out = s.to_owned();
+    power_to_db_in_place(out.view_mut(), config);
+    Ok(out)
+}
+
+/// [`power_to_db`] applied to every item along axis 0 separately (so `Reference::Max` and
+/// `top_db` are per item, as for a batch of spectrograms).
+///
+/// # Errors
+/// As [`power_to_db`].
+pub fn power_to_db_batch<T: Float, D: RemoveAxis>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+    config.validate()?;
+    check_power(&s, "S")?;
+    let mut out = s.to_owned();
+    for item in out.axis_iter_mut(Axis(0)) {
+        power_to_db_in_place(item, config);
+    }
+    Ok(out)
+}
+
+/// The config that turns `amplitude_to_db` into `power_to_db` of the squared magnitude, as
+/// librosa does: reference and `amin` squared.
+fn squared_config(config: &DbConfig) -> DbConfig {
+    DbConfig {
+        reference: match config.reference {
+            Reference::Value(r) => Reference::Value(r * r),
+            Reference::Max => Reference::Max,
+        },
+        amin: config.amin * config.amin,
+        top_db: config.top_db,
+    }
+}
+
+/// Amplitude (magnitude) spectrogram to decibels (librosa `amplitude_to_db`):
+/// `power_to_db(|S|², ref², amin², top_db)`, i.e. $20\log_{10}$ of the magnitude. Use
+/// [`DbConfig::librosa_amplitude`] for librosa's defaults.
+///
+/// # Errors
+/// An invalid config (including `amin²` underflowing to zero), an empty array or a
+/// non-finite value.
+pub fn amplitude_to_db<T: Float, D: Dimension>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+    config.validate()?;
+    let squared = squared_config(config);
+    squared.validate()?;
+    check_amplitude(&s)?;
+    let mut out = s.mapv(|v| v * v);
+    power_to_db_in_place(out.view_mut(), &squared);
+    Ok(out)
+}
+
+/// [`amplitude_to_db`] applied to every item along axis 0 separately.
+///
+/// # Errors
+/// As [`amplitude_to_db`].
+pub fn amplitude_to_db_batch<T: Float, D: RemoveAxis>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<Array<T, D>> {
+    config.validate()?;
+    let squared = squared_config(config);
+    squared.validate()?;
+    check_amplitude(&s)?;
+    let mut out = s.mapv(|v| v * v);
+    for item in out.axis_iter_mut(Axis(0)) {
+        power_to_db_in_place(item, &squared);
+    }
+    Ok(out)
+}
+
+/// Decibels back to power (librosa `db_to_power`): $ref \cdot 10^{S_{dB}/10}$.
+///
+/// # Errors
+/// A reference that is not positive and finite, or a NaN entry.
+pub fn db_to_power<T: Float, D: Dimension>(s_db: ArrayView<T, D>, reference: f64) -> Result<Array<T, D>> {
+    if !(reference.is_finite() && reference > 0.0) {
+        return Err(Error::param("reference", reference, "must be positive and finite"));
+    }
+    if let Some((i, v)) = s_db.iter().enumerate().find(|(_, v)| v.is_nan()) {
+        return Err(Error::param("S_db", format!("element {i} (row-major) = {v}"), "must not be NaN"));
+    }
+    let r = T::from_f64_lossy(reference);
+    let ten = T::from_f64_lossy(10.0);
+    let tenth = T::from_f64_lossy(0.1);
+    Ok(s_db.mapv(|v| r * ten.powf(tenth * v)))
+}
+
+/// Decibels back to amplitude (librosa `db_to_amplitude`): $ref \cdot 10^{S_{dB}/20}$.
+///
+/// # Errors
+/// As [`db_to_power`].
+pub fn db_to_amplitude<T: Float, D: Dimension>(s_db: ArrayView<T, D>, reference: f64) -> Result<Array<T, D>> {
+    if !(reference.is_finite() && reference > 0.0) {
+        return Err(Error::param("reference", reference, "must be positive and finite"));
+    }
+    Ok(db_to_power(s_db, reference * reference)?.mapv(|p| p.sqrt()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array3};
+
+    #[test]
+    fn power_to_db_known_values() {
+        let s = array![1.0f64, 10.0, 100.0, 0.0];
+        let db = power_to_db(s.view(), &DbConfig::torchaudio()).unwrap();
+        assert_eq!(db.to_vec(), vec![0.0, 10.0, 20.0, -100.0]);
+        let clipped = power_to_db(s.view(), &DbConfig::librosa()).unwrap();
+        assert_eq!(clipped[3], 20.0 - 80.0);
+        let relative = power_to_db(
+            s.view(),
+            &DbConfig { reference: Reference::Max, ..DbConfig::torchaudio() },
+        )
+        .unwrap();
+        assert_eq!(relative[2], 0.0);
+        assert_eq!(relative[0], -20.0);
+    }
+
+    #[test]
+    fn batch_clips_each_item_separately() {
+        let mut s = Array3::<f32>::from_elem((2, 2, 2), 1e-12);
+        s[[0, 0, 0]] = 1.0;
+        s[[1, 0, 0]] = 1e-4;
+        let db = power_to_db_batch(s.view(), &DbConfig::librosa()).unwrap();
+        assert!((db[[0, 1, 1]] - -80.0).abs() < 1e-4);
+        assert!((db[[1, 1, 1]] - -100.0).abs() < 1e-4, "{}", db[[1, 1, 1]]);
+        let whole = power_to_db(s.view(), &DbConfig::librosa()).unwrap();
+        assert!((whole[[1, 1, 1]] - -80.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn amplitude_is_twenty_log10_and_round_trips() {
+        let s = array![[-2.0f64, 0.5], [1.0, 3.0]];
+        let db = amplitude_to_db(s.view(), &DbConfig::librosa_amplitude()).unwrap();
+        assert!((db[[0, 0]] - 20.0 * 2f64.log10()).abs() < 1e-12);
+        let back = db_to_amplitude(db.view(), 1.0).unwrap();
+        for (a, b) in back.iter().zip(s.iter()) {
+            assert!((a - b.abs()).abs() < 1e-12);
+        }
+        let p = array![0.25f64, 4.0];
+        let back = db_to_power(power_to_db(p.view(), &DbConfig::torchaudio()).unwrap().view(), 1.0).unwrap();
+        assert!((back[1] - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let s = array![1.0f64, -1.0];
+        assert!(power_to_db(s.view(), &DbConfig::librosa()).unwrap_err().to_string().contains("element 1"));
+        let empty = ndarray::Array1::<f64>::zeros(0);
+        assert!(power_to_db(empty.view(), &DbConfig::librosa()).is_err());
+        let ok = array![1.0f64];
+        for (config, name) in [
+            (DbConfig { amin: 0.0, ..DbConfig::librosa() }, "amin"),
+            (DbConfig { top_db: Some(-1.0), ..DbConfig::librosa() }, "top_db"),
+            (DbConfig { reference: Reference::Value(0.0), ..DbConfig::librosa() }, "reference"),
+        ] {
+            let err = power_to_db(ok.view(), &config).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert!(amplitude_to_db(array![f64::NAN].view(), &DbConfig::librosa()).is_err());
+        assert!(db_to_power(ok.view(), -1.0).is_err());
+    }
+}
