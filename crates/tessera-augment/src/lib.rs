@@ -5,7 +5,10 @@ mod check;
 pub mod cutmix;
 pub mod error;
 pub mod float;
+pub mod fourier;
 pub mod mixup;
+pub mod poison;
+pub mod pool;
 mod region;
 pub mod spectrogram;
 pub mod waveform;
@@ -13,7 +16,10 @@ pub mod waveform;
 pub use cutmix::{BoxRegion, CutMix, CutMixed};
 pub use error::{Error, Result};
 pub use float::Float;
+pub use fourier::{kept_bins, CurriculumStage, EfficientTrainSchedule, FourierCrop};
 pub use mixup::{mix_items, LambdaRule, LambdaScope, Mixed, Mixup};
+pub use poison::{depthwise_correlate, ClassWiseConvolution, PoisonedDataset};
+pub use pool::{AudioAugment, AugmentPool, Domain};
 pub use spectrogram::{CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecBox, TimeShift};
 pub use waveform::{
     add_noise_at_snr, resample_nearest, AdditiveNoise, Align, Gain, Occlusion, SpeedPerturbation,

@@ -49,9 +49,9 @@ impl AudioAugment {
             | AudioAugment::SpeedPerturbation(_)
             | AudioAugment::AdditiveNoise(_)
             | AudioAugment::Gain(_) => Domain::Waveform,
-            AudioAugment::CutOutSpec(_) | AudioAugment::SpecAugment(_) | AudioAugment::TimeShift(_) => {
-                Domain::Spectrogram
-            }
+            AudioAugment::CutOutSpec(_)
+            | AudioAugment::SpecAugment(_)
+            | AudioAugment::TimeShift(_) => Domain::Spectrogram,
         }
     }
 
@@ -110,7 +110,11 @@ impl AugmentPool {
     pub fn new(augments: Vec<AudioAugment>, p: f64) -> Result<Self> {
         check::probability("p", p)?;
         if augments.is_empty() {
-            return Err(Error::invalid("augments", "[]", "a pool needs at least one transform"));
+            return Err(Error::invalid(
+                "augments",
+                "[]",
+                "a pool needs at least one transform",
+            ));
         }
         Ok(AugmentPool { augments, p })
     }
@@ -227,7 +231,9 @@ mod tests {
         };
         let waveform = Array1::<f64>::ones(100);
         let cut = AugmentPool::new(
-            vec![AudioAugment::CutOutSpec(CutOutSpec::new((1.0, 1.0), (0.5, 0.5), -80.0).unwrap())],
+            vec![AudioAugment::CutOutSpec(
+                CutOutSpec::new((1.0, 1.0), (0.5, 0.5), -80.0).unwrap(),
+            )],
             1.0,
         )
         .unwrap();

@@ -55,6 +55,14 @@ pub enum Error {
         /// What was expected in it.
         reason: String,
     },
+    /// An audio file that the metadata lists does not exist.
+    #[error("missing audio file {path} (listed in {listed_in})")]
+    MissingAudio {
+        /// The expected audio file.
+        path: PathBuf,
+        /// The metadata or list file that names it.
+        listed_in: PathBuf,
+    },
     /// A WAV file cannot be decoded.
     #[error("corrupt or unsupported WAV file {path}: {reason}")]
     CorruptWav {

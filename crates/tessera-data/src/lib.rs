@@ -1,19 +1,39 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "wav")]
+mod csv;
 mod hash;
 
-pub mod digits;
-
+#[cfg(feature = "wav")]
+pub mod audio;
 pub mod batch;
+pub mod cache;
 pub mod dataset;
+pub mod digits;
 pub mod error;
 pub mod keywords;
+#[cfg(feature = "wav")]
+pub mod loaders;
+pub mod shapes;
 pub mod split;
 
+#[cfg(feature = "wav")]
+pub use audio::{
+    fit_length, load_clip, read_wav_mono, resample, write_wav_mono, ClipSpec, FitMode, MonoAudio,
+};
 pub use batch::{BatchConfig, MiniBatches};
-pub use digits::{load_digits, digits_raw, DigitsRaw};
+pub use cache::FeatureCache;
 pub use dataset::{AudioDataset, ImageDataset};
+pub use digits::{digits_raw, load_digits, parse_digits, DigitsRaw, DIGITS_LEN};
 pub use error::{Error, Result};
 pub use keywords::{KeywordConfig, SyntheticKeywords, KEYWORD_CLASSES};
-pub use split::{class_counts, fold_splits, stratified_folds, stratified_split, FoldSplit, LabelledSplit};
+#[cfg(feature = "wav")]
+pub use loaders::{
+    esc10, speech_commands, urbansound8k, AudioFile, DatasetIndex, SpeechCommandsOptions, Subset,
+    ESC10_CLASSES, URBANSOUND8K_CLASSES,
+};
+pub use shapes::{Shapes, ShapesConfig, SHAPE_CLASSES};
+pub use split::{
+    class_counts, fold_splits, stratified_folds, stratified_split, FoldSplit, LabelledSplit,
+};

@@ -13,4 +13,13 @@ pub use operator::{FnOperator, LinearOperator, ScaledOperator, ShiftedOperator};
 pub mod tridiagonal;
 pub use tridiagonal::{golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen};
 
+pub mod csr;
+pub use csr::CsrMatrix;
+
+pub mod lanczos;
+pub use lanczos::{Lanczos, LanczosConfig, LanczosDecomposition, Reorthogonalization};
+
+pub mod eigs;
+pub use eigs::{eigen_residual, top_eigenpairs, EigenPairs, TopEigen, TopEigenConfig, Which};
+
 mod util;

@@ -90,15 +90,15 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
 /// An operator given by a closure `f(x, y)` that writes `A·x` into `y`.
 ///
 /// ```
-/// use ndarray::{array, ArrayView1, ArrayViewMut1};
+/// use ndarray::{arr1, ArrayView1, ArrayViewMut1};
 /// use tessera_lanczos::{FnOperator, LinearOperator};
 /// // A = diag(1, 2, 3) without storing it.
 /// let op = FnOperator::new(3, |x: ArrayView1<f64>, mut y: ArrayViewMut1<f64>| {
 ///     for i in 0..3 { y[i] = (i as f64 + 1.0) * x[i]; }
 /// }).unwrap();
 /// let mut y = ndarray::Array1::zeros(3);
-/// op.apply(array![1.0, 1.0, 1.0].view(), y.view_mut());
-/// assert_eq!(y, array![1.0, 2.0, 3.0]);
+/// op.apply(arr1(&[1.0, 1.0, 1.0]).view(), y.view_mut());
+/// assert_eq!(y, arr1(&[1.0, 2.0, 3.0]));
 /// ```
 pub struct FnOperator<Fun> {
     dim: usize,
@@ -212,7 +212,7 @@ impl<F: Float, O: LinearOperator<F> + ?Sized> LinearOperator<F> for ScaledOperat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{array, Array1, Array2};
+    use ndarray::{arr1, arr2, Array1, Array2, ShapeBuilder};
 
     fn dense_reference(a: &Array2<f64>, x: &Array1<f64>) -> Array1<f64> {
         Array1::from_shape_fn(a.nrows(), |i| (0..a.ncols()).map(|j| a[[i, j]] * x[j]).sum())
@@ -257,14 +257,14 @@ mod tests {
 
     #[test]
     fn shifted_and_scaled() {
-        let a = array![[2.0f32, 1.0], [1.0, 3.0]];
+        let a = arr2(&[[2.0f32, 1.0], [1.0, 3.0]]);
         let s = ShiftedOperator::new(&a, 0.5).unwrap();
         let c = ScaledOperator::new(&s, -2.0).unwrap();
-        let x = array![1.0f32, -1.0];
+        let x = arr1(&[1.0f32, -1.0]);
         let mut y = Array1::zeros(2);
         c.apply(x.view(), y.view_mut());
         // -2 (A + 0.5 I) x = -2 ([1, -2] + [0.5, -0.5]) = [-3, 5]
-        assert_eq!(y, array![-3.0, 5.0]);
+        assert_eq!(y, arr1(&[-3.0, 5.0]));
         let mut yb = Array2::zeros((2, 1));
         c.apply_batch(x.view().insert_axis(Axis(1)), yb.view_mut());
         assert_eq!(yb.column(0), y);

@@ -7,7 +7,7 @@
 //! (DESIGN.md: offline, pure-Rust default); the algorithm is the classical one of Bowdler,
 //! Martin, Reinsch & Wilkinson (EISPACK `tql1`/`tql2`, 1968) and Golub & Welsch (1969).
 
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -61,7 +61,7 @@ pub fn tridiagonal_eigen<F: Float>(
     check_finite("off", off.iter())?;
     let mut d = diag.to_owned();
     let mut e = Array1::zeros(n);
-    e.slice_mut(s![..n - 1]).assign(&off);
+    e.slice_axis_mut(Axis(0), Slice::from(..n - 1)).assign(&off);
     let mut z = match mode {
         EigenvectorMode::None => None,
         EigenvectorMode::FirstComponents => {
@@ -85,7 +85,7 @@ fn sorted<F: Float>(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| d[a].partial_cmp(&d[b]).expect("finite eigenvalues"));
     let values = Array1::from_iter(order.iter().map(|&i| d[i]));
-    let z = z.map(|z| z.select(ndarray::Axis(1), &order));
+    let z = z.map(|z| z.select(Axis(1), &order));
     match mode {
         EigenvectorMode::None => TridiagonalEigen {
             values,
@@ -246,7 +246,7 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
     let mut e = Array1::zeros(n);
     for k in 0..n.saturating_sub(2) {
         // Reflector H = I − τ v vᵀ mapping w[k+1.., k] onto a multiple of the first unit vector.
-        let x = w.slice(s![k + 1.., k]).to_owned();
+        let x = w.column(k).slice_axis(Axis(0), Slice::from(k + 1..)).to_owned();
         let norm_x = crate::util::norm(x.view());
         if norm_x == F::zero() {
             e[k] = F::zero();
@@ -260,7 +260,7 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
         let tau = F::c(2.0) / vnorm2;
         // Two-sided update of the trailing block B ← H B H via p = τ B v, K = τ vᵀp/2,
         // q = p − K v, B ← B − v qᵀ − q vᵀ.
-        let mut block = w.slice_mut(s![k + 1.., k + 1..]);
+        let mut block = w.slice_each_axis_mut(|_| Slice::from(k + 1..));
         let p = block.dot(&v) * tau;
         let kappa = tau * v.dot(&p) / F::c(2.0);
         let qv = &p - &(&v * kappa);
@@ -272,7 +272,7 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
         }
         e[k] = alpha;
         // Accumulate Q ← Q H on columns k+1.. .
-        let mut qcols = q.slice_mut(s![.., k + 1..]);
+        let mut qcols = q.slice_axis_mut(Axis(1), Slice::from(k + 1..));
         let qvv = qcols.dot(&v) * tau;
         for r in 0..n {
             for j in 0..m {
@@ -291,13 +291,13 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::arr1;
 
     #[test]
     fn two_by_two() {
         let eig = tridiagonal_eigen(
-            array![2.0f64, 2.0].view(),
-            array![1.0].view(),
+            arr1(&[2.0f64, 2.0]).view(),
+            arr1(&[1.0]).view(),
             EigenvectorMode::Full,
         )
         .unwrap();
@@ -308,11 +308,11 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(tridiagonal_eigen::<f64>(array![].view(), array![].view(), EigenvectorMode::None).is_err());
-        let e = tridiagonal_eigen(array![1.0, 2.0].view(), array![1.0, 2.0].view(), EigenvectorMode::None)
+        assert!(tridiagonal_eigen::<f64>(arr1(&[]).view(), arr1(&[]).view(), EigenvectorMode::None).is_err());
+        let e = tridiagonal_eigen(arr1(&[1.0, 2.0]).view(), arr1(&[1.0, 2.0]).view(), EigenvectorMode::None)
             .unwrap_err();
         assert!(e.to_string().contains("off"), "{e}");
-        let e = tridiagonal_eigen(array![1.0, f64::NAN].view(), array![1.0].view(), EigenvectorMode::None)
+        let e = tridiagonal_eigen(arr1(&[1.0, f64::NAN]).view(), arr1(&[1.0]).view(), EigenvectorMode::None)
             .unwrap_err();
         assert!(e.to_string().contains("diag"), "{e}");
         assert!(symmetric_eigen(Array2::<f64>::zeros((2, 3)).view()).is_err());

@@ -2,7 +2,7 @@
 //! fixed batch, as `tessera_lanczos::LinearOperator`s.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
 use tessera_lanczos::LinearOperator;
 
 use crate::activation::Activation;
@@ -171,10 +171,10 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
             let sm = F::c(layer.branch_scale * layer.forward_multiplier);
             let s = F::c(layer.branch_scale);
             let vw = v
-                .slice(s![layer.weight_range()])
+                .slice_axis(Axis(0), Slice::from(layer.weight_range()))
                 .into_shape_with_order((layer.fan_out, layer.fan_in))
                 .expect("weight slice is contiguous");
-            let vb = v.slice(s![layer.bias_range()]);
+            let vb = v.slice_axis(Axis(0), Slice::from(layer.bias_range()));
             let mut rpre = Array2::zeros((batch, layer.fan_out));
             general_mat_mul(sm, &trace.node(j), &vw.t(), F::zero(), &mut rpre);
             if let Some(ra) = &r_nodes[j] {
@@ -238,7 +238,7 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
             ob.mapv_inplace(|x| x * s);
             if j > 0 {
                 let vw = v
-                    .slice(s![layer.weight_range()])
+                    .slice_axis(Axis(0), Slice::from(layer.weight_range()))
                     .into_shape_with_order((layer.fan_out, layer.fan_in))
                     .expect("weight slice is contiguous");
                 let mut back = Array2::zeros((batch, layer.fan_in));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ndarray::s;
+use ndarray::{Axis, Slice};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::error::{check_finite, shape_mismatch, Error, Result};
@@ -35,7 +35,7 @@ impl<F: Float> Mlp<F> {
                 ("weight", layer.weight_range(), vec![layer.fan_out, layer.fan_in]),
                 ("bias", layer.bias_range(), vec![layer.fan_out]),
             ] {
-                let values = self.params().slice(s![range]);
+                let values = self.params().slice_axis_move(Axis(0), Slice::from(range));
                 let bytes: Vec<u8> = match dtype {
                     Dtype::F32 => values
                         .iter()
@@ -104,7 +104,7 @@ impl<F: Float> Mlp<F> {
                 };
                 check_finite("safetensors", values.iter())?;
                 params
-                    .slice_mut(s![range])
+                    .slice_axis_mut(Axis(0), Slice::from(range))
                     .iter_mut()
                     .zip(values)
                     .for_each(|(p, v)| *p = v);

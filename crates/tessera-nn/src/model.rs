@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Slice, Zip};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -240,7 +240,7 @@ impl<F: Float> Mlp<F> {
         let total = layers.last().map_or(0, |l| l.bias_offset + l.fan_out);
         let mut params = Array1::zeros(total);
         for layer in &layers {
-            for w in params.slice_mut(s![layer.weight_range()]).iter_mut() {
+            for w in params.slice_axis_mut(Axis(0), Slice::from(layer.weight_range())).iter_mut() {
                 let z: f64 = rng.sample(StandardNormal);
                 *w = F::c(layer.init_std * z);
             }
@@ -397,7 +397,7 @@ impl<F: Float> Mlp<F> {
         let l = self.check_layer(layer)?.clone();
         Ok(self
             .params
-            .slice_mut(s![l.weight_range()])
+            .slice_axis_mut(Axis(0), Slice::from(l.weight_range()))
             .into_shape_with_order((l.fan_out, l.fan_in))
             .expect("weight slice is contiguous"))
     }
@@ -405,25 +405,25 @@ impl<F: Float> Mlp<F> {
     /// Bias of `layer`, a view into the flat parameters.
     pub fn bias(&self, layer: usize) -> Result<ArrayView1<'_, F>> {
         let l = self.check_layer(layer)?;
-        Ok(self.params.slice(s![l.bias_range()]))
+        Ok(self.params.slice_axis(Axis(0), Slice::from(l.bias_range())))
     }
 
     /// Mutable bias of `layer`.
     pub fn bias_mut(&mut self, layer: usize) -> Result<ArrayViewMut1<'_, F>> {
         let range = self.check_layer(layer)?.bias_range();
-        Ok(self.params.slice_mut(s![range]))
+        Ok(self.params.slice_axis_mut(Axis(0), Slice::from(range)))
     }
 
     pub(crate) fn w(&self, layer: usize) -> ArrayView2<'_, F> {
         let l = &self.layers[layer];
         self.params
-            .slice(s![l.weight_range()])
+            .slice_axis(Axis(0), Slice::from(l.weight_range()))
             .into_shape_with_order((l.fan_out, l.fan_in))
             .expect("weight slice is contiguous")
     }
 
     pub(crate) fn b(&self, layer: usize) -> ArrayView1<'_, F> {
-        self.params.slice(s![self.layers[layer].bias_range()])
+        self.params.slice_axis(Axis(0), Slice::from(self.layers[layer].bias_range()))
     }
 
     /// Checks an input batch: shape `(B ≥ 1, input_dim)` and finite entries; also checks the
@@ -613,7 +613,7 @@ pub(crate) fn split_layer_mut<'a, F: Float>(
     flat: ArrayViewMut1<'a, F>,
     layer: &DenseLayer,
 ) -> (ArrayViewMut2<'a, F>, ArrayViewMut1<'a, F>) {
-    let slot = flat.slice_move(s![layer.param_range()]);
+    let slot = flat.slice_axis_move(Axis(0), Slice::from(layer.param_range()));
     let (w, b) = slot.split_at(Axis(0), layer.fan_in * layer.fan_out);
     (
         w.into_shape_with_order((layer.fan_out, layer.fan_in))

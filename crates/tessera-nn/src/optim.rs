@@ -1,7 +1,7 @@
 //! Optimisers (SGD with momentum/Nesterov/weight decay, Adam/AdamW), per-layer learning-rate
 //! multipliers and learning-rate schedules.
 
-use ndarray::{s, Array1, ArrayView1, Zip};
+use ndarray::{Array1, ArrayView1, Axis, Slice, Zip};
 
 use crate::error::{check_finite, invalid, shape_mismatch, Result};
 use crate::model::Mlp;
@@ -186,8 +186,8 @@ impl<F: Float> Optimizer<F> {
         for (j, (wr, br)) in self.layer_ranges.iter().enumerate() {
             let (mw, mb) = self.base_multipliers[j];
             let u = self.user_multipliers[j];
-            self.lr_scale.slice_mut(s![wr.clone()]).fill(F::c(mw * u));
-            self.lr_scale.slice_mut(s![br.clone()]).fill(F::c(mb * u));
+            self.lr_scale.slice_axis_mut(Axis(0), Slice::from(wr.clone())).fill(F::c(mw * u));
+            self.lr_scale.slice_axis_mut(Axis(0), Slice::from(br.clone())).fill(F::c(mb * u));
         }
     }
 

@@ -1,7 +1,7 @@
 //! RiFT (Zhu et al., ICCV 2023): module robust criticality, the least critical module, and the
 //! interpolation curve between the initial and the fine-tuned parameters.
 
-use ndarray::{s, Array1, ArrayView2};
+use ndarray::{Array1, ArrayView2, Axis, Slice};
 
 use crate::error::{invalid, shape_mismatch, Result};
 use crate::loss::{loss_and_logit_gradient, Loss, Targets};
@@ -74,7 +74,7 @@ pub fn module_robust_criticality<F: Float>(
     config.validate()?;
     let range = mlp.layer(layer)?.param_range();
     let base_loss = mlp.loss(x, targets, loss)?.as_f64();
-    let theta = mlp.params().slice(s![range.clone()]).to_owned();
+    let theta = mlp.params().slice_axis_move(Axis(0), Slice::from(range.clone())).to_owned();
     let radius = config.epsilon * norm(theta.iter().map(|v| v.as_f64()));
     let mut perturbed = mlp.clone();
     let mut delta = Array1::<f64>::zeros(range.len());
@@ -82,7 +82,7 @@ pub fn module_robust_criticality<F: Float>(
     for _ in 0..config.steps {
         let (value, grad) = perturbed.loss_and_gradient(x, targets, loss)?;
         best = best.max(value.as_f64());
-        let g = grad.slice(s![range.clone()]);
+        let g = grad.slice_axis(Axis(0), Slice::from(range.clone()));
         let g_norm = norm(g.iter().map(|v| v.as_f64()));
         if radius == 0.0 || g_norm == 0.0 {
             break;
@@ -94,7 +94,7 @@ pub fn module_robust_criticality<F: Float>(
             delta.mapv_inplace(|d| d * radius / d_norm);
         }
         let mut p = perturbed.params_mut();
-        let mut slot = p.slice_mut(s![range.clone()]);
+        let mut slot = p.slice_axis_mut(Axis(0), Slice::from(range.clone()));
         for ((w, &t), &d) in slot.iter_mut().zip(&theta).zip(&delta) {
             *w = t + F::c(d);
         }

@@ -1,7 +1,7 @@
 //! Static sparse masks per layer and a training loop step that ties network, optimiser,
 //! schedule and masks together.
 
-use ndarray::{s, Array1, ArrayView1, ArrayView2};
+use ndarray::{Array1, ArrayView1, ArrayView2, Axis, Slice};
 use tessera_sparse::Mask;
 
 use crate::error::{invalid, shape_mismatch, Result};
@@ -123,7 +123,7 @@ impl MaskSet {
         let mut params = mlp.params_mut();
         for (mask, range) in self.masks.iter().zip(&self.ranges) {
             if let Some(m) = mask {
-                let mut slot = params.slice_mut(s![range.clone()]);
+                let mut slot = params.slice_axis_mut(Axis(0), Slice::from(range.clone()));
                 let flat = slot
                     .as_slice_mut()
                     .expect("parameter slices are contiguous");

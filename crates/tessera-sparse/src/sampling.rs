@@ -221,7 +221,7 @@ mod tests {
         mask.apply_view(t.view_mut()).unwrap();
         assert_eq!(t, array![[1.0, 0.0, 0.0], [4.0, 5.0, 0.0]]);
         let mut base2 = base.clone();
-        mask.apply_view(base2.t_mut()).unwrap();
+        mask.apply_view(base2.view_mut().reversed_axes()).unwrap();
         assert_eq!(base2, array![[1.0, 4.0], [0.0, 5.0], [0.0, 0.0]]);
         let mut wrong = Array2::<f64>::zeros((2, 2));
         assert!(mask.apply_view(wrong.view_mut()).is_err());

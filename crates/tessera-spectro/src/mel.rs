@@ -231,7 +231,7 @@ impl<T: Float> SparseFilterbank<T> {
                     None => (0, Vec::new()),
                     Some(first) => {
                         let last = row.iter().rposition(|w| *w != T::zero()).unwrap_or(first);
-                        (first, row.slice(ndarray::s![first..=last]).to_vec())
+                        (first, row.iter().skip(first).take(last + 1 - first).copied().collect())
                     }
                 }
             })

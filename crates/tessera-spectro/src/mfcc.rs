@@ -196,6 +196,6 @@ mod tests {
         let flat = Array2::from_elem((128, 2), -30.0);
         let c = plan.from_log_mel(flat.view()).unwrap();
         assert!((c[[0, 0]] - -30.0 * 128f64.sqrt()).abs() < 1e-9);
-        assert!(c.slice(ndarray::s![1.., ..]).iter().all(|v| v.abs() < 1e-9));
+        assert!(c.iter().skip(2).all(|v| v.abs() < 1e-9));
     }
 }

@@ -242,7 +242,7 @@ impl<T: Float> Stft<T> {
 
     /// Checks that `signal` is non-empty, finite and long enough, and returns it as a
     /// contiguous slice together with its frame count.
-    pub(crate) fn prepare<'a>(&self, signal: &'a ArrayView1<'a, T>) -> Result<(Cow<'a, [T]>, usize)> {
+    pub(crate) fn prepare<'a>(&self, signal: &'a ArrayView1<'_, T>) -> Result<(Cow<'a, [T]>, usize)> {
         let frames = self.frame_count(signal.len())?;
         if let Some((i, v)) = signal.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::param(

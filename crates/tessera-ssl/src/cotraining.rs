@@ -78,12 +78,12 @@ pub fn view_difference<F: Float>(
 ) -> Result<ViewDifferenceLoss<F>> {
     check::logits("logits_f", &logits_f)?;
     for (name, other) in [
-        ("logits_g", &logits_g),
-        ("logits_f_on_adv_g", &logits_f_on_adv_g),
-        ("logits_g_on_adv_f", &logits_g_on_adv_f),
+        ("logits_g", logits_g.view()),
+        ("logits_f_on_adv_g", logits_f_on_adv_g.view()),
+        ("logits_g_on_adv_f", logits_g_on_adv_f.view()),
     ] {
-        check::same_shape(name, other, logits_f.shape(), "the shape of logits_f")?;
-        check::finite(name, other)?;
+        check::same_shape(name, &other, logits_f.shape(), "the shape of logits_f")?;
+        check::finite(name, &other)?;
     }
     let (value_1, grad_g, grad_f_on_adv_g) = cross_entropy_between_logits(logits_g, logits_f_on_adv_g);
     let (value_2, grad_f, grad_g_on_adv_f) = cross_entropy_between_logits(logits_f, logits_g_on_adv_f);

@@ -8,7 +8,7 @@
 //! ($\alpha_0 = 0$) and while $1 - \frac1{t+1} <$ decay the teacher is the plain running mean of
 //! every student seen; afterwards it decays geometrically.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
 
 use crate::fixmatch::rename;
 use crate::losses::{check_logits_and_targets, mse_probabilities_unchecked, soft_cross_entropy_unchecked};
@@ -172,7 +172,7 @@ impl MeanTeacher {
                 labelled_targets.shape(),
             ));
         }
-        let student_labelled = student_logits.slice(ndarray::s![..labelled, ..]);
+        let student_labelled = student_logits.slice_axis(Axis(0), Slice::from(..labelled));
         let mut grad_student = Array2::<F>::zeros(student_logits.raw_dim());
         let mut supervised = F::zero();
         if labelled > 0 {
@@ -181,7 +181,7 @@ impl MeanTeacher {
             let loss = soft_cross_entropy_unchecked(student_labelled, labelled_targets);
             supervised = loss.value;
             grad_student
-                .slice_mut(ndarray::s![..labelled, ..])
+                .slice_axis_mut(Axis(0), Slice::from(..labelled))
                 .assign(&loss.grad);
         }
         let teacher_probabilities = softmax_unchecked(teacher_logits);

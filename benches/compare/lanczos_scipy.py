@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Side-by-side: tessera-lanczos vs scipy ARPACK `eigsh` and a numpy SLQ, n = 2000.
+
+Builds three symmetric test matrices once (written as .npy under target/lanczos-compare/,
+read by both sides), times scipy `eigsh(k=5, which='LA', tol=1e-8)` and a numpy stochastic
+Lanczos quadrature (n_v = 10 Rademacher probes, m = 100 steps, full reorthogonalisation, the
+PyHessian recipe) in this process, then runs the release example
+`crates/tessera-lanczos/examples/compare.rs` on the same files and prints one table with
+matvec counts, seconds and ratios.
+
+Usage (from the workspace root):  python3 benches/compare/lanczos_scipy.py [--bin PATH] [--n N]
+  --bin PATH   use an already built `compare` example binary instead of `cargo run --release`.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import scipy
+import scipy.sparse.linalg as sla
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def random_orthogonal(n, rng):
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def build_matrices(n, out_dir):
+    """Wigner (G+Gᵀ)/√(2n); Marchenko–Pastur XXᵀ/N with n/N = 0.5; rotated spiked diagonal."""
+    rng = np.random.default_rng(20240601)
+    mats = {}
+    g = rng.standard_normal((n, n))
+    mats["wigner"] = (g + g.T) / np.sqrt(2 * n)
+    big_n = 2 * n
+    x = rng.standard_normal((n, big_n))
+    mats["marchenko_pastur"] = x @ x.T / big_n
+    spectrum = np.concatenate([np.linspace(0.0, 1.0, n - 5), [5.0, 10.0, 20.0, 50.0, 100.0]])
+    q = random_orthogonal(n, rng)
+    spiked = (q * spectrum) @ q.T
+    mats["spiked"] = (spiked + spiked.T) / 2
+    os.makedirs(out_dir, exist_ok=True)
+    for name, a in mats.items():
+        a = np.ascontiguousarray(a)
+        np.save(os.path.join(out_dir, f"{name}.npy"), a)
+        np.save(os.path.join(out_dir, f"{name}_eigvals.npy"), np.linalg.eigvalsh(a))
+    return mats
+
+
+def best_of(fn, repeats=3):
+    best = float("inf")
+    out = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def scipy_top5(a):
+    count = [0]
+
+    def mv(v):
+        count[0] += 1
+        return a @ v
+
+    op = sla.LinearOperator(a.shape, matvec=mv, dtype=a.dtype)
+    vals = sla.eigsh(op, k=5, which="LA", tol=1e-8, return_eigenvectors=False)
+    matvecs = count[0]
+    seconds, _ = best_of(lambda: sla.eigsh(a, k=5, which="LA", tol=1e-8))
+    return matvecs, seconds, np.sort(vals)[::-1]
+
+
+def numpy_slq(a, n_v=10, m=100, seed=0):
+    """PyHessian-style SLQ: per-probe Lanczos with full reorthogonalisation."""
+    n = a.shape[0]
+    rng = np.random.default_rng(seed)
+    nodes, weights = [], []
+    for _ in range(n_v):
+        v = rng.choice([-1.0, 1.0], size=n)
+        v /= np.linalg.norm(v)
+        basis = np.zeros((m, n))
+        alpha, beta = np.zeros(m), np.zeros(m - 1)
+        basis[0] = v
+        w_prev, b_prev = np.zeros(n), 0.0
+        for j in range(m):
+            w = a @ basis[j]
+            alpha[j] = w @ basis[j]
+            w -= alpha[j] * basis[j] + b_prev * w_prev
+            for _ in range(2):
+                w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
+            if j + 1 < m:
+                b_prev = np.linalg.norm(w)
+                beta[j] = b_prev
+                w_prev = basis[j]
+                basis[j + 1] = w / b_prev
+        t = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+        theta, s = np.linalg.eigh(t)
+        nodes.append(theta)
+        weights.append(s[0] ** 2)
+    return np.concatenate(nodes), np.concatenate(weights) / n_v
+
+
+def wasserstein1(nodes, weights, eigs):
+    """W1 between the weighted nodes and the uniform measure on eigs (∫|F−G|)."""
+    pts = np.concatenate([nodes, eigs])
+    mass = np.concatenate([weights, -np.full(len(eigs), 1.0 / len(eigs))])
+    order = np.argsort(pts, kind="stable")
+    pts, cdf_diff = pts[order], np.cumsum(mass[order])
+    return float(np.sum(np.abs(cdf_diff[:-1]) * np.diff(pts)))
+
+
+def run_ours(data_dir, binary):
+    if binary:
+        cmd = [binary, data_dir]
+    else:
+        cmd = ["cargo", "run", "--release", "-q", "-p", "tessera-lanczos", "--example",
+               "compare", "--", data_dir]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+            rows[(fields["matrix"], fields["task"])] = fields
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=None)
+    ap.add_argument("--n", type=int, default=2000)
+    args = ap.parse_args()
+    data_dir = os.path.join(ROOT, "target", "lanczos-compare")
+    print(f"numpy {np.__version__}, scipy {scipy.__version__}; n = {args.n}; building matrices…")
+    mats = build_matrices(args.n, data_dir)
+    ours = run_ours(data_dir, args.bin)
+
+    print()
+    print("| matrix | task | scipy/numpy matvecs | ours matvecs | scipy/numpy s | ours s | time ratio (ref/ours) | accuracy (ours) |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for name, a in mats.items():
+        eigs = np.load(os.path.join(data_dir, f"{name}_eigvals.npy"))
+        mv, sec, vals = scipy_top5(a)
+        o = ours[(name, "top5")]
+        ref_err = np.max(np.abs(vals - eigs[::-1][:5]) / np.abs(eigs[::-1][:5]))
+        print(f"| {name} | top-5 LA tol 1e-8 | {mv} | {o['matvecs']} | {sec:.4f} | {float(o['seconds']):.4f} "
+              f"| {sec / float(o['seconds']):.2f} | max rel err {o['max_rel_err']} (scipy {ref_err:.1e}) |")
+    for name, a in mats.items():
+        eigs = np.load(os.path.join(data_dir, f"{name}_eigvals.npy"))
+        sec, (nodes, weights) = best_of(lambda: numpy_slq(a), repeats=1)
+        w1 = wasserstein1(nodes, weights, eigs) / (eigs[-1] - eigs[0])
+        o = ours[(name, "slq")]
+        print(f"| {name} | SLQ n_v=10 m=100 | 1000 | {o['matvecs']} | {sec:.4f} | {float(o['seconds']):.4f} "
+              f"| {sec / float(o['seconds']):.2f} | W1/span {o['w1_over_span']} (numpy {w1:.1e}) |")
+    for name in mats:
+        o = ours[(name, "trace")]
+        print(f"| {name} | SLQ tr(A), log det(A) | – | {o['matvecs']} | – | {float(o['seconds']):.4f} | – "
+              f"| trace rel err {o['trace_rel_err']}, logdet rel err {o['logdet_rel_err']} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

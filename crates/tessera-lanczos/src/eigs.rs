@@ -1,0 +1,359 @@
+//! A few extreme eigenpairs of a symmetric operator by thick-restart Lanczos (Wu & Simon,
+//! 2000), the restarted scheme that is mathematically equivalent to ARPACK's implicitly
+//! restarted Lanczos (Sorensen, 1992; Lehoucq, Sorensen & Yang, 1998) but simpler: after each
+//! cycle the wanted Ritz vectors (and a few of their neighbours) are kept, the residual
+//! vector is appended, and the Lanczos recurrence continues with full reorthogonalisation.
+
+use ndarray::{Array1, Array2, ArrayView1, Axis};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::operator::LinearOperator;
+use crate::tridiagonal::symmetric_eigen;
+use crate::util::{apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm};
+
+/// Which end of the spectrum [`top_eigenpairs`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Largest eigenvalues (ARPACK `'LA'`), returned in descending order.
+    LargestAlgebraic,
+    /// Smallest eigenvalues (`'SA'`), returned in ascending order.
+    SmallestAlgebraic,
+    /// Largest in absolute value (`'LM'`), returned by descending magnitude.
+    LargestMagnitude,
+}
+
+impl Which {
+    /// Indices of `theta` ordered from most to least wanted.
+    fn order<F: Float>(self, theta: &Array1<F>) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..theta.len()).collect();
+        let key = |i: usize| match self {
+            Which::LargestAlgebraic => -theta[i],
+            Which::SmallestAlgebraic => theta[i],
+            Which::LargestMagnitude => -theta[i].abs(),
+        };
+        idx.sort_by(|&a, &b| key(a).partial_cmp(&key(b)).expect("finite Ritz values"));
+        idx
+    }
+}
+
+/// Configuration of [`TopEigen`].
+#[derive(Debug, Clone)]
+pub struct TopEigenConfig<F> {
+    /// Number of eigenpairs `k ≥ 1` (at most `n`).
+    pub k: usize,
+    /// Which end of the spectrum.
+    pub which: Which,
+    /// Relative residual tolerance: every returned pair satisfies
+    /// `‖A·x − θ·x‖ = |β_m·s_{m,i}| ≤ tol·max(|θ|, ε^{2/3}·‖T‖)` (ARPACK's test). `0` means `ε`.
+    pub tol: F,
+    /// Lanczos basis size `m` per cycle; `None` chooses `max(2k + 1, 20)`, like scipy's
+    /// `ncv` default, capped at `n`. Must exceed `k` when given.
+    pub basis_size: Option<usize>,
+    /// Budget of operator applications before giving up with [`Error::NotConverged`];
+    /// `None` = `max(100·m, 10·n)`.
+    pub max_matvecs: Option<usize>,
+    /// Seed of the random start vector (ignored when `start` is given).
+    pub seed: u64,
+    /// Start vector (any non-zero vector; normalised internally).
+    pub start: Option<Array1<F>>,
+}
+
+impl<F: Float> TopEigenConfig<F> {
+    /// `k` eigenpairs at the `which` end with tolerance `tol`, other fields default.
+    pub fn new(k: usize, which: Which, tol: F) -> Self {
+        Self {
+            k,
+            which,
+            tol,
+            basis_size: None,
+            max_matvecs: None,
+            seed: 0x5EED_1A9C,
+            start: None,
+        }
+    }
+}
+
+/// Eigenpairs found by [`top_eigenpairs`].
+#[derive(Debug, Clone)]
+pub struct EigenPairs<F> {
+    /// Eigenvalues in the order of [`Which`].
+    pub values: Array1<F>,
+    /// Unit eigenvectors as columns (`n × k`).
+    pub vectors: Array2<F>,
+    /// Residual norms `‖A·x_i − θ_i·x_i‖` (= `|β_m·s_{m,i}|`).
+    pub residuals: Array1<F>,
+    /// Operator applications spent.
+    pub matvecs: usize,
+    /// Restarts performed.
+    pub restarts: usize,
+}
+
+/// A checked top-eigenpair plan.
+#[derive(Debug, Clone)]
+pub struct TopEigen<F> {
+    config: TopEigenConfig<F>,
+}
+
+/// The `k` eigenpairs of the symmetric `op` at the `which` end of the spectrum, each with
+/// relative residual at most `tol` (see [`TopEigenConfig::tol`]).
+///
+/// ```
+/// use ndarray::{Array1, Array2};
+/// use tessera_lanczos::{top_eigenpairs, Which};
+/// let a = Array2::from_diag(&Array1::linspace(1.0, 100.0, 100));
+/// let pairs = top_eigenpairs(&a, 3, Which::LargestAlgebraic, 1e-10).unwrap();
+/// assert!((pairs.values[0] - 100.0).abs() < 1e-8 && (pairs.values[2] - 98.0).abs() < 1e-8);
+/// ```
+pub fn top_eigenpairs<F: Float, O: LinearOperator<F> + ?Sized>(
+    op: &O,
+    k: usize,
+    which: Which,
+    tol: F,
+) -> Result<EigenPairs<F>> {
+    TopEigen::new(TopEigenConfig::new(k, which, tol))?.compute(op)
+}
+
+impl<F: Float> TopEigen<F> {
+    /// Checks the operator-independent parts of the configuration.
+    pub fn new(config: TopEigenConfig<F>) -> Result<Self> {
+        if config.k == 0 {
+            return Err(Error::invalid("k", 0, "at least one eigenpair must be requested"));
+        }
+        check_tolerance("tol", config.tol)?;
+        if let Some(m) = config.basis_size {
+            if m <= config.k {
+                return Err(Error::invalid(
+                    "basis_size",
+                    m,
+                    format!("must exceed k = {}", config.k),
+                ));
+            }
+        }
+        if config.max_matvecs == Some(0) {
+            return Err(Error::invalid("max_matvecs", 0, "must be ≥ 1"));
+        }
+        if let Some(s) = &config.start {
+            check_finite("start", s.iter())?;
+            if norm(s.view()) == F::zero() {
+                return Err(Error::invalid("start", "the zero vector", "must be non-zero"));
+            }
+        }
+        Ok(Self { config })
+    }
+
+    /// Runs thick-restart Lanczos on `op`.
+    pub fn compute<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<EigenPairs<F>> {
+        let n = check_operator(op)?;
+        let cfg = &self.config;
+        let k = cfg.k;
+        if k > n {
+            return Err(Error::invalid("k", k, format!("must not exceed the dimension n = {n}")));
+        }
+        let m = cfg.basis_size.unwrap_or((2 * k + 1).max(20)).min(n);
+        let max_matvecs = cfg.max_matvecs.unwrap_or((100 * m).max(10 * n));
+        let tol = if cfg.tol == F::zero() { F::epsilon() } else { cfg.tol };
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let start = match &cfg.start {
+            Some(s) if s.len() != n => {
+                return Err(Error::DimensionMismatch {
+                    name: "start",
+                    expected: n,
+                    found: s.len(),
+                })
+            }
+            Some(s) => s.clone(),
+            None => gaussian(n, &mut rng),
+        };
+        let breakdown_tol = F::c(100.0) * F::epsilon();
+        let eps23 = F::epsilon().powf(F::c(2.0 / 3.0));
+
+        // Rows 0..m are the basis, row m the next (residual) direction.
+        let mut basis = Array2::<F>::zeros((m + 1, n));
+        let s_norm = norm(start.view());
+        basis.row_mut(0).assign(&start.mapv(|v| v / s_norm));
+        let mut projected = Array2::<F>::zeros((m, m));
+        let mut first_new = 0;
+        let mut matvecs = 0;
+        let mut restarts = 0;
+        let mut norm_estimate = F::zero();
+        let mut w = Array1::zeros(n);
+        loop {
+            // Extend the basis to m vectors (or to n, where the Krylov space is complete).
+            let mut residual_beta = F::zero();
+            let mut size = m;
+            for j in first_new..m {
+                matvecs += 1;
+                apply_checked(op, basis.row(j), w.view_mut(), matvecs)?;
+                let h = cgs2(basis.slice_axis(Axis(0), (0..=j).into()), &mut w);
+                projected[[j, j]] = h[j];
+                let beta = norm(w.view());
+                let row_sum: F = projected.row(j).iter().map(|v| v.abs()).sum();
+                norm_estimate = norm_estimate.max(row_sum + beta);
+                if j + 1 == n {
+                    // The basis spans the whole space: the projection is exact.
+                    size = j + 1;
+                    break;
+                }
+                let coupled = beta > breakdown_tol * norm_estimate;
+                let next = if coupled {
+                    w.mapv(|v| v / beta)
+                } else {
+                    // Invariant subspace: continue with a fresh direction, uncoupled.
+                    fresh_direction(basis.slice_axis(Axis(0), (0..=j).into()), &mut rng)
+                };
+                basis.row_mut(j + 1).assign(&next);
+                let beta = if coupled { beta } else { F::zero() };
+                if j + 1 < m {
+                    projected[[j, j + 1]] = beta;
+                    projected[[j + 1, j]] = beta;
+                } else {
+                    residual_beta = beta;
+                }
+            }
+
+            let h = projected.slice_each_axis(|_| (0..size).into());
+            let (theta, s) = symmetric_eigen(h)?;
+            let order = cfg.which.order(&theta);
+            let residual = |i: usize| (residual_beta * s[[size - 1, i]]).abs();
+            let converged = |i: usize| residual(i) <= tol * theta[i].abs().max(eps23 * norm_estimate);
+            let wanted = &order[..k];
+            let n_converged = wanted.iter().filter(|&&i| converged(i)).count();
+            if n_converged == k || size == n {
+                let vectors = basis
+                    .slice_axis(Axis(0), (0..size).into())
+                    .t()
+                    .dot(&s.select(Axis(1), wanted));
+                return Ok(EigenPairs {
+                    values: Array1::from_iter(wanted.iter().map(|&i| theta[i])),
+                    vectors,
+                    residuals: Array1::from_iter(wanted.iter().map(|&i| residual(i))),
+                    matvecs,
+                    restarts,
+                });
+            }
+            if matvecs >= max_matvecs {
+                let worst = wanted
+                    .iter()
+                    .map(|&i| residual(i) / theta[i].abs().max(eps23 * norm_estimate))
+                    .fold(F::zero(), F::max);
+                return Err(Error::NotConverged {
+                    method: "top_eigenpairs (thick-restart Lanczos)",
+                    matvecs,
+                    worst_residual: worst.to_string(),
+                    tolerance: tol.to_string(),
+                });
+            }
+
+            // Thick restart: keep the p most wanted Ritz vectors, append the residual vector.
+            let keep = keep_count(k, m, n_converged);
+            let kept = &order[..keep];
+            let ritz_vectors = s.select(Axis(1), kept);
+            let new_rows = ritz_vectors.t().dot(&basis.slice_axis(Axis(0), (0..size).into()));
+            let residual_row = basis.row(m).to_owned();
+            basis.slice_axis_mut(Axis(0), (0..keep).into()).assign(&new_rows);
+            basis.row_mut(keep).assign(&residual_row);
+            projected.fill(F::zero());
+            for (c, &i) in kept.iter().enumerate() {
+                projected[[c, c]] = theta[i];
+                let coupling = residual_beta * s[[size - 1, i]];
+                projected[[c, keep]] = coupling;
+                projected[[keep, c]] = coupling;
+            }
+            first_new = keep;
+            restarts += 1;
+        }
+    }
+}
+
+/// How many Ritz vectors a thick restart keeps: the `k` wanted plus half of the remaining
+/// room, and more once some have converged (so converged vectors stop costing room), never
+/// the whole basis.
+fn keep_count(k: usize, m: usize, n_converged: usize) -> usize {
+    let extra = (m - k) / 2 + n_converged.min((m - k) / 4);
+    (k + extra).min(m - 1).max(k)
+}
+
+/// A random unit vector orthogonal to the rows of `basis` (which has fewer rows than columns).
+fn fresh_direction<F: Float>(basis: ndarray::ArrayView2<'_, F>, rng: &mut ChaCha8Rng) -> Array1<F> {
+    loop {
+        let mut r = gaussian(basis.ncols(), rng);
+        cgs2(basis, &mut r);
+        let nr = norm(r.view());
+        if nr > F::c(1e-3) * F::from_count(basis.ncols()).sqrt() {
+            return r.mapv(|v| v / nr);
+        }
+    }
+}
+
+/// `‖A·x − θ·x‖` for a claimed eigenpair (one operator application), for checking results.
+pub fn eigen_residual<F: Float, O: LinearOperator<F> + ?Sized>(
+    op: &O,
+    theta: F,
+    x: ArrayView1<'_, F>,
+) -> Result<F> {
+    let n = check_operator(op)?;
+    if x.len() != n {
+        return Err(Error::DimensionMismatch {
+            name: "x",
+            expected: n,
+            found: x.len(),
+        });
+    }
+    let mut y = Array1::zeros(n);
+    apply_checked(op, x, y.view_mut(), 1)?;
+    y.scaled_add(-theta, &x);
+    Ok(norm(y.view()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::FnOperator;
+    use ndarray::{ArrayView1, ArrayViewMut1};
+
+    #[test]
+    fn diagonal_all_ends() {
+        let d = Array1::from_shape_fn(300, |i| (i as f64 - 150.0) * 0.01 + if i == 3 { -5.0 } else { 0.0 });
+        let a = Array2::from_diag(&d);
+        let mut sorted = d.to_vec();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let la = top_eigenpairs(&a, 4, Which::LargestAlgebraic, 1e-10).unwrap();
+        for i in 0..4 {
+            assert!((la.values[i] - sorted[299 - i]).abs() < 1e-9, "{:?}", la.values);
+            let r = eigen_residual(&a, la.values[i], la.vectors.column(i)).unwrap();
+            assert!(r <= 1e-10 * la.values[i].abs() * 1.01 + 1e-14, "{r}");
+            assert!((r - la.residuals[i]).abs() < 1e-9);
+        }
+        let sa = top_eigenpairs(&a, 2, Which::SmallestAlgebraic, 1e-10).unwrap();
+        assert!((sa.values[0] + 6.47).abs() < 1e-9 && (sa.values[1] - sorted[1]).abs() < 1e-9);
+        let lm = top_eigenpairs(&a, 1, Which::LargestMagnitude, 1e-10).unwrap();
+        assert!((lm.values[0] + 6.47).abs() < 1e-9);
+    }
+
+    #[test]
+    fn small_operator_complete_space() {
+        let a = ndarray::arr2(&[[2.0f32, 1.0], [1.0, 2.0]]);
+        let p = top_eigenpairs(&a, 2, Which::LargestAlgebraic, 1e-6).unwrap();
+        assert!((p.values[0] - 3.0).abs() < 1e-5 && (p.values[1] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn bad_input() {
+        let a = Array2::<f64>::eye(4);
+        assert!(top_eigenpairs(&a, 0, Which::LargestAlgebraic, 1e-8).unwrap_err().to_string().contains("`k`"));
+        assert!(top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8).unwrap_err().to_string().contains("n = 4"));
+        assert!(top_eigenpairs(&a, 1, Which::LargestAlgebraic, -1.0).is_err());
+        assert!(top_eigenpairs(&Array2::<f64>::zeros((3, 4)), 1, Which::LargestAlgebraic, 1e-8).is_err());
+        let mut c = TopEigenConfig::new(2, Which::LargestAlgebraic, 1e-8);
+        c.basis_size = Some(2);
+        assert!(TopEigen::new(c).is_err());
+        let bad = FnOperator::new(50, |_x: ArrayView1<f64>, mut y: ArrayViewMut1<f64>| y.fill(f64::INFINITY)).unwrap();
+        assert!(matches!(
+            top_eigenpairs(&bad, 1, Which::LargestAlgebraic, 1e-8),
+            Err(Error::NotConverged { .. }) | Err(Error::NonFiniteOperatorOutput { .. })
+        ));
+    }
+}
