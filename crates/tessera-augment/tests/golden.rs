@@ -7,13 +7,19 @@ use tessera_augment::FourierCrop;
 const CASES: [&str; 5] = ["even", "odd_crop", "odd_image", "mixed", "full"];
 
 fn load(kind: &str, case: &str) -> Array3<f64> {
-    let path = format!("{}/tests/data/fourier_{kind}_{case}.npy", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/fourier_{kind}_{case}.npy",
+        env!("CARGO_MANIFEST_DIR")
+    );
     read_npy(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
 fn max_abs_diff(a: ArrayView3<f64>, b: ArrayView3<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape());
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -25,7 +31,10 @@ fn fourier_crop_matches_numpy_f64() {
         let (_, bh, bw) = expected.dim();
         let plan = FourierCrop::<f64>::new(h, w, bh, bw).unwrap();
         let single = plan.crop(input.view()).unwrap();
-        assert!(max_abs_diff(single.view(), expected.view()) < 1e-12, "{case}");
+        assert!(
+            max_abs_diff(single.view(), expected.view()) < 1e-12,
+            "{case}"
+        );
         // The batched, parallel path agrees too.
         let batch = input.clone().insert_axis(ndarray::Axis(0));
         let batched = plan.crop_batch(batch.view()).unwrap();

@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 /// Where to cut a long signal (or pad a short one) to the clip length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FitMode {
-    /// Keep the first samples; pad zeros at the end (what the SSLH code does for ESC-10,
-    /// UrbanSound8K and Speech Commands).
+    /// Keep the first samples; pad zeros at the end.
     #[default]
     Start,
     /// Keep the middle samples; pad zeros equally on both sides (the extra one at the end).
@@ -150,7 +149,8 @@ pub fn read_wav_mono(path: impl AsRef<Path>) -> Result<MonoAudio> {
     })
 }
 
-/// Writes a mono 16-bit PCM WAV file (samples clipped to $[-1, 1]$).
+/// Writes a mono 16-bit PCM WAV file: sample $x$ becomes $\mathrm{round}(32768 x)$ clipped
+/// to the `i16` range, the inverse of [`read_wav_mono`]'s scaling.
 ///
 /// # Errors
 /// [`Error::Io`] / [`Error::CorruptWav`] if the file cannot be written; a zero rate or a
@@ -187,7 +187,7 @@ pub fn write_wav_mono(
     let mut writer = hound::WavWriter::create(path, spec).map_err(failed)?;
     for &x in samples {
         writer
-            .write_sample((x.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+            .write_sample((x * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
             .map_err(failed)?;
     }
     writer.finalize().map_err(failed)
@@ -227,9 +227,8 @@ pub fn resample(signal: ArrayView1<f32>, from_rate: u32, to_rate: u32) -> Result
     };
     let wanted = (signal.len() as u64 * u64::from(to_rate)).div_ceil(u64::from(from_rate)) as usize;
     const CHUNK: usize = 1024;
-    let mut resampler =
-        FftFixedIn::<f32>::new(from_rate as usize, to_rate as usize, CHUNK, 2, 1)
-            .map_err(|e| failed(e.to_string()))?;
+    let mut resampler = FftFixedIn::<f32>::new(from_rate as usize, to_rate as usize, CHUNK, 2, 1)
+        .map_err(|e| failed(e.to_string()))?;
     let delay = resampler.output_delay();
     let input: Vec<f32> = signal.iter().copied().collect();
     let mut output: Vec<f32> = Vec::with_capacity(wanted + delay + CHUNK);

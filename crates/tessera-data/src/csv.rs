@@ -154,7 +154,9 @@ mod tests {
         let table = Table::parse(Path::new("m.csv"), "a,b\n1,2\n").unwrap();
         let err = table.column("fold").unwrap_err().to_string();
         assert!(err.contains("`fold`"), "{err}");
-        let err = Table::parse(Path::new("m.csv"), "").unwrap_err().to_string();
+        let err = Table::parse(Path::new("m.csv"), "")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
         let err = Table::parse(Path::new("m.csv"), "a\n\"x\n")
             .unwrap_err()

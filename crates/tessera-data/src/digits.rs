@@ -52,7 +52,10 @@ fn read_u32(bytes: &[u8], offset: usize) -> u32 {
 /// [`Error::CorruptDataset`] naming what is wrong.
 pub fn parse_digits(bytes: &[u8]) -> Result<DigitsRaw> {
     if bytes.len() < HEADER_LEN + 4 {
-        return Err(corrupt(format!("{} bytes is shorter than the header", bytes.len())));
+        return Err(corrupt(format!(
+            "{} bytes is shorter than the header",
+            bytes.len()
+        )));
     }
     if &bytes[..8] != MAGIC {
         return Err(corrupt("bad magic (expected TSDIGIT1)"));

@@ -122,8 +122,7 @@ impl SyntheticKeywords {
                 "must lie in (0.25, 10]",
             ));
         }
-        if !(config.pitch_semitones.is_finite() && (0.0..=12.0).contains(&config.pitch_semitones))
-        {
+        if !(config.pitch_semitones.is_finite() && (0.0..=12.0).contains(&config.pitch_semitones)) {
             return Err(Error::invalid(
                 "pitch_semitones",
                 config.pitch_semitones,
@@ -223,7 +222,9 @@ impl SyntheticKeywords {
         let speed = (rng.random::<f64>() * (fast / slow).ln() + slow.ln()).exp();
         let tract = rng.random_range(0.9..=1.1);
         let class = self.label(index);
-        let nominal_seconds = [0.45, 0.45, 0.45, 0.5, 0.5, 0.55, 0.55, 0.35, 0.6, 0.55, 0.6, 0.55];
+        let nominal_seconds = [
+            0.45, 0.45, 0.45, 0.5, 0.5, 0.55, 0.55, 0.35, 0.6, 0.55, 0.6, 0.55,
+        ];
         let event_len = ((nominal_seconds[class] / speed * sr) as usize).clamp(16, n * 19 / 20);
         let onset = rng.random_range(0..=n - event_len);
 
@@ -235,7 +236,8 @@ impl SyntheticKeywords {
         };
         let mut signal = event.render(class, &mut rng);
 
-        let level = 0.1 * 10f64.powf(rng.random_range(config.loudness_db.0..=config.loudness_db.1) / 20.0);
+        let level =
+            0.1 * 10f64.powf(rng.random_range(config.loudness_db.0..=config.loudness_db.1) / 20.0);
         let rms = (signal.iter().map(|x| x * x).sum::<f64>() / event_len as f64).sqrt();
         let gain = if rms > 0.0 { level / rms } else { 0.0 };
         signal.iter_mut().for_each(|x| *x *= gain);

@@ -15,18 +15,20 @@ use crate::dataset::AudioDataset;
 use crate::error::{Error, Result};
 use crate::split::{fold_splits, FoldSplit};
 
-/// The ten ESC-10 categories with their ESC-50 `target` ids, in ESC-10 label order.
+/// The ten ESC-10 categories with their ESC-50 `target` ids, in ESC-10 label order — the
+/// order of the SSLH code's `ESC10.TARGET_MAPPER` (targets 0, 1, 38, 40, 41, 10, 11, 12, 20,
+/// 21 → labels 0..9), so that label ids agree with the reference implementation.
 pub const ESC10_CLASSES: [(&str, usize); 10] = [
     ("dog", 0),
     ("rooster", 1),
+    ("clock_tick", 38),
+    ("helicopter", 40),
+    ("chainsaw", 41),
     ("rain", 10),
     ("sea_waves", 11),
     ("crackling_fire", 12),
     ("crying_baby", 20),
     ("sneezing", 21),
-    ("clock_tick", 38),
-    ("helicopter", 40),
-    ("chainsaw", 41),
 ];
 
 /// The ten UrbanSound8K classes, indexed by `classID`.
@@ -276,7 +278,10 @@ pub fn esc10(root: impl AsRef<Path>) -> Result<DatasetIndex> {
             "true" | "1" => true,
             "false" | "0" => false,
             other => {
-                return Err(table.error(*line, format!("column `esc10` = `{other}` is not a boolean")))
+                return Err(table.error(
+                    *line,
+                    format!("column `esc10` = `{other}` is not a boolean"),
+                ))
             }
         };
         if !is_esc10 {
@@ -411,9 +416,7 @@ fn read_list(root: &Path, name: &str) -> Result<(PathBuf, Vec<(usize, String)>)>
     if !path.is_file() {
         return Err(Error::MissingMetadata {
             path,
-            hint: format!(
-                "Speech Commands layout: {name} with one `class/file.wav` per line"
-            ),
+            hint: format!("Speech Commands layout: {name} with one `class/file.wav` per line"),
         });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;

@@ -82,7 +82,11 @@ impl Shapes {
             return Err(Error::invalid("images_per_class", 0, "must be at least 1"));
         }
         if config.channels != 1 && config.channels != 3 {
-            return Err(Error::invalid("channels", config.channels, "must be 1 or 3"));
+            return Err(Error::invalid(
+                "channels",
+                config.channels,
+                "must be 1 or 3",
+            ));
         }
         for (name, size) in [("height", config.height), ("width", config.width)] {
             if !(8..=512).contains(&size) {
@@ -272,12 +276,18 @@ mod tests {
         let disk = shapes.image(0).unwrap();
         let max = disk.fold(0f32, |a, &b| a.max(b));
         let on = disk.iter().filter(|&&p| p == max).count() as f64;
-        assert!(on > std::f64::consts::PI * (0.2f64 * 32.0).powi(2) * 0.7, "{on}");
+        assert!(
+            on > std::f64::consts::PI * (0.2f64 * 32.0).powi(2) * 0.7,
+            "{on}"
+        );
         // Horizontal stripes: every row is constant.
         let stripes = shapes.image(5).unwrap();
         for row in stripes.index_axis(Axis(0), 0).outer_iter() {
             let changes = row.windows(2).into_iter().filter(|w| w[0] != w[1]).count();
-            assert!(changes <= 2, "a row crosses only the texture's rectangle edges");
+            assert!(
+                changes <= 2,
+                "a row crosses only the texture's rectangle edges"
+            );
         }
     }
 

@@ -198,11 +198,20 @@ mod tests {
 
     #[test]
     fn bad_inputs_name_the_parameter() {
-        let err = stratified_split(&[0, 1], 2, 0.0, 0).unwrap_err().to_string();
-        assert!(err.contains("labelled_fraction") && err.contains('0'), "{err}");
-        let err = stratified_split(&[0, 1], 2, f64::NAN, 0).unwrap_err().to_string();
+        let err = stratified_split(&[0, 1], 2, 0.0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("labelled_fraction") && err.contains('0'),
+            "{err}"
+        );
+        let err = stratified_split(&[0, 1], 2, f64::NAN, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("labelled_fraction"), "{err}");
-        let err = stratified_split(&[0, 5], 2, 0.5, 0).unwrap_err().to_string();
+        let err = stratified_split(&[0, 5], 2, 0.5, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("labels[1] = 5"), "{err}");
         let err = stratified_split(&[], 2, 0.5, 0).unwrap_err().to_string();
         assert!(err.contains("labels"), "{err}");

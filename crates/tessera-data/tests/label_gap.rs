@@ -22,7 +22,7 @@ fn log_band_energies(signal: ArrayView1<f32>, sample_rate: f64) -> Array2<f64> {
             let position = (mel(k as f64 * sample_rate / N_FFT as f64) - lo) / (hi - lo);
             (0.0..1.0)
                 .contains(&position)
-                .then(|| (position * N_BANDS as f64) as usize)
+                .then_some((position * N_BANDS as f64) as usize)
         })
         .collect();
     let window: Vec<f64> = (0..N_FFT)

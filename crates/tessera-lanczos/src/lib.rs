@@ -22,4 +22,21 @@ pub use lanczos::{Lanczos, LanczosConfig, LanczosDecomposition, Reorthogonalizat
 pub mod eigs;
 pub use eigs::{eigen_residual, top_eigenpairs, EigenPairs, TopEigen, TopEigenConfig, Which};
 
+pub mod power;
+pub use power::{deflated_power_iteration, power_iteration, PowerConfig, PowerResult, PowerStop};
+
+pub mod trace;
+pub use trace::{hutch_plus_plus, hutchinson, mean_and_standard_error, Probe, Slq, SlqConfig, SlqQuadrature, StopRule, TraceEstimate};
+
+pub mod density;
+pub use density::{Bandwidth, DensityConfig, SmoothedDensity, SpectralDensity};
+
+pub mod lr;
+pub use lr::{batch_scaled_lr, max_stable_sgd_lr, sharpness_scaled_lr, BatchSharpnessFit, Optimizer};
+
+#[cfg(feature = "lapack")]
+pub mod dense;
+#[cfg(feature = "lapack")]
+pub use dense::{dense_spectrum, DENSE_SPECTRUM_MAX_DIM};
+
 mod util;

@@ -159,7 +159,20 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
         dense
     }
 
+    /// Works for any strides of `v` and `out` (columns of a matrix included): the per-layer
+    /// reshapes need contiguous vectors, so strided ones go through a contiguous copy.
     fn product_into(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) {
+        let v = v.as_standard_layout();
+        if out.is_standard_layout() {
+            self.product_contiguous(v.view(), out);
+        } else {
+            let mut tmp = Array1::zeros(out.len());
+            self.product_contiguous(v.view(), tmp.view_mut());
+            out.assign(&tmp);
+        }
+    }
+
+    fn product_contiguous(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) {
         let mlp = self.mlp;
         let trace = &self.trace;
         let n = mlp.num_layers();

@@ -34,7 +34,8 @@ impl<F: Float> History<F> {
         if self.batches.len() == self.capacity {
             self.batches.pop_front();
         }
-        self.batches.push_back((rows.sum_axis(Axis(0)), rows.nrows()));
+        self.batches
+            .push_back((rows.sum_axis(Axis(0)), rows.nrows()));
     }
 
     fn mean(&self) -> Option<Array1<F>> {
@@ -185,7 +186,9 @@ impl<F: Float> DistributionAlignment<F> {
                 return Err(Error::NotProbability {
                     name: "probabilities",
                     row,
-                    reason: format!("aligned row has mass {sum}; it only covers classes with p(y) = 0"),
+                    reason: format!(
+                        "aligned row has mass {sum}; it only covers classes with p(y) = 0"
+                    ),
                 });
             }
             values.mapv_inplace(|v| v / sum);
@@ -233,7 +236,9 @@ mod tests {
         let mut da = DistributionAlignment::new(2, 4).unwrap();
         let labelled = array![[1.0_f64, 0.0], [0.0, 1.0]];
         let unlabelled = array![[0.9_f64, 0.1], [0.7, 0.3]];
-        let aligned = da.observe_and_align(labelled.view(), unlabelled.view()).unwrap();
+        let aligned = da
+            .observe_and_align(labelled.view(), unlabelled.view())
+            .unwrap();
         // p(y) = (.5, .5), p̃(y) = (.8, .2): q·(0.625, 2.5) renormalised.
         let raw = [0.9 * 0.625, 0.1 * 2.5];
         let sum: f64 = raw.iter().sum();
@@ -244,9 +249,11 @@ mod tests {
     #[test]
     fn window_evicts_oldest_batch() {
         let mut da = DistributionAlignment::new(2, 3).unwrap();
-        da.observe_unlabelled(array![[1.0_f64, 0.0]].view()).unwrap();
+        da.observe_unlabelled(array![[1.0_f64, 0.0]].view())
+            .unwrap();
         for _ in 0..3 {
-            da.observe_unlabelled(array![[0.0_f64, 1.0]].view()).unwrap();
+            da.observe_unlabelled(array![[0.0_f64, 1.0]].view())
+                .unwrap();
         }
         assert_eq!(da.unlabelled_batches(), 3);
         assert_eq!(da.unlabelled_marginal().unwrap(), array![0.0, 1.0]);
@@ -262,8 +269,15 @@ mod tests {
         let mut fixed =
             DistributionAlignment::with_labelled_marginal(array![0.5_f64, 0.5].view(), 8).unwrap();
         assert!(fixed.observe_labelled(array![[1.0, 0.0]].view()).is_err());
-        let err = fixed.observe_unlabelled(array![[1.0, 0.0, 0.0]].view()).unwrap_err();
-        assert!(err.to_string().contains("unlabelled_probabilities"), "{err}");
-        assert!(DistributionAlignment::with_labelled_marginal(array![0.5_f64, 0.6].view(), 8).is_err());
+        let err = fixed
+            .observe_unlabelled(array![[1.0, 0.0, 0.0]].view())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unlabelled_probabilities"),
+            "{err}"
+        );
+        assert!(
+            DistributionAlignment::with_labelled_marginal(array![0.5_f64, 0.6].view(), 8).is_err()
+        );
     }
 }

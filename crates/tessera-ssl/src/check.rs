@@ -21,7 +21,10 @@ pub(crate) fn finite<F: Float, S: Data<Elem = F>, D: Dimension>(
 
 /// A batch-first `(batch, classes)` array with at least one row and one column, all finite.
 /// Returns `(batch, classes)`.
-pub(crate) fn matrix<F: Float>(name: &'static str, array: &ArrayView2<F>) -> Result<(usize, usize)> {
+pub(crate) fn matrix<F: Float>(
+    name: &'static str,
+    array: &ArrayView2<F>,
+) -> Result<(usize, usize)> {
     let (batch, classes) = array.dim();
     if batch == 0 || classes == 0 {
         return Err(Error::shape(
@@ -35,7 +38,10 @@ pub(crate) fn matrix<F: Float>(name: &'static str, array: &ArrayView2<F>) -> Res
 }
 
 /// Logits: a non-empty finite `(batch, classes)` array.
-pub(crate) fn logits<F: Float>(name: &'static str, array: &ArrayView2<F>) -> Result<(usize, usize)> {
+pub(crate) fn logits<F: Float>(
+    name: &'static str,
+    array: &ArrayView2<F>,
+) -> Result<(usize, usize)> {
     matrix(name, array)
 }
 

@@ -33,7 +33,12 @@ pub fn fgsm_example<F: Float, D: Dimension>(
     epsilon: f64,
 ) -> Result<Array<F, D>> {
     check::non_negative("epsilon", epsilon)?;
-    check::same_shape("input_grad", &input_grad, inputs.shape(), "the shape of inputs")?;
+    check::same_shape(
+        "input_grad",
+        &input_grad,
+        inputs.shape(),
+        "the shape of inputs",
+    )?;
     check::finite("inputs", &inputs)?;
     check::finite("input_grad", &input_grad)?;
     let step = F::of(epsilon);
@@ -85,8 +90,10 @@ pub fn view_difference<F: Float>(
         check::same_shape(name, &other, logits_f.shape(), "the shape of logits_f")?;
         check::finite(name, &other)?;
     }
-    let (value_1, grad_g, grad_f_on_adv_g) = cross_entropy_between_logits(logits_g, logits_f_on_adv_g);
-    let (value_2, grad_f, grad_g_on_adv_f) = cross_entropy_between_logits(logits_f, logits_g_on_adv_f);
+    let (value_1, grad_g, grad_f_on_adv_g) =
+        cross_entropy_between_logits(logits_g, logits_f_on_adv_g);
+    let (value_2, grad_f, grad_g_on_adv_f) =
+        cross_entropy_between_logits(logits_f, logits_g_on_adv_f);
     Ok(ViewDifferenceLoss {
         value: value_1 + value_2,
         grad_f,
@@ -180,7 +187,12 @@ impl DeepCoTraining {
         logits_g: ArrayView2<F>,
     ) -> Result<PairLoss<F>> {
         check::logits("logits_f", &logits_f)?;
-        check::same_shape("logits_g", &logits_g, logits_f.shape(), "the shape of logits_f")?;
+        check::same_shape(
+            "logits_g",
+            &logits_g,
+            logits_f.shape(),
+            "the shape of logits_f",
+        )?;
         check::finite("logits_g", &logits_g)?;
         let weight = F::of(self.config.lambda_cot);
         let loss = jensen_shannon_unchecked(logits_f, logits_g);
@@ -242,8 +254,8 @@ mod tests {
             .map(|c| -pg[[0, c]] * pfa[[0, c]].ln() - pf[[0, c]] * pga[[0, c]].ln())
             .sum();
         assert!((loss.value - expected).abs() < 1e-14);
-        let err = view_difference(f.view(), g.view(), fa.view(), array![[0.0, 1.0]].view())
-            .unwrap_err();
+        let err =
+            view_difference(f.view(), g.view(), fa.view(), array![[0.0, 1.0]].view()).unwrap_err();
         assert!(err.to_string().contains("logits_g_on_adv_f"), "{err}");
     }
 }

@@ -35,7 +35,10 @@ impl<F: Float> PseudoLabels<F> {
 /// the mask keeps item $b$ when $\max_c p_{bc} \ge \tau$.
 ///
 /// Errors when $\tau \notin [0, 1]$ or a row of `probabilities` is not a distribution.
-pub fn pseudo_labels<F: Float>(probabilities: ArrayView2<F>, threshold: f64) -> Result<PseudoLabels<F>> {
+pub fn pseudo_labels<F: Float>(
+    probabilities: ArrayView2<F>,
+    threshold: f64,
+) -> Result<PseudoLabels<F>> {
     check::unit_interval("threshold", threshold)?;
     check::probability_rows("probabilities", &probabilities)?;
     Ok(pseudo_labels_unchecked(probabilities, threshold))
@@ -70,15 +73,19 @@ pub fn masked_cross_entropy<F: Float>(
     Ok(masked_cross_entropy_unchecked(logits, pseudo))
 }
 
-fn pseudo_labels_unchecked<F: Float>(probabilities: ArrayView2<F>, threshold: f64) -> PseudoLabels<F> {
+fn pseudo_labels_unchecked<F: Float>(
+    probabilities: ArrayView2<F>,
+    threshold: f64,
+) -> PseudoLabels<F> {
     let tau = F::of(threshold);
     let mut labels = Vec::with_capacity(probabilities.nrows());
     let mut confidence = Array1::<F>::zeros(probabilities.nrows());
     for (row, values) in probabilities.axis_iter(Axis(0)).enumerate() {
-        let (best, &max) = values
-            .iter()
-            .enumerate()
-            .fold((0, &values[0]), |acc, (c, v)| if *v > *acc.1 { (c, v) } else { acc });
+        let (best, &max) =
+            values.iter().enumerate().fold(
+                (0, &values[0]),
+                |acc, (c, v)| if *v > *acc.1 { (c, v) } else { acc },
+            );
         labels.push(best);
         confidence[row] = max;
     }
@@ -90,7 +97,10 @@ fn pseudo_labels_unchecked<F: Float>(probabilities: ArrayView2<F>, threshold: f6
     }
 }
 
-fn masked_cross_entropy_unchecked<F: Float>(logits: ArrayView2<F>, pseudo: &PseudoLabels<F>) -> Loss<F> {
+fn masked_cross_entropy_unchecked<F: Float>(
+    logits: ArrayView2<F>,
+    pseudo: &PseudoLabels<F>,
+) -> Loss<F> {
     let batch = F::of(logits.nrows() as f64);
     let log_p = log_softmax_unchecked(logits);
     let mut grad = Array2::<F>::zeros(logits.raw_dim());
@@ -169,7 +179,10 @@ impl FixMatch {
     pub fn pseudo_labels<F: Float>(&self, weak_logits: ArrayView2<F>) -> Result<PseudoLabels<F>> {
         check::logits("weak_logits", &weak_logits)?;
         let probabilities = softmax_unchecked(weak_logits);
-        Ok(pseudo_labels_unchecked(probabilities.view(), self.config.threshold))
+        Ok(pseudo_labels_unchecked(
+            probabilities.view(),
+            self.config.threshold,
+        ))
     }
 
     /// The full FixMatch loss: soft cross-entropy of `labelled_logits` against
@@ -223,7 +236,11 @@ pub(crate) fn rename(error: Error, logits: &'static str, targets: &'static str) 
         other => other,
     };
     match error {
-        Error::InvalidParameter { name, value, reason } => Error::InvalidParameter {
+        Error::InvalidParameter {
+            name,
+            value,
+            reason,
+        } => Error::InvalidParameter {
             name: fix(name),
             value,
             reason,
@@ -274,7 +291,12 @@ mod tests {
         // Only item 0 counts: −log ½, divided by 4 items (not by 1 confident item).
         assert!((loss.value - std::f64::consts::LN_2 / 4.0).abs() < 1e-15);
         assert!((loss.grad[[0, 0]] - (0.5 - 1.0) / 4.0).abs() < 1e-15);
-        assert!(loss.grad.rows().into_iter().skip(1).all(|r| r.iter().all(|&g| g == 0.0)));
+        assert!(loss
+            .grad
+            .rows()
+            .into_iter()
+            .skip(1)
+            .all(|r| r.iter().all(|&g| g == 0.0)));
     }
 
     #[test]
@@ -283,12 +305,18 @@ mod tests {
         for tau in [-0.1, 1.1, f64::NAN] {
             let err = pseudo_labels(p.view(), tau).unwrap_err();
             assert!(err.to_string().contains("threshold"), "{err}");
-            assert!(FixMatch::new(FixMatchConfig { threshold: tau, lambda_u: 1.0 }).is_err());
+            assert!(FixMatch::new(FixMatchConfig {
+                threshold: tau,
+                lambda_u: 1.0
+            })
+            .is_err());
         }
         let fixmatch = FixMatch::new(FixMatchConfig::default()).unwrap();
         let z1 = array![[0.0_f64, 1.0]];
         let z2 = array![[0.0_f64, 1.0], [1.0, 0.0]];
-        let err = fixmatch.loss(z1.view(), p.view(), z1.view(), z2.view()).unwrap_err();
+        let err = fixmatch
+            .loss(z1.view(), p.view(), z1.view(), z2.view())
+            .unwrap_err();
         assert!(err.to_string().contains("strong_logits"), "{err}");
         let bad_targets = array![[0.7_f64, 0.7]];
         let err = fixmatch

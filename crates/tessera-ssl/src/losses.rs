@@ -45,7 +45,10 @@ pub struct PairLoss<F> {
 ///
 /// `targets` rows must be probability distributions (one-hot, mixed, sharpened...). Errors on
 /// empty or non-finite logits, mismatched shapes, or target rows that are not distributions.
-pub fn soft_cross_entropy<F: Float>(logits: ArrayView2<F>, targets: ArrayView2<F>) -> Result<Loss<F>> {
+pub fn soft_cross_entropy<F: Float>(
+    logits: ArrayView2<F>,
+    targets: ArrayView2<F>,
+) -> Result<Loss<F>> {
     check_logits_and_targets(&logits, &targets)?;
     Ok(soft_cross_entropy_unchecked(logits, targets))
 }
@@ -55,7 +58,10 @@ pub fn soft_cross_entropy<F: Float>(logits: ArrayView2<F>, targets: ArrayView2<F
 ///
 /// Errors on empty or non-finite logits, mismatched shapes, or target rows that are not
 /// distributions.
-pub fn mse_probabilities<F: Float>(logits: ArrayView2<F>, targets: ArrayView2<F>) -> Result<Loss<F>> {
+pub fn mse_probabilities<F: Float>(
+    logits: ArrayView2<F>,
+    targets: ArrayView2<F>,
+) -> Result<Loss<F>> {
     check_logits_and_targets(&logits, &targets)?;
     Ok(mse_probabilities_unchecked(logits, targets))
 }
@@ -68,9 +74,17 @@ pub fn mse_probabilities<F: Float>(logits: ArrayView2<F>, targets: ArrayView2<F>
 /// $[0, \log 2]$.
 ///
 /// Errors on empty or non-finite logits or mismatched shapes.
-pub fn jensen_shannon<F: Float>(logits_a: ArrayView2<F>, logits_b: ArrayView2<F>) -> Result<PairLoss<F>> {
+pub fn jensen_shannon<F: Float>(
+    logits_a: ArrayView2<F>,
+    logits_b: ArrayView2<F>,
+) -> Result<PairLoss<F>> {
     check::logits("logits_a", &logits_a)?;
-    check::same_shape("logits_b", &logits_b, logits_a.shape(), "the shape of logits_a")?;
+    check::same_shape(
+        "logits_b",
+        &logits_b,
+        logits_a.shape(),
+        "the shape of logits_a",
+    )?;
     check::finite("logits_b", &logits_b)?;
     Ok(jensen_shannon_unchecked(logits_a, logits_b))
 }

@@ -11,7 +11,9 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
 
 use crate::fixmatch::rename;
-use crate::losses::{check_logits_and_targets, mse_probabilities_unchecked, soft_cross_entropy_unchecked};
+use crate::losses::{
+    check_logits_and_targets, mse_probabilities_unchecked, soft_cross_entropy_unchecked,
+};
 use crate::softmax::softmax_unchecked;
 use crate::{check, Error, Float, Result};
 
@@ -29,7 +31,12 @@ pub fn ema_update<F: Float>(
     alpha: f64,
 ) -> Result<()> {
     check::unit_interval("alpha", alpha)?;
-    check::same_shape("student", &student, teacher.shape(), "the length of teacher")?;
+    check::same_shape(
+        "student",
+        &student,
+        teacher.shape(),
+        "the length of teacher",
+    )?;
     check::finite("student", &student)?;
     let keep = F::of(alpha);
     let take = F::one() - keep;

@@ -40,7 +40,11 @@ pub enum UnlabelledLoss {
 }
 
 impl UnlabelledLoss {
-    pub(crate) fn evaluate<F: Float>(self, logits: ArrayView2<F>, targets: ArrayView2<F>) -> Loss<F> {
+    pub(crate) fn evaluate<F: Float>(
+        self,
+        logits: ArrayView2<F>,
+        targets: ArrayView2<F>,
+    ) -> Loss<F> {
         match self {
             UnlabelledLoss::Mse => mse_probabilities_unchecked(logits, targets),
             UnlabelledLoss::SoftCrossEntropy => soft_cross_entropy_unchecked(logits, targets),
@@ -231,7 +235,12 @@ pub(crate) fn checked_loss<F: Float>(
     name: &'static str,
 ) -> Result<Loss<F>> {
     check::logits(name, &logits)?;
-    check::same_shape(name, &logits, targets.shape(), "one row per item of the batch, one column per class")?;
+    check::same_shape(
+        name,
+        &logits,
+        targets.shape(),
+        "one row per item of the batch, one column per class",
+    )?;
     check_logits_and_targets(&logits, &targets).map_err(|e| rename(e, name, "batch targets"))?;
     Ok(kind.evaluate(logits, targets))
 }
@@ -268,7 +277,11 @@ pub(crate) fn check_views<F: Float, D: RemoveAxis>(
     name: &'static str,
 ) -> Result<()> {
     let first = views.first().ok_or_else(|| {
-        Error::invalid(name, "K = 0 views", "at least one augmented view is needed (K >= 1)")
+        Error::invalid(
+            name,
+            "K = 0 views",
+            "at least one augmented view is needed (K >= 1)",
+        )
     })?;
     let shape = first.shape();
     if shape[0] == 0 || shape[1..] != labelled_inputs.shape()[1..] {
@@ -322,9 +335,24 @@ pub(crate) fn mix_match<F: Float, D: RemoveAxis, R: Rng + ?Sized>(
 ) -> Result<Mixed<F, D>> {
     let labelled = labelled_inputs.shape()[0];
     let all_inputs = concatenate(Axis(0), &[labelled_inputs.view(), unlabelled_inputs.view()])
-        .map_err(|e| Error::shape("unlabelled_inputs", "items shaped like labelled_inputs", e.to_string()))?;
-    let all_targets = concatenate(Axis(0), &[labelled_targets.view(), unlabelled_targets.view()])
-        .map_err(|e| Error::shape("unlabelled_targets", "rows shaped like labelled_targets", e.to_string()))?;
+        .map_err(|e| {
+            Error::shape(
+                "unlabelled_inputs",
+                "items shaped like labelled_inputs",
+                e.to_string(),
+            )
+        })?;
+    let all_targets = concatenate(
+        Axis(0),
+        &[labelled_targets.view(), unlabelled_targets.view()],
+    )
+    .map_err(|e| {
+        Error::shape(
+            "unlabelled_targets",
+            "rows shaped like labelled_targets",
+            e.to_string(),
+        )
+    })?;
     let mut permutation: Vec<usize> = (0..all_inputs.shape()[0]).collect();
     permutation.shuffle(rng);
     let shuffled_inputs = all_inputs.select(Axis(0), &permutation);
@@ -371,7 +399,13 @@ mod tests {
         let z = Array2::<f64>::zeros((5, 2));
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let batch = mixmatch
-            .build_batch(x.view(), y.view(), &[u1.view(), u2.view()], &[z.view(), z.view()], &mut rng)
+            .build_batch(
+                x.view(),
+                y.view(),
+                &[u1.view(), u2.view()],
+                &[z.view(), z.view()],
+                &mut rng,
+            )
             .unwrap();
         assert_eq!(batch.labelled_inputs.shape(), &[3, 2, 4]);
         assert_eq!(batch.unlabelled_inputs.shape(), &[10, 2, 4]);
@@ -382,12 +416,24 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("K = 0"), "{err}");
         let err = mixmatch
-            .build_batch(x.view(), y.view(), &[u1.view()], &[z.view(), z.view()], &mut rng)
+            .build_batch(
+                x.view(),
+                y.view(),
+                &[u1.view()],
+                &[z.view(), z.view()],
+                &mut rng,
+            )
             .unwrap_err();
         assert!(err.to_string().contains("unlabelled_logits"), "{err}");
-        let bad = MixMatch::new(MixMatchConfig { temperature: 0.0, ..Default::default() });
+        let bad = MixMatch::new(MixMatchConfig {
+            temperature: 0.0,
+            ..Default::default()
+        });
         assert!(bad.unwrap_err().to_string().contains("temperature"));
-        let bad = MixMatch::new(MixMatchConfig { alpha: -1.0, ..Default::default() });
+        let bad = MixMatch::new(MixMatchConfig {
+            alpha: -1.0,
+            ..Default::default()
+        });
         assert!(bad.unwrap_err().to_string().contains("alpha"));
     }
 }

@@ -24,7 +24,9 @@ use rand::Rng;
 use tessera_augment::{LambdaRule, LambdaScope, Mixup};
 
 use crate::alignment::DistributionAlignment;
-use crate::mixmatch::{check_labelled, check_views, checked_loss, mix_match, repeat_rows, UnlabelledLoss};
+use crate::mixmatch::{
+    check_labelled, check_views, checked_loss, mix_match, repeat_rows, UnlabelledLoss,
+};
 use crate::sharpen::sharpen_unchecked;
 use crate::softmax::softmax_unchecked;
 use crate::{check, Error, Float, Result};
@@ -127,12 +129,18 @@ impl<F: Float> ReMixMatch<F> {
     }
 
     /// A recipe aligning towards a known labelled class distribution (the paper).
-    pub fn with_labelled_marginal(config: ReMixMatchConfig, marginal: ArrayView1<F>) -> Result<Self> {
+    pub fn with_labelled_marginal(
+        config: ReMixMatchConfig,
+        marginal: ArrayView1<F>,
+    ) -> Result<Self> {
         let alignment = DistributionAlignment::with_labelled_marginal(marginal, config.history)?;
         Self::with_alignment(config, alignment)
     }
 
-    fn with_alignment(config: ReMixMatchConfig, alignment: DistributionAlignment<F>) -> Result<Self> {
+    fn with_alignment(
+        config: ReMixMatchConfig,
+        alignment: DistributionAlignment<F>,
+    ) -> Result<Self> {
         check::positive("alpha", config.alpha)?;
         check::positive("temperature", config.temperature)?;
         check::non_negative("lambda_u", config.lambda_u)?;
@@ -172,10 +180,19 @@ impl<F: Float> ReMixMatch<F> {
         rng: &mut R,
     ) -> Result<ReMixMatchBatch<F, D>> {
         let classes = check_labelled(&labelled_inputs, &labelled_targets)?;
-        check_views(&labelled_inputs, std::slice::from_ref(&weak_inputs), "weak_inputs")?;
+        check_views(
+            &labelled_inputs,
+            std::slice::from_ref(&weak_inputs),
+            "weak_inputs",
+        )?;
         check_views(&labelled_inputs, strong_views, "strong_views")?;
         let unlabelled_batch = weak_inputs.shape()[0];
-        check::same_shape("strong_views", &strong_views[0], weak_inputs.shape(), "the shape of weak_inputs")?;
+        check::same_shape(
+            "strong_views",
+            &strong_views[0],
+            weak_inputs.shape(),
+            "the shape of weak_inputs",
+        )?;
         check::same_shape(
             "weak_logits",
             &weak_logits,

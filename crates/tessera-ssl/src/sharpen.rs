@@ -59,7 +59,10 @@ pub fn average_softmax<F: Float>(view_logits: &[ArrayView2<F>]) -> Result<Array2
 ///
 /// The guesses are targets: no gradient flows through them. Errors when `K = 0`, the views
 /// differ in shape, a value is non-finite, or $T \le 0$.
-pub fn guess_labels<F: Float>(view_logits: &[ArrayView2<F>], temperature: f64) -> Result<Array2<F>> {
+pub fn guess_labels<F: Float>(
+    view_logits: &[ArrayView2<F>],
+    temperature: f64,
+) -> Result<Array2<F>> {
     check::positive("temperature", temperature)?;
     let (batch, classes) = check_views(view_logits)?;
     let mean = average_softmax_unchecked(view_logits, batch, classes);
@@ -98,7 +101,12 @@ pub(crate) fn check_views<F: Float>(view_logits: &[ArrayView2<F>]) -> Result<(us
     })?;
     let (batch, classes) = check::logits("view_logits", first)?;
     for view in &view_logits[1..] {
-        check::same_shape("view_logits", view, first.shape(), "every view like the first")?;
+        check::same_shape(
+            "view_logits",
+            view,
+            first.shape(),
+            "every view like the first",
+        )?;
         check::finite("view_logits", view)?;
     }
     Ok((batch, classes))
@@ -169,7 +177,14 @@ mod tests {
         }
         let logits = array![[1.0_f64, 2.0]];
         let err = sharpen(logits.view(), 0.5).unwrap_err();
-        assert!(matches!(err, Error::NotProbability { name: "probabilities", row: 0, .. }));
+        assert!(matches!(
+            err,
+            Error::NotProbability {
+                name: "probabilities",
+                row: 0,
+                ..
+            }
+        ));
         let err = guess_labels::<f64>(&[], 0.5).unwrap_err();
         assert!(err.to_string().contains("K = 0"), "{err}");
         let other = array![[1.0_f64, 2.0, 3.0]];

@@ -37,12 +37,14 @@ impl Drop for TempDir {
 pub fn sine(freq: f64, sample_rate: u32, n: usize, amplitude: f64) -> Vec<f32> {
     (0..n)
         .map(|t| {
-            (amplitude * (2.0 * std::f64::consts::PI * freq * t as f64 / f64::from(sample_rate)).sin())
+            (amplitude
+                * (2.0 * std::f64::consts::PI * freq * t as f64 / f64::from(sample_rate)).sin())
                 as f32
         })
         .collect()
 }
 
+#[cfg(feature = "wav")]
 /// Writes 16-bit PCM with `channels` interleaved copies of `samples` (each channel scaled by
 /// `1 / (c + 1)` so that the mixdown is checkable).
 pub fn write_pcm16(path: &Path, samples: &[f32], sample_rate: u32, channels: u16) {
@@ -59,12 +61,15 @@ pub fn write_pcm16(path: &Path, samples: &[f32], sample_rate: u32, channels: u16
     for &x in samples {
         for c in 0..channels {
             let value = x / f32::from(c + 1);
-            writer.write_sample((value * 32767.0).round() as i16).unwrap();
+            writer
+                .write_sample((value * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+                .unwrap();
         }
     }
     writer.finalize().unwrap();
 }
 
+#[cfg(feature = "wav")]
 pub fn write_float(path: &Path, samples: &[f32], sample_rate: u32) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).unwrap();
