@@ -40,7 +40,9 @@ fn run<F: Float>(steps: usize) -> tessera_nn::Result<(f64, f64)> {
         }
     }
     let op = mlp.hessian_operator(x.view(), targets, Loss::SoftmaxCrossEntropy)?;
-    let v: Array1<F> = (0..op.dim()).map(|_| F::c(rng.random_range(-1.0..1.0))).collect();
+    let v: Array1<F> = (0..op.dim())
+        .map(|_| F::c(rng.random_range(-1.0..1.0)))
+        .collect();
     let mut hv = Array1::zeros(op.dim());
     let mut hvp_times = Vec::new();
     for i in 0..(steps / 2).max(3) + 1 {

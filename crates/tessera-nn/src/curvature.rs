@@ -79,7 +79,9 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
         pending[n] = Some(logit_grad.clone());
         for j in (0..n).rev() {
             let layer = &mlp.layers()[j];
-            let out_grad = pending[j + 1].take().expect("every node feeds the next layer");
+            let out_grad = pending[j + 1]
+                .take()
+                .expect("every node feeds the next layer");
             let act = layer.activation;
             let mut delta = out_grad.clone();
             Zip::from(&mut delta)
@@ -225,7 +227,9 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
         for j in (0..n).rev() {
             let layer = &mlp.layers()[j];
             let act = layer.activation;
-            let mut r_delta = pending[j + 1].take().expect("every node feeds the next layer");
+            let mut r_delta = pending[j + 1]
+                .take()
+                .expect("every node feeds the next layer");
             Zip::from(&mut r_delta)
                 .and(&trace.pre_activations[j])
                 .for_each(|r, &p| *r *= act.derivative(p));

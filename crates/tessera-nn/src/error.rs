@@ -53,7 +53,11 @@ pub enum Error {
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Error {
+pub(crate) fn invalid(
+    name: &'static str,
+    value: impl ToString,
+    reason: impl Into<String>,
+) -> Error {
     Error::InvalidParameter {
         name,
         value: value.to_string(),

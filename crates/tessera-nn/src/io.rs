@@ -32,7 +32,11 @@ impl<F: Float> Mlp<F> {
         let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (j, layer) in self.layers().iter().enumerate() {
             for (name, range, shape) in [
-                ("weight", layer.weight_range(), vec![layer.fan_out, layer.fan_in]),
+                (
+                    "weight",
+                    layer.weight_range(),
+                    vec![layer.fan_out, layer.fan_in],
+                ),
                 ("bias", layer.bias_range(), vec![layer.fan_out]),
             ] {
                 let values = self.params().slice_axis_move(Axis(0), Slice::from(range));
@@ -41,7 +45,10 @@ impl<F: Float> Mlp<F> {
                         .iter()
                         .flat_map(|v| (v.as_f64() as f32).to_le_bytes())
                         .collect(),
-                    _ => values.iter().flat_map(|v| v.as_f64().to_le_bytes()).collect(),
+                    _ => values
+                        .iter()
+                        .flat_map(|v| v.as_f64().to_le_bytes())
+                        .collect(),
                 };
                 buffers.push((format!("layers.{j}.{name}"), shape, bytes));
             }
@@ -67,7 +74,11 @@ impl<F: Float> Mlp<F> {
         let mut params = self.params().to_owned();
         for (j, layer) in self.layers().iter().enumerate() {
             for (name, range, shape) in [
-                ("weight", layer.weight_range(), vec![layer.fan_out, layer.fan_in]),
+                (
+                    "weight",
+                    layer.weight_range(),
+                    vec![layer.fan_out, layer.fan_in],
+                ),
                 ("bias", layer.bias_range(), vec![layer.fan_out]),
             ] {
                 let key = format!("layers.{j}.{name}");

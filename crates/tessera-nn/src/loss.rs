@@ -165,10 +165,12 @@ pub fn loss_and_logit_gradient<F: Float>(
                     Targets::Soft(y) => {
                         let y = y.row(i);
                         let mass: F = y.sum();
-                        total += Zip::from(&z).and(&y).fold(F::zero(), |s, &zk, &yk| {
-                            s + yk * (log_sum - zk)
-                        });
-                        Zip::from(&mut g).and(&y).for_each(|gk, &yk| *gk = *gk * mass - yk);
+                        total += Zip::from(&z)
+                            .and(&y)
+                            .fold(F::zero(), |s, &zk, &yk| s + yk * (log_sum - zk));
+                        Zip::from(&mut g)
+                            .and(&y)
+                            .for_each(|gk, &yk| *gk = *gk * mass - yk);
                     }
                 }
             }
@@ -208,7 +210,9 @@ pub(crate) fn logit_hessian_vector<F: Float>(
                 };
                 let pi = p.row(i);
                 let ri = direction.row(i);
-                let dot = Zip::from(&pi).and(&ri).fold(F::zero(), |s, &a, &b| s + a * b);
+                let dot = Zip::from(&pi)
+                    .and(&ri)
+                    .fold(F::zero(), |s, &a, &b| s + a * b);
                 Zip::from(out.row_mut(i))
                     .and(&pi)
                     .and(&ri)
@@ -216,9 +220,7 @@ pub(crate) fn logit_hessian_vector<F: Float>(
             }
             out
         }
-        Loss::Mse => {
-            direction.mapv(|v| v * F::c(2.0) / F::from_count(batch * classes))
-        }
+        Loss::Mse => direction.mapv(|v| v * F::c(2.0) / F::from_count(batch * classes)),
     }
 }
 
@@ -235,9 +237,12 @@ mod tests {
             loss_and_logit_gradient(z.view(), &Targets::Hard(&labels), Loss::SoftmaxCrossEntropy)
                 .unwrap();
         let y = Targets::Hard(&labels).to_dense(3);
-        let (ls, gs) =
-            loss_and_logit_gradient(z.view(), &Targets::Soft(y.view()), Loss::SoftmaxCrossEntropy)
-                .unwrap();
+        let (ls, gs) = loss_and_logit_gradient(
+            z.view(),
+            &Targets::Soft(y.view()),
+            Loss::SoftmaxCrossEntropy,
+        )
+        .unwrap();
         assert!((lh - ls).abs() < 1e-14);
         assert!((&gh - &gs).iter().all(|d| d.abs() < 1e-14));
         // Hand value: row 0 CE = logsumexp(z0) - 2.

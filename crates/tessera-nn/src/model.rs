@@ -3,7 +3,9 @@
 use std::ops::Range;
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Slice, Zip};
+use ndarray::{
+    Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Slice, Zip,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -240,7 +242,10 @@ impl<F: Float> Mlp<F> {
         let total = layers.last().map_or(0, |l| l.bias_offset + l.fan_out);
         let mut params = Array1::zeros(total);
         for layer in &layers {
-            for w in params.slice_axis_mut(Axis(0), Slice::from(layer.weight_range())).iter_mut() {
+            for w in params
+                .slice_axis_mut(Axis(0), Slice::from(layer.weight_range()))
+                .iter_mut()
+            {
                 let z: f64 = rng.sample(StandardNormal);
                 *w = F::c(layer.init_std * z);
             }
@@ -264,13 +269,10 @@ impl<F: Float> Mlp<F> {
                         role: LayerRole,
                         activation: Activation,
                         skip: Option<(usize, f64)>| {
-            let scaling = config.parameterization.scaling(
-                role,
-                fan_in,
-                fan_out,
-                gain,
-                OptimizerFamily::Sgd,
-            );
+            let scaling =
+                config
+                    .parameterization
+                    .scaling(role, fan_in, fan_out, gain, OptimizerFamily::Sgd);
             let weight_offset = offset;
             let bias_offset = offset + fan_in * fan_out;
             offset = bias_offset + fan_out;
@@ -423,7 +425,8 @@ impl<F: Float> Mlp<F> {
     }
 
     pub(crate) fn b(&self, layer: usize) -> ArrayView1<'_, F> {
-        self.params.slice_axis(Axis(0), Slice::from(self.layers[layer].bias_range()))
+        self.params
+            .slice_axis(Axis(0), Slice::from(self.layers[layer].bias_range()))
     }
 
     /// Checks an input batch: shape `(B ≥ 1, input_dim)` and finite entries; also checks the
@@ -540,10 +543,12 @@ impl<F: Float> Mlp<F> {
         Ok((grad, input.expect("input gradient requested")))
     }
 
-    fn check_logit_grad(&self, trace: &ForwardTrace<F>, logit_grad: ArrayView2<'_, F>) -> Result<()> {
-        if trace.num_layers() != self.layers.len()
-            || trace.input.ncols() != self.config.input_dim
-        {
+    fn check_logit_grad(
+        &self,
+        trace: &ForwardTrace<F>,
+        logit_grad: ArrayView2<'_, F>,
+    ) -> Result<()> {
+        if trace.num_layers() != self.layers.len() || trace.input.ncols() != self.config.input_dim {
             return Err(shape_mismatch(
                 "trace",
                 format!("a trace of this network ({} layers)", self.layers.len()),

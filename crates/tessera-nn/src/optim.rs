@@ -153,9 +153,10 @@ impl<F: Float> Optimizer<F> {
             .layers()
             .iter()
             .map(|l| {
-                let sc = mlp.config().parameterization.scaling(
-                    l.role, l.fan_in, l.fan_out, gain, family,
-                );
+                let sc = mlp
+                    .config()
+                    .parameterization
+                    .scaling(l.role, l.fan_in, l.fan_out, gain, family);
                 (sc.weight_lr, sc.bias_lr)
             })
             .collect();
@@ -186,8 +187,12 @@ impl<F: Float> Optimizer<F> {
         for (j, (wr, br)) in self.layer_ranges.iter().enumerate() {
             let (mw, mb) = self.base_multipliers[j];
             let u = self.user_multipliers[j];
-            self.lr_scale.slice_axis_mut(Axis(0), Slice::from(wr.clone())).fill(F::c(mw * u));
-            self.lr_scale.slice_axis_mut(Axis(0), Slice::from(br.clone())).fill(F::c(mb * u));
+            self.lr_scale
+                .slice_axis_mut(Axis(0), Slice::from(wr.clone()))
+                .fill(F::c(mw * u));
+            self.lr_scale
+                .slice_axis_mut(Axis(0), Slice::from(br.clone()))
+                .fill(F::c(mb * u));
         }
     }
 
@@ -366,7 +371,11 @@ impl LrSchedule {
     /// A checked schedule without warm-up.
     pub fn new(base_lr: f64, decay: Decay) -> Result<Self> {
         if !(base_lr.is_finite() && base_lr > 0.0) {
-            return Err(invalid("base_lr", base_lr, "learning rate must be finite and > 0"));
+            return Err(invalid(
+                "base_lr",
+                base_lr,
+                "learning rate must be finite and > 0",
+            ));
         }
         match decay {
             Decay::Constant => {}
@@ -440,7 +449,14 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let s = LrSchedule::new(0.1, Decay::Step { every: 10, gamma: 0.5 }).unwrap();
+        let s = LrSchedule::new(
+            0.1,
+            Decay::Step {
+                every: 10,
+                gamma: 0.5,
+            },
+        )
+        .unwrap();
         assert_eq!(s.lr_at(0), 0.1);
         assert_eq!(s.lr_at(9), 0.1);
         assert_eq!(s.lr_at(10), 0.05);
@@ -461,6 +477,13 @@ mod tests {
         assert!(c.lr_at(500) > 0.0 && c.lr_at(500) < 1e-300);
         assert!(LrSchedule::constant(0.0).is_err());
         assert!(LrSchedule::constant(-1.0).is_err());
-        assert!(LrSchedule::new(1.0, Decay::Step { every: 0, gamma: 0.5 }).is_err());
+        assert!(LrSchedule::new(
+            1.0,
+            Decay::Step {
+                every: 0,
+                gamma: 0.5
+            }
+        )
+        .is_err());
     }
 }

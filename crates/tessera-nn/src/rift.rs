@@ -39,7 +39,11 @@ impl MrcConfig {
             return Err(invalid("steps", 0, "must be at least 1"));
         }
         if !(self.step_size.is_finite() && self.step_size > 0.0) {
-            return Err(invalid("step_size", self.step_size, "must be finite and > 0"));
+            return Err(invalid(
+                "step_size",
+                self.step_size,
+                "must be finite and > 0",
+            ));
         }
         Ok(())
     }
@@ -74,7 +78,10 @@ pub fn module_robust_criticality<F: Float>(
     config.validate()?;
     let range = mlp.layer(layer)?.param_range();
     let base_loss = mlp.loss(x, targets, loss)?.as_f64();
-    let theta = mlp.params().slice_axis_move(Axis(0), Slice::from(range.clone())).to_owned();
+    let theta = mlp
+        .params()
+        .slice_axis_move(Axis(0), Slice::from(range.clone()))
+        .to_owned();
     let radius = config.epsilon * norm(theta.iter().map(|v| v.as_f64()));
     let mut perturbed = mlp.clone();
     let mut delta = Array1::<f64>::zeros(range.len());

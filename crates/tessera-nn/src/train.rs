@@ -32,7 +32,11 @@ pub struct MaskSet {
 
 impl MaskSet {
     /// Checks one entry per layer, each `None` or a mask of `fan_out·fan_in` entries.
-    pub fn new<F: Float>(mlp: &Mlp<F>, masks: Vec<Option<Mask>>, policy: MaskPolicy) -> Result<Self> {
+    pub fn new<F: Float>(
+        mlp: &Mlp<F>,
+        masks: Vec<Option<Mask>>,
+        policy: MaskPolicy,
+    ) -> Result<Self> {
         if masks.len() != mlp.num_layers() {
             return Err(shape_mismatch(
                 "masks",
@@ -77,14 +81,14 @@ impl MaskSet {
     /// Overall weight density: kept weights over all weights, unmasked layers counting as
     /// dense (biases excluded).
     pub fn weight_density(&self) -> f64 {
-        let (kept, total) = self
-            .masks
-            .iter()
-            .zip(&self.ranges)
-            .fold((0usize, 0usize), |(k, t), (m, r)| {
-                let n = r.len();
-                (k + m.as_ref().map_or(n, Mask::count_ones), t + n)
-            });
+        let (kept, total) =
+            self.masks
+                .iter()
+                .zip(&self.ranges)
+                .fold((0usize, 0usize), |(k, t), (m, r)| {
+                    let n = r.len();
+                    (k + m.as_ref().map_or(n, Mask::count_ones), t + n)
+                });
         kept as f64 / total.max(1) as f64
     }
 
@@ -103,9 +107,8 @@ impl MaskSet {
             .ok_or_else(|| invalid("values", "non-contiguous", "must be contiguous"))?;
         for (mask, range) in self.masks.iter().zip(&self.ranges) {
             if let Some(m) = mask {
-                m.apply(&mut flat[range.clone()]).map_err(|e| {
-                    invalid("masks", "mask", format!("cannot apply mask: {e}"))
-                })?;
+                m.apply(&mut flat[range.clone()])
+                    .map_err(|e| invalid("masks", "mask", format!("cannot apply mask: {e}")))?;
             }
         }
         Ok(())
@@ -127,9 +130,8 @@ impl MaskSet {
                 let flat = slot
                     .as_slice_mut()
                     .expect("parameter slices are contiguous");
-                m.apply(flat).map_err(|e| {
-                    invalid("masks", "mask", format!("cannot apply mask: {e}"))
-                })?;
+                m.apply(flat)
+                    .map_err(|e| invalid("masks", "mask", format!("cannot apply mask: {e}")))?;
             }
         }
         Ok(())
@@ -221,7 +223,11 @@ impl<F: Float> Trainer<F> {
     }
 
     /// The same as [`Trainer::step_with_gradient`] from a gradient view.
-    pub fn step_with_gradient_view(&mut self, mlp: &mut Mlp<F>, grad: ArrayView1<'_, F>) -> Result<()> {
+    pub fn step_with_gradient_view(
+        &mut self,
+        mlp: &mut Mlp<F>,
+        grad: ArrayView1<'_, F>,
+    ) -> Result<()> {
         self.step_with_gradient(mlp, grad.to_owned())
     }
 }

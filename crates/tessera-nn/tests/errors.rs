@@ -43,7 +43,10 @@ fn bad_inputs_and_parameters() {
     let mut x = Array2::zeros((2, 3));
     x[[1, 2]] = f64::NAN;
     let m = message(mlp.forward(x.view()));
-    assert!(m.contains("`x`") && m.contains("index 5") && m.contains("NaN"), "{m}");
+    assert!(
+        m.contains("`x`") && m.contains("index 5") && m.contains("NaN"),
+        "{m}"
+    );
     let x = Array2::zeros((2, 3));
     mlp.params_mut()[3] = f64::INFINITY;
     let m = message(mlp.forward(x.view()));
@@ -74,10 +77,14 @@ fn bad_targets_and_gradients() {
     g[[0, 0]] = f64::NAN;
     assert!(message(mlp.backward_from_logit_grad(&trace, g.view())).contains("logit_grad"));
     let other = Mlp::<f64>::new(MlpConfig::new(3, vec![4, 4], 2), 0).unwrap();
-    assert!(message(other.backward_from_logit_grad(&trace, Array2::zeros((2, 2)).view()))
-        .contains("trace"));
+    assert!(
+        message(other.backward_from_logit_grad(&trace, Array2::zeros((2, 2)).view()))
+            .contains("trace")
+    );
     let labels = [0usize, 1];
-    let op = mlp.hessian_operator(x.view(), Targets::Hard(&labels), ce).unwrap();
+    let op = mlp
+        .hessian_operator(x.view(), Targets::Hard(&labels), ce)
+        .unwrap();
     assert!(message(op.product(Array1::zeros(3).view())).contains("`v`"));
 }
 
@@ -129,17 +136,31 @@ fn bad_masks_and_rift_settings() {
         epsilon: 0.0,
         ..MrcConfig::default()
     };
-    assert!(message(module_robust_criticality(&mlp, x.view(), &t, ce, 0, &bad)).contains("epsilon"));
     assert!(
-        message(module_robust_criticality(&mlp, x.view(), &t, ce, 9, &MrcConfig::default()))
-            .contains("layer")
+        message(module_robust_criticality(&mlp, x.view(), &t, ce, 0, &bad)).contains("epsilon")
     );
+    assert!(message(module_robust_criticality(
+        &mlp,
+        x.view(),
+        &t,
+        ce,
+        9,
+        &MrcConfig::default()
+    ))
+    .contains("layer"));
     let other = Mlp::<f64>::new(MlpConfig::new(3, vec![5], 2), 0).unwrap();
-    assert!(message(interpolation_curve(&mlp, &other, x.view(), &t, ce, &[0.5]))
-        .contains("fine_tuned"));
     assert!(
-        message(interpolation_curve(&mlp, &mlp, x.view(), &t, ce, &[f64::NAN])).contains("alphas")
+        message(interpolation_curve(&mlp, &other, x.view(), &t, ce, &[0.5])).contains("fine_tuned")
     );
+    assert!(message(interpolation_curve(
+        &mlp,
+        &mlp,
+        x.view(),
+        &t,
+        ce,
+        &[f64::NAN]
+    ))
+    .contains("alphas"));
     let mut copy = mlp.clone();
     let mut trainer = Trainer::new(
         &mut copy,

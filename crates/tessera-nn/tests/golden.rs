@@ -62,7 +62,11 @@ fn forward_loss_and_gradient_match_numpy() {
         ) < 1e-13
     );
     let (loss, grad) = mlp
-        .loss_and_gradient(x.view(), &Targets::Soft(y.view()), Loss::SoftmaxCrossEntropy)
+        .loss_and_gradient(
+            x.view(),
+            &Targets::Soft(y.view()),
+            Loss::SoftmaxCrossEntropy,
+        )
         .unwrap();
     assert!((loss - load1("loss")[0]).abs() < 1e-13);
     assert!(max_abs_diff(grad.iter().copied(), load1("gradient").iter().copied()) < 1e-13);
@@ -80,7 +84,10 @@ fn dense_hessian_matches_numpy_finite_differences() {
     let reference = load2("hessian");
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let err = max_abs_diff(h.iter().copied(), reference.iter().copied());
-    assert!(err < 1e-8 * scale.max(1.0), "max error {err}, scale {scale}");
+    assert!(
+        err < 1e-8 * scale.max(1.0),
+        "max error {err}, scale {scale}"
+    );
 }
 
 #[test]

@@ -140,7 +140,12 @@ fn width_statistics(param: Parameterization, width: usize, seed: u64) -> (Vec<f6
     )
     .unwrap();
     trainer
-        .step(&mut mlp, x.view(), &Targets::Hard(&labels), Loss::SoftmaxCrossEntropy)
+        .step(
+            &mut mlp,
+            x.view(),
+            &Targets::Hard(&labels),
+            Loss::SoftmaxCrossEntropy,
+        )
         .unwrap();
     let after = mlp.forward(x.view()).unwrap();
     let delta_hidden = &after.activation(1).unwrap() - &before.activation(1).unwrap();

@@ -313,9 +313,14 @@ fn linear_model_hessian_is_closed_form() {
 fn f32_hessian_agrees_with_f64() {
     let c = case(Activation::Gelu, Parameterization::MuP, Some((2, 0.2)), 31);
     let (t, loss) = targets(&c, 1);
-    let h64 = c.mlp.hessian_operator(c.x.view(), t, loss).unwrap().to_dense();
+    let h64 = c
+        .mlp
+        .hessian_operator(c.x.view(), t, loss)
+        .unwrap()
+        .to_dense();
     let mut m32 = Mlp::<f32>::new(c.mlp.config().clone(), 0).unwrap();
-    m32.set_params(c.mlp.params().mapv(|v| v as f32).view()).unwrap();
+    m32.set_params(c.mlp.params().mapv(|v| v as f32).view())
+        .unwrap();
     let x32 = c.x.mapv(|v| v as f32);
     let y32 = c.soft.mapv(|v| v as f32);
     let h32 = m32
@@ -323,5 +328,10 @@ fn f32_hessian_agrees_with_f64() {
         .unwrap()
         .to_dense();
     let h32 = h32.mapv(|v| v as f64);
-    assert_close(h32.as_slice().unwrap(), h64.as_slice().unwrap(), 1e-4, "f32 vs f64");
+    assert_close(
+        h32.as_slice().unwrap(),
+        h64.as_slice().unwrap(),
+        1e-4,
+        "f32 vs f64",
+    );
 }

@@ -106,7 +106,12 @@ fn train_run(seed: u64, steps: usize) -> Array1<f64> {
         let xb = x.select(ndarray::Axis(0), &idx);
         let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
         trainer
-            .step(&mut mlp, xb.view(), &Targets::Hard(&yb), Loss::SoftmaxCrossEntropy)
+            .step(
+                &mut mlp,
+                xb.view(),
+                &Targets::Hard(&yb),
+                Loss::SoftmaxCrossEntropy,
+            )
             .unwrap();
     }
     mlp.params().to_owned()
@@ -157,16 +162,21 @@ fn masked_training_never_revives_pruned_weights() {
         let mut mlp = Mlp::<f64>::new(MlpConfig::new(2, vec![16, 16], 2), 2).unwrap();
         let masks = random_masks(&mlp, 0.4, 9);
         let set = MaskSet::new(&mlp, masks.clone(), policy).unwrap();
-        let mut trainer =
-            Trainer::new(&mut mlp, optimizer, LrSchedule::constant(0.05).unwrap(), Some(set))
-                .unwrap();
+        let mut trainer = Trainer::new(
+            &mut mlp,
+            optimizer,
+            LrSchedule::constant(0.05).unwrap(),
+            Some(set),
+        )
+        .unwrap();
         let pruned: Vec<usize> = mlp
             .layers()
             .iter()
             .zip(&masks)
             .flat_map(|(l, m)| {
                 let m = m.as_ref().unwrap();
-                l.weight_range().filter(move |&i| !m.get(i - l.weight_offset))
+                l.weight_range()
+                    .filter(move |&i| !m.get(i - l.weight_offset))
             })
             .collect();
         assert!(pruned.len() > 100);
@@ -184,7 +194,10 @@ fn masked_training_never_revives_pruned_weights() {
             }
         }
         let after = mlp.loss(x.view(), &t, Loss::SoftmaxCrossEntropy).unwrap();
-        assert!(after < before, "masked training still learns: {before} -> {after}");
+        assert!(
+            after < before,
+            "masked training still learns: {before} -> {after}"
+        );
     }
 }
 
@@ -206,8 +219,8 @@ fn rift_criticality_fine_tuning_and_interpolation() {
             .unwrap();
     }
     let config = MrcConfig::default();
-    let crits = all_module_criticalities(&mlp, x.view(), &t, Loss::SoftmaxCrossEntropy, &config)
-        .unwrap();
+    let crits =
+        all_module_criticalities(&mlp, x.view(), &t, Loss::SoftmaxCrossEntropy, &config).unwrap();
     assert_eq!(crits.len(), 3);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for c in &crits {
@@ -225,7 +238,12 @@ fn rift_criticality_fine_tuning_and_interpolation() {
             let l = probe.loss(x.view(), &t, Loss::SoftmaxCrossEntropy).unwrap();
             best_random = best_random.max(l - c.base_loss);
         }
-        assert!(c.mrc >= best_random, "layer {}: {} < {best_random}", c.layer, c.mrc);
+        assert!(
+            c.mrc >= best_random,
+            "layer {}: {} < {best_random}",
+            c.layer,
+            c.mrc
+        );
     }
     // A larger ball can only be more critical.
     let wide = module_robust_criticality(
@@ -255,7 +273,10 @@ fn rift_criticality_fine_tuning_and_interpolation() {
         None,
     )
     .unwrap();
-    trainer.optimizer_mut().set_trainable_layers(&[layer]).unwrap();
+    trainer
+        .optimizer_mut()
+        .set_trainable_layers(&[layer])
+        .unwrap();
     for _ in 0..50 {
         trainer
             .step(&mut ft, x.view(), &t, Loss::SoftmaxCrossEntropy)
@@ -277,7 +298,9 @@ fn rift_criticality_fine_tuning_and_interpolation() {
     )
     .unwrap();
     assert_eq!(curve.len(), 11);
-    let l0 = initial.loss(x.view(), &t, Loss::SoftmaxCrossEntropy).unwrap();
+    let l0 = initial
+        .loss(x.view(), &t, Loss::SoftmaxCrossEntropy)
+        .unwrap();
     let l1 = ft.loss(x.view(), &t, Loss::SoftmaxCrossEntropy).unwrap();
     assert!((curve[0].loss - l0).abs() < 1e-12);
     assert!((curve[10].loss - l1).abs() < 1e-12);
@@ -313,5 +336,7 @@ fn safetensors_round_trip_and_checks() {
     let err = other.load_safetensors(&bytes).unwrap_err().to_string();
     assert!(err.contains("layers.0.weight"), "{err}");
     assert!(other.load_safetensors(b"not a safetensors file").is_err());
-    assert!(d.load_safetensors_file("/nonexistent/dir/x.safetensors").is_err());
+    assert!(d
+        .load_safetensors_file("/nonexistent/dir/x.safetensors")
+        .is_err());
 }

@@ -15,6 +15,10 @@ use crate::mask::Mask;
 /// Minimum multiply–adds per rayon task: smaller problems are not worth splitting.
 const MIN_WORK_PER_TASK: usize = 1 << 15;
 
+/// Tasks per rayon thread: enough to balance rows of unequal length, few enough that each
+/// task reuses the packed panels over many rows.
+const TASKS_PER_THREAD: usize = 4;
+
 /// A sparse `nrows × ncols` matrix in compressed sparse row form. Column indices within a row
 /// are strictly increasing.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,10 +187,14 @@ impl<F: Float> CsrMatrix<F> {
         (&self.indices[span.clone()], &self.values[span])
     }
 
-    /// Rows per rayon task so that each task does at least [`MIN_WORK_PER_TASK`] multiply–adds.
+    /// Rows per rayon task: each task does at least [`MIN_WORK_PER_TASK`] multiply–adds, and
+    /// there are only a few tasks per thread, because every task sweeps all panels of the
+    /// dense operand once and many small tasks would evict them from cache between rows.
     fn rows_per_task(&self, work_per_nnz: usize) -> usize {
         let work = self.nnz().saturating_mul(work_per_nnz).max(1);
-        let tasks = (work / MIN_WORK_PER_TASK).clamp(1, self.nrows.max(1));
+        let tasks = (work / MIN_WORK_PER_TASK)
+            .min(TASKS_PER_THREAD * rayon::current_num_threads())
+            .clamp(1, self.nrows.max(1));
         self.nrows.div_ceil(tasks).max(1)
     }
 
@@ -199,24 +207,53 @@ impl<F: Float> CsrMatrix<F> {
                 b.shape(),
             ));
         }
-        check_finite("b", b.iter().copied())?;
         let n = b.ncols();
         let mut out = vec![F::zero(); self.nrows * n];
-        if n > 0 && self.nrows > 0 {
-            // The kernel streams contiguous rows of B, so B must be row-major.
-            let b = b.as_standard_layout();
-            let b = b.as_slice().expect("standard layout is contiguous");
-            let rows_per_task = self.rows_per_task(n);
-            out.par_chunks_mut(rows_per_task * n)
-                .enumerate()
-                .for_each(|(task, chunk)| {
-                    for (k, out_row) in chunk.chunks_exact_mut(n).enumerate() {
-                        let (cols, vals) = self.row(task * rows_per_task + k);
-                        sparse_row_times_dense(cols, vals, b, n, out_row);
-                    }
-                });
+        if n > 0 && self.nrows > 0 && self.nnz() > 0 {
+            let width = panel_width::<F>(n);
+            match width {
+                64 => self.matmul_panels::<64>(b, &mut out),
+                32 => self.matmul_panels::<32>(b, &mut out),
+                16 => self.matmul_panels::<16>(b, &mut out),
+                8 => self.matmul_panels::<8>(b, &mut out),
+                _ => self.matmul_panels::<4>(b, &mut out),
+            }
         }
         Ok(Array2::from_shape_vec((self.nrows, n), out).expect("length nrows·n"))
+    }
+
+    /// `out = W B` with B cut into column panels of width `P`, each packed contiguously
+    /// (`ncols × P`, zero-padded): a panel is small enough to stay in L2 and its pages in the
+    /// TLB while every output row streams the panel rows its stored entries select.
+    fn matmul_panels<const P: usize>(&self, b: ArrayView2<'_, F>, out: &mut [F]) {
+        let (k, n) = b.dim();
+        let panels = n.div_ceil(P);
+        let mut packed = vec![F::zero(); panels * k * P];
+        packed
+            .par_chunks_mut(k * P)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let first = p * P;
+                let width = P.min(n - first);
+                for (j, dst) in panel.chunks_exact_mut(P).enumerate() {
+                    for (d, &v) in dst[..width].iter_mut().zip(b.row(j).iter().skip(first)) {
+                        *d = v;
+                    }
+                }
+            });
+        let rows_per_task = self.rows_per_task(n);
+        let arch = pulp::Arch::new();
+        out.par_chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                arch.dispatch(PanelProduct::<F, P> {
+                    matrix: self,
+                    first_row: task * rows_per_task,
+                    packed: &packed,
+                    n,
+                    out: chunk,
+                })
+            });
     }
 
     /// Dense × sparseᵀ: $X W^\top$ for `x` of shape `batch × ncols` (the forward pass of a
@@ -278,16 +315,16 @@ impl<F: Float> CsrMatrix<F> {
                 rest = tail;
                 start = end;
             }
+            let arch = pulp::Arch::new();
             tasks.into_par_iter().for_each(|(rows, chunk)| {
-                let base = self.indptr[rows.start];
-                for r in rows {
-                    let span = self.indptr[r]..self.indptr[r + 1];
-                    let dy_row = &dy[r * n..(r + 1) * n];
-                    let grads = &mut chunk[span.start - base..span.end - base];
-                    for (&c, g) in self.indices[span].iter().zip(grads) {
-                        *g = dot(dy_row, &x[c * n..(c + 1) * n]);
-                    }
-                }
+                arch.dispatch(GradientRows {
+                    matrix: self,
+                    rows,
+                    dy,
+                    x,
+                    n,
+                    out: chunk,
+                })
             });
         }
         Ok(Self {
@@ -327,54 +364,150 @@ impl<F: Float> CsrMatrix<F> {
     }
 }
 
-/// `out = Σ_k vals[k] · b[cols[k], :]` for one output row of width `n`.
-///
-/// Four stored entries are folded into each pass over the output row, so every output
-/// element is loaded and stored once per four multiply–adds, and each pass streams four
-/// contiguous rows of B (which the hardware prefetcher follows).
-#[inline]
-fn sparse_row_times_dense<F: Float>(
-    cols: &[usize],
-    vals: &[F],
-    b: &[F],
-    n: usize,
-    out: &mut [F],
-) {
-    out.fill(F::zero());
-    let b_row = |c: usize| &b[c * n..(c + 1) * n];
-    let mut col_quads = cols.chunks_exact(4);
-    let mut val_quads = vals.chunks_exact(4);
-    for (c, v) in col_quads.by_ref().zip(val_quads.by_ref()) {
-        let (b0, b1, b2, b3) = (b_row(c[0]), b_row(c[1]), b_row(c[2]), b_row(c[3]));
-        let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
-        for ((((o, &x0), &x1), &x2), &x3) in out.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
-            *o += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3;
-        }
+/// Panel width (in elements) for a product with `n` output columns: 256 bytes when `n` is
+/// large enough, otherwise the smallest power of two ≥ 4 that covers `n` or a quarter of it.
+fn panel_width<F>(n: usize) -> usize {
+    let widest = 256 / std::mem::size_of::<F>().max(1);
+    let mut width = widest.min(64);
+    while width > 4 && width > n {
+        width /= 2;
     }
-    for (&c, &v) in col_quads.remainder().iter().zip(val_quads.remainder()) {
-        for (o, &x) in out.iter_mut().zip(b_row(c)) {
-            *o += v * x;
+    width
+}
+
+/// One task of [`CsrMatrix::matmul_panels`]: rows `first_row..` of the product, written to
+/// `out` (whole rows of width `n`). A struct rather than a closure so that `pulp` can compile
+/// the body for the best instruction set found at run time (AVX2/FMA on x86-64).
+struct PanelProduct<'a, F, const P: usize> {
+    matrix: &'a CsrMatrix<F>,
+    first_row: usize,
+    packed: &'a [F],
+    n: usize,
+    out: &'a mut [F],
+}
+
+impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self {
+            matrix,
+            first_row,
+            packed,
+            n,
+            out,
+        } = self;
+        let k = matrix.ncols;
+        for (p, panel) in packed.chunks_exact(k * P).enumerate() {
+            let first = p * P;
+            let width = P.min(n - first);
+            for (local, out_row) in out.chunks_exact_mut(n).enumerate() {
+                let (cols, vals) = matrix.row(first_row + local);
+                // The accumulators stay in registers while every stored entry of the row
+                // streams its P-wide slice of the panel: one load per multiply–add.
+                let mut acc = [F::zero(); P];
+                for (&c, &v) in cols.iter().zip(vals) {
+                    let slice: &[F; P] = panel[c * P..(c + 1) * P]
+                        .try_into()
+                        .expect("panel rows have P entries");
+                    for (a, &x) in acc.iter_mut().zip(slice) {
+                        *a += v * x;
+                    }
+                }
+                out_row[first..first + width].copy_from_slice(&acc[..width]);
+            }
         }
     }
 }
 
-/// Dot product with eight independent accumulators (so the adds pipeline and vectorise).
-#[inline]
-fn dot<F: Float>(a: &[F], b: &[F]) -> F {
-    const LANES: usize = 16;
-    let mut acc = [F::zero(); LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
-    for (ca, cb) in a_chunks.zip(b_chunks) {
-        for k in 0..LANES {
-            acc[k] += ca[k] * cb[k];
+/// One task of [`CsrMatrix::masked_gradient`]: the gradient values of rows `rows`, written
+/// to `out` (their stored entries, in order). A struct so that `pulp` can compile it for the
+/// best instruction set found at run time.
+struct GradientRows<'a, F> {
+    matrix: &'a CsrMatrix<F>,
+    rows: std::ops::Range<usize>,
+    dy: &'a [F],
+    x: &'a [F],
+    n: usize,
+    out: &'a mut [F],
+}
+
+impl<F: Float> pulp::WithSimd for GradientRows<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self {
+            matrix,
+            rows,
+            dy,
+            x,
+            n,
+            out,
+        } = self;
+        let base = matrix.indptr[rows.start];
+        for r in rows {
+            let span = matrix.indptr[r]..matrix.indptr[r + 1];
+            let dy_row = &dy[r * n..(r + 1) * n];
+            let grads = &mut out[span.start - base..span.end - base];
+            let cols = &matrix.indices[span];
+            let x_row = |c: usize| &x[c * n..(c + 1) * n];
+            // Four kept entries at a time share each load of the dY row.
+            let mut col_quads = cols.chunks_exact(4);
+            let mut grad_quads = grads.chunks_exact_mut(4);
+            for (c, g) in col_quads.by_ref().zip(grad_quads.by_ref()) {
+                let sums = dot4(dy_row, [x_row(c[0]), x_row(c[1]), x_row(c[2]), x_row(c[3])]);
+                g.copy_from_slice(&sums);
+            }
+            for (&c, g) in col_quads
+                .remainder()
+                .iter()
+                .zip(grad_quads.into_remainder())
+            {
+                *g = dot4(dy_row, [x_row(c); 4])[0];
+            }
         }
     }
-    let mut sum = acc.iter().copied().fold(F::zero(), |s, v| s + v);
-    for (&x, &y) in a_rest.iter().zip(b_rest) {
-        sum += x * y;
+}
+
+/// Four dot products `a · b[q]` with `LANES`-wide independent accumulators per product, so
+/// that the multiply–adds vectorise and pipeline and each chunk of `a` is loaded once.
+#[inline(always)]
+fn dot4<F: Float>(a: &[F], b: [&[F]; 4]) -> [F; 4] {
+    const LANES: usize = 16;
+    let (mut acc0, mut acc1, mut acc2, mut acc3) = (
+        [F::zero(); LANES],
+        [F::zero(); LANES],
+        [F::zero(); LANES],
+        [F::zero(); LANES],
+    );
+    let full = a.len() / LANES * LANES;
+    let chunk = |v: &[F], i: usize| -> [F; LANES] {
+        v[i..i + LANES].try_into().expect("rows have equal length")
+    };
+    for i in (0..full).step_by(LANES) {
+        let (ca, c0, c1, c2, c3) = (
+            chunk(a, i),
+            chunk(b[0], i),
+            chunk(b[1], i),
+            chunk(b[2], i),
+            chunk(b[3], i),
+        );
+        for t in 0..LANES {
+            acc0[t] += ca[t] * c0[t];
+            acc1[t] += ca[t] * c1[t];
+            acc2[t] += ca[t] * c2[t];
+            acc3[t] += ca[t] * c3[t];
+        }
     }
-    sum
+    let mut sums = [acc0, acc1, acc2, acc3].map(|acc| acc.iter().fold(F::zero(), |s, &v| s + v));
+    for i in full..a.len() {
+        for (sum, b_q) in sums.iter_mut().zip(&b) {
+            *sum += a[i] * b_q[i];
+        }
+    }
+    sums
 }
 
 #[cfg(test)]

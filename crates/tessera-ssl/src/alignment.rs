@@ -198,7 +198,7 @@ impl<F: Float> DistributionAlignment<F> {
 
     /// SSLH's order for one ReMixMatch step: add the labelled targets (unless the marginal
     /// is fixed) and the unlabelled predictions to their windows, then align the
-    /// predictions.
+    /// predictions. On error the windows are unchanged.
     pub fn observe_and_align(
         &mut self,
         labelled_targets: ArrayView2<F>,
@@ -206,11 +206,16 @@ impl<F: Float> DistributionAlignment<F> {
     ) -> Result<Array2<F>> {
         self.check_rows("labelled_targets", &labelled_targets)?;
         self.check_rows("unlabelled_probabilities", &unlabelled_probabilities)?;
-        if let LabelledMarginal::Running(history) = &mut self.labelled {
+        // Work on a copy so that a batch that cannot be aligned leaves the windows untouched
+        // (the windows are small: `history` vectors of `classes` entries each).
+        let mut next = self.clone();
+        if let LabelledMarginal::Running(history) = &mut next.labelled {
             history.push(labelled_targets);
         }
-        self.unlabelled.push(unlabelled_probabilities);
-        self.align(unlabelled_probabilities)
+        next.unlabelled.push(unlabelled_probabilities);
+        let aligned = next.align(unlabelled_probabilities)?;
+        *self = next;
+        Ok(aligned)
     }
 
     fn check_rows(&self, name: &'static str, rows: &ArrayView2<F>) -> Result<()> {

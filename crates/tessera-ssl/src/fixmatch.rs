@@ -198,8 +198,7 @@ impl FixMatch {
         weak_logits: ArrayView2<F>,
         strong_logits: ArrayView2<F>,
     ) -> Result<FixMatchLoss<F>> {
-        check_logits_and_targets(&labelled_logits, &labelled_targets)
-            .map_err(|e| rename_labelled(e))?;
+        check_logits_and_targets(&labelled_logits, &labelled_targets).map_err(rename_labelled)?;
         let pseudo = self.pseudo_labels(weak_logits)?;
         check::same_shape(
             "strong_logits",

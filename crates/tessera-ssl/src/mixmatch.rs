@@ -99,7 +99,7 @@ pub struct MixMatchBatch<F, D: Dimension> {
     pub unlabelled_targets: Array2<F>,
     /// The sharpened guesses $q$, one row per unlabelled item, `(B_u, C)`.
     pub guesses: Array2<F>,
-    /// $W_i = \mathrm{Concat}(\hat X, \hat U)_{\text{permutation}[i]}$.
+    /// $W_i = \mathrm{Concat}(\hat X, \hat U)_{\pi(i)}$ with $\pi$ = `permutation`.
     pub permutation: Vec<usize>,
     /// $\lambda'_i \ge 0.5$ of every row of $X'$.
     pub labelled_lambdas: Array1<F>,

@@ -93,7 +93,7 @@ pub struct ReMixMatchBatch<F, D: Dimension> {
     pub guesses: Array2<F>,
     /// The aligned weak-view predictions before sharpening.
     pub aligned: Array2<F>,
-    /// $W_i = \mathrm{Concat}(\hat X, \hat U)_{\text{permutation}[i]}$.
+    /// $W_i = \mathrm{Concat}(\hat X, \hat U)_{\pi(i)}$ with $\pi$ = `permutation`.
     pub permutation: Vec<usize>,
     /// $\lambda'$ of every row of $X'$.
     pub labelled_lambdas: Array1<F>,
@@ -208,9 +208,9 @@ impl<F: Float> ReMixMatch<F> {
             ));
         }
         let weak_probabilities = softmax_unchecked(weak_logits);
-        let aligned = self
-            .alignment
-            .observe_and_align(labelled_targets, weak_probabilities.view())?;
+        // The window only advances once the whole batch is built.
+        let mut alignment = self.alignment.clone();
+        let aligned = alignment.observe_and_align(labelled_targets, weak_probabilities.view())?;
         let guesses = sharpen_unchecked(aligned.view(), self.config.temperature);
 
         let mut parts: Vec<ArrayView<F, D>> = Vec::with_capacity(strong_views.len() + 1);
@@ -229,6 +229,7 @@ impl<F: Float> ReMixMatch<F> {
             repeated.view(),
             rng,
         )?;
+        self.alignment = alignment;
         Ok(ReMixMatchBatch {
             labelled_inputs: mixed.labelled_inputs,
             labelled_targets: mixed.labelled_targets,

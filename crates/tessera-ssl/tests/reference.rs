@@ -530,16 +530,15 @@ fn alignment_window_of_128_evicts_the_first_batch() {
     assert!((without_first[0] - 0.25).abs() < 1e-14);
 }
 
+type LossFn<F> = fn(ArrayView2<F>, ArrayView2<F>) -> Result<Loss<F>>;
+
 #[test]
 fn f32_paths_agree_with_f64() {
     let z = logits(40, 4, 3, 2.0);
     let q = probabilities(41, 4, 3);
     let z32 = z.mapv(|v| v as f32);
     let q32 = q.mapv(|v| v as f32);
-    let pairs: [(
-        fn(ArrayView2<f64>, ArrayView2<f64>) -> Result<Loss<f64>>,
-        fn(ArrayView2<f32>, ArrayView2<f32>) -> Result<Loss<f32>>,
-    ); 2] = [
+    let pairs: [(LossFn<f64>, LossFn<f32>); 2] = [
         (soft_cross_entropy, soft_cross_entropy),
         (mse_probabilities, mse_probabilities),
     ];
