@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(mixed.permutation, vec![0, 1, 2, 3]);
         for i in 0..4 {
             let l = mixed.lambdas[i];
-            assert!(l >= 0.5 && l <= 1.0);
+            assert!((0.5..=1.0).contains(&l));
             for (m, x) in mixed
                 .inputs
                 .index_axis(Axis(0), i)

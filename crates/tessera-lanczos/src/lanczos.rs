@@ -160,7 +160,7 @@ impl<F: Float> Lanczos<F> {
     /// Runs independent Lanczos recurrences from every column of `starts` (`n × p`), applying
     /// the operator to all still-active vectors at once through
     /// [`LinearOperator::apply_batch`] and advancing the recurrences in parallel.
-    pub fn run_batch<O: LinearOperator<F> + Sync + ?Sized>(
+    pub fn run_batch<O: LinearOperator<F> + ?Sized>(
         &self,
         op: &O,
         starts: ArrayView2<'_, F>,

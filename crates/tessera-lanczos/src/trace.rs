@@ -259,7 +259,8 @@ pub struct SlqConfig<F> {
     pub probe: Probe,
     /// When to stop drawing probes (for densities: [`StopRule::fixed`]).
     pub rule: StopRule<F>,
-    /// Seed of the probes.
+    /// Seed of the probes (every call on the same plan draws the same probes, so e.g.
+    /// `trace` and `log_det` share their sampling noise).
     pub seed: u64,
 }
 
@@ -357,7 +358,7 @@ impl<F: Float> Slq<F> {
     }
 
     /// Runs `count` probes (one batched Lanczos) and returns their quadrature rules.
-    fn quadrature_batch<O: LinearOperator<F> + Sync + ?Sized>(
+    fn quadrature_batch<O: LinearOperator<F> + ?Sized>(
         &self,
         op: &O,
         n: usize,
@@ -385,7 +386,7 @@ impl<F: Float> Slq<F> {
 
     /// Quadrature rules for exactly `rule.max_probes` probes (the stop rule's error targets
     /// are not used: densities need every probe).
-    pub fn quadrature<O: LinearOperator<F> + Sync + ?Sized>(&self, op: &O) -> Result<SlqQuadrature<F>> {
+    pub fn quadrature<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<SlqQuadrature<F>> {
         let n = check_operator(op)?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         let mut all = SlqQuadrature {
@@ -407,12 +408,12 @@ impl<F: Float> Slq<F> {
     }
 
     /// The SLQ spectral density of `op` (`rule.max_probes` probes).
-    pub fn spectral_density<O: LinearOperator<F> + Sync + ?Sized>(&self, op: &O) -> Result<SpectralDensity<F>> {
+    pub fn spectral_density<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<SpectralDensity<F>> {
         self.quadrature(op)?.spectral_density()
     }
 
     /// `tr f(A)` with the adaptive stop rule.
-    pub fn trace<O: LinearOperator<F> + Sync + ?Sized>(
+    pub fn trace<O: LinearOperator<F> + ?Sized>(
         &self,
         op: &O,
         f: impl Fn(F) -> F,
@@ -437,12 +438,12 @@ impl<F: Float> Slq<F> {
     }
 
     /// `log det A = tr ln A` (A symmetric positive definite).
-    pub fn log_det<O: LinearOperator<F> + Sync + ?Sized>(&self, op: &O) -> Result<TraceEstimate<F>> {
+    pub fn log_det<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<TraceEstimate<F>> {
         self.trace(op, |x: F| if x > F::zero() { x.ln() } else { F::nan() })
     }
 
     /// `tr A⁻¹` (A symmetric positive definite).
-    pub fn trace_inverse<O: LinearOperator<F> + Sync + ?Sized>(&self, op: &O) -> Result<TraceEstimate<F>> {
+    pub fn trace_inverse<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<TraceEstimate<F>> {
         self.trace(op, |x: F| if x > F::zero() { x.recip() } else { F::nan() })
     }
 }

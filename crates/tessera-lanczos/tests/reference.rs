@@ -91,8 +91,9 @@ fn spiked_top5_and_other_ends() {
 #[test]
 fn gauss_quadrature_moments_exact_up_to_2m_minus_1() {
     let n = 300;
-    let m = 8;
-    let d = Array1::from_shape_fn(n, |i| 0.5 + 1.5 * (i as f64 / n as f64).powi(2));
+    let m = 6;
+    // Eigenvalues spread over three decades, so that degree 2m is visibly not integrated.
+    let d = Array1::from_shape_fn(n, |i| 0.1 * 100f64.powf(i as f64 / n as f64));
     let a = Array2::from_diag(&d);
     let z = Array1::from_shape_fn(n, |i| if (i * 7919) % 3 == 0 { -1.0 } else { 1.0 });
     let l = Lanczos::new(LanczosConfig { steps: m, ..Default::default() }).unwrap();
@@ -107,7 +108,7 @@ fn gauss_quadrature_moments_exact_up_to_2m_minus_1() {
             assert!(rel < 1e-12, "p = {p}: {rel}");
         } else {
             // Degree 2m is the first the m-point rule gets wrong (and it underestimates).
-            assert!(rel > 1e-9 && gauss < exact, "p = {p}: {rel}");
+            assert!(rel > 1e-7 && gauss < exact, "p = {p}: {rel}");
         }
     }
 }

@@ -15,8 +15,8 @@ pub struct MrcConfig {
     pub epsilon: f64,
     /// Ascent steps (≥ 1).
     pub steps: usize,
-    /// Each step moves `step_size × radius` along the normalised gradient (in `(0, 1]`... any
-    /// positive value; the projection keeps the ball).
+    /// Each step moves `step_size × radius` along the normalised gradient (`> 0`; the
+    /// projection keeps the iterate in the ball whatever the step).
     pub step_size: f64,
 }
 

@@ -120,9 +120,15 @@ proptest! {
     }
 }
 
-/// RMS of the hidden activations at initialisation, and RMS of their change after one SGD
-/// step, for one width.
-fn width_statistics(param: Parameterization, width: usize, seed: u64) -> (Vec<f64>, f64, f64) {
+/// RMS of the hidden activations at initialisation, and RMS of the change of the last hidden
+/// activations and of the logits after one SGD step, for one width.
+struct WidthStats {
+    init_rms: Vec<f64>,
+    feature_update: f64,
+    logit_update: f64,
+}
+
+fn width_statistics(param: Parameterization, width: usize, seed: u64) -> WidthStats {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = gaussian(32, 16, &mut rng);
     let labels: Vec<usize> = (0..32).map(|_| rng.random_range(0..4)).collect();
@@ -150,24 +156,24 @@ fn width_statistics(param: Parameterization, width: usize, seed: u64) -> (Vec<f6
     let after = mlp.forward(x.view()).unwrap();
     let delta_hidden = &after.activation(1).unwrap() - &before.activation(1).unwrap();
     let delta_logits = &after.logits() - &before.logits();
-    (
+    WidthStats {
         init_rms,
-        rms(delta_hidden.iter().copied()),
-        rms(delta_logits.iter().copied()),
-    )
+        feature_update: rms(delta_hidden.iter().copied()),
+        logit_update: rms(delta_logits.iter().copied()),
+    }
 }
 
 /// [`width_statistics`] averaged over three initialisations and batches.
-fn averaged_statistics(param: Parameterization, width: usize, seed: u64) -> (Vec<f64>, f64, f64) {
-    let runs: Vec<_> = (0..3)
+fn averaged_statistics(param: Parameterization, width: usize, seed: u64) -> WidthStats {
+    let runs: Vec<WidthStats> = (0..3)
         .map(|k| width_statistics(param, width, 3 * seed + k))
         .collect();
-    let mean = |f: &dyn Fn(&(Vec<f64>, f64, f64)) -> f64| runs.iter().map(f).sum::<f64>() / 3.0;
-    (
-        vec![mean(&|r| r.0[0]), mean(&|r| r.0[1])],
-        mean(&|r| r.1),
-        mean(&|r| r.2),
-    )
+    let mean = |f: &dyn Fn(&WidthStats) -> f64| runs.iter().map(f).sum::<f64>() / 3.0;
+    WidthStats {
+        init_rms: vec![mean(&|r| r.init_rms[0]), mean(&|r| r.init_rms[1])],
+        feature_update: mean(&|r| r.feature_update),
+        logit_update: mean(&|r| r.logit_update),
+    }
 }
 
 proptest! {
@@ -182,12 +188,12 @@ proptest! {
         let ntk: Vec<_> = widths.iter().map(|&w| averaged_statistics(Parameterization::Ntk, w, seed)).collect();
         let spread = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max) / v.iter().cloned().fold(f64::MAX, f64::min);
         for layer in 0..2 {
-            let init: Vec<f64> = mup.iter().map(|s| s.0[layer]).collect();
+            let init: Vec<f64> = mup.iter().map(|s| s.init_rms[layer]).collect();
             prop_assert!(spread(&init) < 1.5, "μP init RMS layer {}: {:?}", layer, init);
         }
-        let dh_mup: Vec<f64> = mup.iter().map(|s| s.1).collect();
-        let dz_mup: Vec<f64> = mup.iter().map(|s| s.2).collect();
-        let dh_ntk: Vec<f64> = ntk.iter().map(|s| s.1).collect();
+        let dh_mup: Vec<f64> = mup.iter().map(|s| s.feature_update).collect();
+        let dz_mup: Vec<f64> = mup.iter().map(|s| s.logit_update).collect();
+        let dh_ntk: Vec<f64> = ntk.iter().map(|s| s.feature_update).collect();
         // Log-log slope of the update size against width: 0 for μP, −½ for NTK (finite-width
         // fluctuations make single widths noisy, the fit over five widths is not).
         let slope = |v: &[f64]| {

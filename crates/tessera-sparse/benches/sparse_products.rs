@@ -31,7 +31,9 @@ fn products(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     // Dense GEMM cost does not depend on the density: one measurement is the baseline.
-    group.bench_function("dense_ndarray_dot", |b| b.iter(|| black_box(w_full.dot(&x))));
+    group.bench_function("dense_ndarray_dot", |b| {
+        b.iter(|| black_box(w_full.dot(&x)))
+    });
     for density in DENSITIES {
         let mask = Mask::exact_count(ROWS * INNER, density, &mut rng).expect("valid density");
         let mut w = w_full.clone();
@@ -44,8 +46,25 @@ fn products(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("tessera", density), &density, |b, _| {
             b.iter(|| black_box(ours.matmul(x.view()).expect("shapes agree")))
         });
+        group.bench_with_input(
+            BenchmarkId::new("tessera_1_thread", density),
+            &density,
+            |b, _| {
+                single_thread()
+                    .install(|| b.iter(|| black_box(ours.matmul(x.view()).expect("shapes agree"))))
+            },
+        );
     }
     group.finish();
+}
+
+/// A one-thread rayon pool, for a like-for-like comparison with the single-threaded dense
+/// GEMM and `sprs`.
+fn single_thread() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
 }
 
 fn gradients(c: &mut Criterion) {
@@ -64,8 +83,29 @@ fn gradients(c: &mut Criterion) {
         let mask = Mask::exact_count(ROWS * INNER, density, &mut rng).expect("valid density");
         let pattern = CsrMatrix::<f32>::zeros_like_mask(ROWS, INNER, &mask).expect("same size");
         group.bench_with_input(BenchmarkId::new("tessera", density), &density, |b, _| {
-            b.iter(|| black_box(pattern.masked_gradient(dy.view(), x.view()).expect("shapes")))
+            b.iter(|| {
+                black_box(
+                    pattern
+                        .masked_gradient(dy.view(), x.view())
+                        .expect("shapes"),
+                )
+            })
         });
+        group.bench_with_input(
+            BenchmarkId::new("tessera_1_thread", density),
+            &density,
+            |b, _| {
+                single_thread().install(|| {
+                    b.iter(|| {
+                        black_box(
+                            pattern
+                                .masked_gradient(dy.view(), x.view())
+                                .expect("shapes"),
+                        )
+                    })
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -217,11 +217,7 @@ pub fn layer_densities(
     let mut fixed: Vec<Option<f64>> = vec![None; layers.len()];
     for &(name, d) in overrides {
         let index = layers.iter().position(|l| l.name == name).ok_or_else(|| {
-            Error::invalid(
-                "overrides",
-                format!("`{name}`"),
-                "no layer has this name",
-            )
+            Error::invalid("overrides", format!("`{name}`"), "no layer has this name")
         })?;
         if fixed[index].is_some() {
             return Err(Error::invalid(

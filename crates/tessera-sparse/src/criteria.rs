@@ -50,7 +50,11 @@ pub fn top_k_mask<F: Float>(scores: &[F], kept: usize) -> Result<Mask> {
 /// index). Returns one mask per layer.
 pub fn global_top_k_masks<F: Float>(scores: &[&[F]], kept: usize) -> Result<Vec<Mask>> {
     if scores.is_empty() {
-        return Err(Error::invalid("scores", "[]", "at least one layer is needed"));
+        return Err(Error::invalid(
+            "scores",
+            "[]",
+            "at least one layer is needed",
+        ));
     }
     let mut offsets = Vec::with_capacity(scores.len() + 1);
     offsets.push(0usize);
@@ -96,7 +100,12 @@ pub fn global_magnitude_masks<F: Float>(
     check_density("density", density)?;
     let scores: Vec<Vec<F>> = weights
         .iter()
-        .map(|w| Ok(flat_values("weights", w)?.into_iter().map(|v| v.abs()).collect()))
+        .map(|w| {
+            Ok(flat_values("weights", w)?
+                .into_iter()
+                .map(|v| v.abs())
+                .collect())
+        })
         .collect::<Result<_>>()?;
     global_from_scores(&scores, density)
 }
@@ -229,7 +238,11 @@ where
     L: FnMut(&Mask) -> f64,
 {
     if len == 0 {
-        return Err(Error::invalid("len", len, "a mask needs at least one entry"));
+        return Err(Error::invalid(
+            "len",
+            len,
+            "a mask needs at least one entry",
+        ));
     }
     if kept > len {
         return Err(Error::invalid(
@@ -362,7 +375,9 @@ mod tests {
         let result = oracle_mask(
             6,
             3,
-            OracleSearch::Exhaustive { max_candidates: 100 },
+            OracleSearch::Exhaustive {
+                max_candidates: 100,
+            },
             |m| {
                 m.to_bools()
                     .iter()
@@ -380,13 +395,18 @@ mod tests {
         assert!(oracle_mask(
             40,
             20,
-            OracleSearch::Exhaustive { max_candidates: 1000 },
+            OracleSearch::Exhaustive {
+                max_candidates: 1000
+            },
             |_| 0.0
         )
         .is_err());
-        assert!(oracle_mask(4, 2, OracleSearch::Exhaustive { max_candidates: 10 }, |_| {
-            f64::NAN
-        })
+        assert!(oracle_mask(
+            4,
+            2,
+            OracleSearch::Exhaustive { max_candidates: 10 },
+            |_| { f64::NAN }
+        )
         .is_err());
     }
 

@@ -1,6 +1,10 @@
 //! Compressed sparse row (CSR) matrices for masked layers and their products with dense
 //! matrices: $W X$, $X W^\top$ and the masked weight gradient $(\mathrm{d}Y X^\top) \odot M$.
 //!
+//! Stored weights are checked to be finite when a matrix is built; the dense operands of the
+//! products are not scanned (that would cost a full pass per product): like a dense GEMM, a
+//! NaN or ±∞ there propagates into the affected outputs.
+//!
 //! The kernels are written by hand (rather than taken from `sprs`) because the layer products
 //! need a register-blocked, multi-threaded row kernel to beat dense GEMM at densities of
 //! 0.1–0.3, and the masked gradient (a sampled dense–dense product) has no `sprs` equivalent.
@@ -110,8 +114,7 @@ impl<F: Float> CsrMatrix<F> {
         }
         for r in 0..nrows {
             let cols = &indices[indptr[r]..indptr[r + 1]];
-            if cols.windows(2).any(|w| w[0] >= w[1]) || cols.last().is_some_and(|&c| c >= ncols)
-            {
+            if cols.windows(2).any(|w| w[0] >= w[1]) || cols.last().is_some_and(|&c| c >= ncols) {
                 return Err(Error::invalid(
                     "indices",
                     format!("row {r}: {cols:?}"),
@@ -201,11 +204,7 @@ impl<F: Float> CsrMatrix<F> {
     /// Sparse × dense: $W B$ for `b` of shape `ncols × n`. Multi-threaded over output rows.
     pub fn matmul(&self, b: ArrayView2<'_, F>) -> Result<Array2<F>> {
         if b.nrows() != self.ncols {
-            return Err(Error::shape(
-                "b",
-                format!("[{}, _]", self.ncols),
-                b.shape(),
-            ));
+            return Err(Error::shape("b", format!("[{}, _]", self.ncols), b.shape()));
         }
         let n = b.ncols();
         let mut out = vec![F::zero(); self.nrows * n];
@@ -260,13 +259,8 @@ impl<F: Float> CsrMatrix<F> {
     /// linear layer $y = W x$ on a batch of row vectors). Returns `batch × nrows`.
     pub fn matmul_transposed_from_left(&self, x: ArrayView2<'_, F>) -> Result<Array2<F>> {
         if x.ncols() != self.ncols {
-            return Err(Error::shape(
-                "x",
-                format!("[_, {}]", self.ncols),
-                x.shape(),
-            ));
+            return Err(Error::shape("x", format!("[_, {}]", self.ncols), x.shape()));
         }
-        check_finite("x", x.iter().copied())?;
         // (X Wᵀ)ᵀ = W Xᵀ: with Xᵀ copied row-major the row kernel runs over contiguous rows;
         // the two transposing copies cost O((ncols + nrows)·batch), small next to nnz·batch.
         let xt = x.t().as_standard_layout().into_owned();
@@ -292,8 +286,6 @@ impl<F: Float> CsrMatrix<F> {
                 x.shape(),
             ));
         }
-        check_finite("dy", dy.iter().copied())?;
-        check_finite("x", x.iter().copied())?;
         let n = dy.ncols();
         let mut values = vec![F::zero(); self.nnz()];
         if n > 0 && self.nnz() > 0 {
@@ -543,9 +535,7 @@ mod tests {
         let mut dense = dy.dot(&x.t());
         mask.apply_view(dense.view_mut()).unwrap();
         assert_eq!(g.to_dense(), dense);
-        let gb = pattern
-            .masked_gradient_batch_major(dy.t(), x.t())
-            .unwrap();
+        let gb = pattern.masked_gradient_batch_major(dy.t(), x.t()).unwrap();
         assert_eq!(gb.to_dense(), dense);
         assert!(pattern.masked_gradient(x.view(), dy.view()).is_err());
     }

@@ -106,6 +106,10 @@ pub(crate) fn check_density(name: &'static str, density: f64) -> Result<()> {
     if density.is_finite() && density > 0.0 && density <= 1.0 {
         Ok(())
     } else {
-        Err(Error::invalid(name, density, "a density must lie in (0, 1]"))
+        Err(Error::invalid(
+            name,
+            density,
+            "a density must lie in (0, 1]",
+        ))
     }
 }

@@ -88,11 +88,21 @@ pub fn masks_to_bytes(layers: &[LayerShape], masks: &[Mask], dtype: MaskDtype) -
         if mask.len() != layer.numel() {
             return Err(Error::shape(
                 "masks",
-                format!("{} entries for `{}` {:?}", layer.numel(), layer.name(), layer.dims()),
+                format!(
+                    "{} entries for `{}` {:?}",
+                    layer.numel(),
+                    layer.name(),
+                    layer.dims()
+                ),
                 format!("{} entries", mask.len()),
             ));
         }
-        buffers.push(mask.to_bools().into_iter().map(u8::from).collect::<Vec<u8>>());
+        buffers.push(
+            mask.to_bools()
+                .into_iter()
+                .map(u8::from)
+                .collect::<Vec<u8>>(),
+        );
     }
     let st_dtype = match dtype {
         MaskDtype::Bool => Dtype::BOOL,
@@ -107,7 +117,8 @@ pub fn masks_to_bytes(layers: &[LayerShape], masks: &[Mask], dtype: MaskDtype) -
                 .map_err(|e| st_error(format!("tensor `{}`", layer.name()), format!("{e:?}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, &None).map_err(|e| st_error("serialize", format!("{e:?}")))
+    safetensors::tensor::serialize(views, &None)
+        .map_err(|e| st_error("serialize", format!("{e:?}")))
 }
 
 /// Writes [`masks_to_bytes`] to `path`.
@@ -129,7 +140,8 @@ pub fn write_masks(
 /// must be 0 or 1, `F32` entries 0.0 or 1.0 (as Random_Pruning stores its masks). Returns
 /// layers (name and shape) and masks in storage order.
 pub fn masks_from_bytes(bytes: &[u8]) -> Result<Vec<(LayerShape, Mask)>> {
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| st_error("file", format!("{e:?}")))?;
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|e| st_error("file", format!("{e:?}")))?;
     tensor_infos(bytes)?
         .into_iter()
         .map(|(name, dtype, dims)| {
@@ -211,8 +223,12 @@ mod tests {
             assert_eq!(shapes.len(), 2);
         }
         assert!(masks_to_bytes(&layers, &masks[..1], MaskDtype::Bool).is_err());
-        assert!(masks_to_bytes(&layers, &[masks[1].clone(), masks[0].clone()], MaskDtype::U8)
-            .is_err());
+        assert!(masks_to_bytes(
+            &layers,
+            &[masks[1].clone(), masks[0].clone()],
+            MaskDtype::U8
+        )
+        .is_err());
         assert!(masks_from_bytes(b"not a safetensors file").is_err());
     }
 }

@@ -130,8 +130,8 @@ pub fn kendall_tau_b<F: Float>(x: &[F], y: &[F]) -> Result<f64> {
         return Err(Error::invalid("y", "constant", "Kendall τ is undefined"));
     }
     // Concordant − discordant = total − x_ties − y_ties + joint_ties − 2·discordant.
-    let numerator = total as f64 - x_ties as f64 - y_ties as f64 + joint_ties as f64
-        - 2.0 * discordant as f64;
+    let numerator =
+        total as f64 - x_ties as f64 - y_ties as f64 + joint_ties as f64 - 2.0 * discordant as f64;
     let denominator = ((total - x_ties) as f64).sqrt() * ((total - y_ties) as f64).sqrt();
     Ok((numerator / denominator).clamp(-1.0, 1.0))
 }
@@ -259,7 +259,10 @@ mod tests {
         // (1,2) and (0,1) tied: τ_b = 1 / sqrt(2·2) = 0.5.
         let tau = kendall_tau_b(&[1.0f64, 1.0, 2.0], &[1.0, 2.0, 2.0]).unwrap();
         assert!((tau - 0.5).abs() < 1e-15);
-        assert_eq!(average_ranks(&[3.0f32, 1.0, 3.0, 2.0]).unwrap(), [3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0f32, 1.0, 3.0, 2.0]).unwrap(),
+            [3.5, 1.0, 3.5, 2.0]
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ impl Mask {
     /// A mask with exactly `round(density · len)` kept entries at uniformly random positions.
     pub fn exact_count<R: Rng + ?Sized>(len: usize, density: f64, rng: &mut R) -> Result<Self> {
         check_density("density", density)?;
-        Ok(Self::with_kept_count(len, exact_kept_count(len, density), rng))
+        Ok(Self::with_kept_count(
+            len,
+            exact_kept_count(len, density),
+            rng,
+        ))
     }
 
     /// A mask with exactly `kept` (≤ `len`, clamped) entries at uniformly random positions.

@@ -20,7 +20,8 @@ fn clips() -> Array2<f32> {
 }
 
 fn logmel(c: &mut Criterion) {
-    let plan = LogMelSpectrogram::<f32>::new(LogMelConfig::librosa(SAMPLE_RATE)).expect("preset is valid");
+    let plan =
+        LogMelSpectrogram::<f32>::new(LogMelConfig::librosa(SAMPLE_RATE)).expect("preset is valid");
     let clips = clips();
     let mut group = c.benchmark_group("logmel_librosa_preset_32x10s");
     group

@@ -61,8 +61,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch = throughput(n, 3.0, || {
         last = Some(plan.compute_batch(clips.view()).expect("valid clips"));
     });
-    let shape = last.map(|b| b.index_axis(Axis(0), 0).dim()).unwrap_or_default();
-    println!("clips={n} samples={} log_mel_shape={shape:?}", clips.ncols());
+    let shape = last
+        .map(|b| b.index_axis(Axis(0), 0).dim())
+        .unwrap_or_default();
+    println!(
+        "clips={n} samples={} log_mel_shape={shape:?}",
+        clips.ncols()
+    );
     println!("threads={}", rayon::current_num_threads());
     println!("single_thread_clips_per_s={single:.3}");
     println!("batch_clips_per_s={batch:.3}");

@@ -59,7 +59,11 @@ impl DbConfig {
     /// negative or non-finite `top_db`.
     pub fn validate(&self) -> Result<()> {
         if !(self.amin.is_finite() && self.amin > 0.0) {
-            return Err(Error::param("amin", self.amin, "must be positive and finite"));
+            return Err(Error::param(
+                "amin",
+                self.amin,
+                "must be positive and finite",
+            ));
         }
         if let Reference::Value(r) = self.reference {
             if !(r.is_finite() && r > 0.0) {
@@ -68,7 +72,11 @@ impl DbConfig {
         }
         if let Some(top) = self.top_db {
             if !(top.is_finite() && top >= 0.0) {
-                return Err(Error::param("top_db", top, "must be finite and non-negative"));
+                return Err(Error::param(
+                    "top_db",
+                    top,
+                    "must be finite and non-negative",
+                ));
             }
         }
         Ok(())
@@ -84,7 +92,10 @@ impl Default for DbConfig {
 /// Converts power values in place: $10\log_{10}\max(a, S) - 10\log_{10}\max(a, ref)$, then
 /// clips at $\max - top\_db$. The config must be valid and the values finite and
 /// non-negative.
-pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(mut values: ArrayViewMut<T, D>, config: &DbConfig) {
+pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(
+    mut values: ArrayViewMut<T, D>,
+    config: &DbConfig,
+) {
     let amin = T::from_f64_lossy(config.amin);
     let ten = T::from_f64_lossy(10.0);
     let reference = match config.reference {
@@ -106,9 +117,17 @@ pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(mut values: ArrayView
 
 fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::param(name, "an empty array", "must hold at least one value"));
+        return Err(Error::param(
+            name,
+            "an empty array",
+            "must hold at least one value",
+        ));
     }
-    if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= T::zero())) {
+    if let Some((i, v)) = s
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= T::zero()))
+    {
         return Err(Error::param(
             name,
             format!("element {i} (row-major) = {v}"),
@@ -120,7 +139,11 @@ fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) 
 
 fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::param("S", "an empty array", "must hold at least one value"));
+        return Err(Error::param(
+            "S",
+            "an empty array",
+            "must hold at least one value",
+        ));
     }
     if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(Error::param(
@@ -138,7 +161,10 @@ fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
 ///
 /// # Errors
 /// An invalid config, an empty array, a negative or non-finite value.
-pub fn power_to_db<T: Float, D: Dimension>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+pub fn power_to_db<T: Float, D: Dimension>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<Array<T, D>> {
     config.validate()?;
     check_power(&s, "S")?;
     let mut out = s.to_owned();
@@ -151,7 +177,10 @@ pub fn power_to_db<T: Float, D: Dimension>(s: ArrayView<T, D>, config: &DbConfig
 ///
 /// # Errors
 /// As [`power_to_db`].
-pub fn power_to_db_batch<T: Float, D: RemoveAxis>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+pub fn power_to_db_batch<T: Float, D: RemoveAxis>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<Array<T, D>> {
     config.validate()?;
     check_power(&s, "S")?;
     let mut out = s.to_owned();
@@ -181,7 +210,10 @@ fn squared_config(config: &DbConfig) -> DbConfig {
 /// # Errors
 /// An invalid config (including `amin²` underflowing to zero), an empty array or a
 /// non-finite value.
-pub fn amplitude_to_db<T: Float, D: Dimension>(s: ArrayView<T, D>, config: &DbConfig) -> Result<Array<T, D>> {
+pub fn amplitude_to_db<T: Float, D: Dimension>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<Array<T, D>> {
     config.validate()?;
     let squared = squared_config(config);
     squared.validate()?;
@@ -214,12 +246,23 @@ pub fn amplitude_to_db_batch<T: Float, D: RemoveAxis>(
 ///
 /// # Errors
 /// A reference that is not positive and finite, or a NaN entry.
-pub fn db_to_power<T: Float, D: Dimension>(s_db: ArrayView<T, D>, reference: f64) -> Result<Array<T, D>> {
+pub fn db_to_power<T: Float, D: Dimension>(
+    s_db: ArrayView<T, D>,
+    reference: f64,
+) -> Result<Array<T, D>> {
     if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::param("reference", reference, "must be positive and finite"));
+        return Err(Error::param(
+            "reference",
+            reference,
+            "must be positive and finite",
+        ));
     }
     if let Some((i, v)) = s_db.iter().enumerate().find(|(_, v)| v.is_nan()) {
-        return Err(Error::param("S_db", format!("element {i} (row-major) = {v}"), "must not be NaN"));
+        return Err(Error::param(
+            "S_db",
+            format!("element {i} (row-major) = {v}"),
+            "must not be NaN",
+        ));
     }
     let r = T::from_f64_lossy(reference);
     let ten = T::from_f64_lossy(10.0);
@@ -231,9 +274,16 @@ pub fn db_to_power<T: Float, D: Dimension>(s_db: ArrayView<T, D>, reference: f64
 ///
 /// # Errors
 /// As [`db_to_power`].
-pub fn db_to_amplitude<T: Float, D: Dimension>(s_db: ArrayView<T, D>, reference: f64) -> Result<Array<T, D>> {
+pub fn db_to_amplitude<T: Float, D: Dimension>(
+    s_db: ArrayView<T, D>,
+    reference: f64,
+) -> Result<Array<T, D>> {
     if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::param("reference", reference, "must be positive and finite"));
+        return Err(Error::param(
+            "reference",
+            reference,
+            "must be positive and finite",
+        ));
     }
     Ok(db_to_power(s_db, reference * reference)?.mapv(|p| p.sqrt()))
 }
@@ -252,7 +302,10 @@ mod tests {
         assert_eq!(clipped[3], 20.0 - 80.0);
         let relative = power_to_db(
             s.view(),
-            &DbConfig { reference: Reference::Max, ..DbConfig::torchaudio() },
+            &DbConfig {
+                reference: Reference::Max,
+                ..DbConfig::torchaudio()
+            },
         )
         .unwrap();
         assert_eq!(relative[2], 0.0);
@@ -281,21 +334,48 @@ mod tests {
             assert!((a - b.abs()).abs() < 1e-12);
         }
         let p = array![0.25f64, 4.0];
-        let back = db_to_power(power_to_db(p.view(), &DbConfig::torchaudio()).unwrap().view(), 1.0).unwrap();
+        let back = db_to_power(
+            power_to_db(p.view(), &DbConfig::torchaudio())
+                .unwrap()
+                .view(),
+            1.0,
+        )
+        .unwrap();
         assert!((back[1] - 4.0).abs() < 1e-12);
     }
 
     #[test]
     fn bad_inputs_are_errors() {
         let s = array![1.0f64, -1.0];
-        assert!(power_to_db(s.view(), &DbConfig::librosa()).unwrap_err().to_string().contains("element 1"));
+        assert!(power_to_db(s.view(), &DbConfig::librosa())
+            .unwrap_err()
+            .to_string()
+            .contains("element 1"));
         let empty = ndarray::Array1::<f64>::zeros(0);
         assert!(power_to_db(empty.view(), &DbConfig::librosa()).is_err());
         let ok = array![1.0f64];
         for (config, name) in [
-            (DbConfig { amin: 0.0, ..DbConfig::librosa() }, "amin"),
-            (DbConfig { top_db: Some(-1.0), ..DbConfig::librosa() }, "top_db"),
-            (DbConfig { reference: Reference::Value(0.0), ..DbConfig::librosa() }, "reference"),
+            (
+                DbConfig {
+                    amin: 0.0,
+                    ..DbConfig::librosa()
+                },
+                "amin",
+            ),
+            (
+                DbConfig {
+                    top_db: Some(-1.0),
+                    ..DbConfig::librosa()
+                },
+                "top_db",
+            ),
+            (
+                DbConfig {
+                    reference: Reference::Value(0.0),
+                    ..DbConfig::librosa()
+                },
+                "reference",
+            ),
         ] {
             let err = power_to_db(ok.view(), &config).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

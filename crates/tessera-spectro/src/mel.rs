@@ -70,7 +70,11 @@ pub fn mel_frequencies(n: usize, fmin: f64, fmax: f64, scale: MelScale) -> Vec<f
     let low = hz_to_mel(fmin, scale);
     let high = hz_to_mel(fmax, scale);
     // numpy.linspace: start + i·step with the endpoint stored exactly.
-    let step = if n > 1 { (high - low) / (n - 1) as f64 } else { 0.0 };
+    let step = if n > 1 {
+        (high - low) / (n - 1) as f64
+    } else {
+        0.0
+    };
     (0..n)
         .map(|i| {
             let mel = if n > 1 && i == n - 1 {
@@ -98,7 +102,11 @@ pub(crate) fn check_mel_parameters(
     fmax: f64,
 ) -> Result<()> {
     if !(sample_rate.is_finite() && sample_rate > 0.0) {
-        return Err(Error::param("sample_rate", sample_rate, "must be positive and finite"));
+        return Err(Error::param(
+            "sample_rate",
+            sample_rate,
+            "must be positive and finite",
+        ));
     }
     if n_fft == 0 {
         return Err(Error::param("n_fft", 0, "must be at least 1"));
@@ -107,17 +115,28 @@ pub(crate) fn check_mel_parameters(
         return Err(Error::param("n_mels", 0, "must be at least 1"));
     }
     if !(fmin.is_finite() && fmin >= 0.0) {
-        return Err(Error::param("fmin", fmin, "must be finite and non-negative"));
+        return Err(Error::param(
+            "fmin",
+            fmin,
+            "must be finite and non-negative",
+        ));
     }
     if !fmax.is_finite() || fmax > sample_rate / 2.0 {
         return Err(Error::param(
             "fmax",
             fmax,
-            format!("must be finite and at most sample_rate / 2 = {}", sample_rate / 2.0),
+            format!(
+                "must be finite and at most sample_rate / 2 = {}",
+                sample_rate / 2.0
+            ),
         ));
     }
     if fmin >= fmax {
-        return Err(Error::param("fmin", fmin, format!("must be below fmax = {fmax}")));
+        return Err(Error::param(
+            "fmin",
+            fmin,
+            format!("must be below fmax = {fmax}"),
+        ));
     }
     Ok(())
 }
@@ -180,7 +199,8 @@ pub fn mel_filterbank<T: Float>(
     scale: MelScale,
     norm: MelNorm,
 ) -> Result<Array2<T>> {
-    let (weights, empty) = mel_filterbank_with_empty(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm)?;
+    let (weights, empty) =
+        mel_filterbank_with_empty(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm)?;
     if !empty.is_empty() {
         return Err(Error::EmptyMelFilters {
             n_mels,
@@ -231,7 +251,14 @@ impl<T: Float> SparseFilterbank<T> {
                     None => (0, Vec::new()),
                     Some(first) => {
                         let last = row.iter().rposition(|w| *w != T::zero()).unwrap_or(first);
-                        (first, row.iter().skip(first).take(last + 1 - first).copied().collect())
+                        (
+                            first,
+                            row.iter()
+                                .skip(first)
+                                .take(last + 1 - first)
+                                .copied()
+                                .collect(),
+                        )
                     }
                 }
             })
@@ -271,7 +298,10 @@ mod tests {
         for scale in [MelScale::Slaney, MelScale::Htk] {
             for hz in [0.0, 50.0, 999.0, 1000.0, 1001.0, 8000.0, 22050.0] {
                 let back = mel_to_hz(hz_to_mel(hz, scale), scale);
-                assert!((back - hz).abs() <= 1e-9 * hz.max(1.0), "{scale:?} {hz} -> {back}");
+                assert!(
+                    (back - hz).abs() <= 1e-9 * hz.max(1.0),
+                    "{scale:?} {hz} -> {back}"
+                );
             }
         }
         assert!((hz_to_mel(1000.0, MelScale::Slaney) - 15.0).abs() < 1e-12);
@@ -288,9 +318,16 @@ mod tests {
 
     #[test]
     fn sparse_matches_dense() {
-        let dense =
-            mel_filterbank::<f64>(22050.0, 512, 40, 30.0, 11025.0, MelScale::Slaney, MelNorm::Slaney)
-                .unwrap();
+        let dense = mel_filterbank::<f64>(
+            22050.0,
+            512,
+            40,
+            30.0,
+            11025.0,
+            MelScale::Slaney,
+            MelNorm::Slaney,
+        )
+        .unwrap();
         let sparse = SparseFilterbank::from_dense(&dense);
         let spectrum: Vec<f64> = (0..257).map(|k| ((k * 37) % 11) as f64 + 0.5).collect();
         let mut out = vec![0.0; 40];
@@ -313,24 +350,33 @@ mod tests {
             (16000.0, 512, 40, f64::NAN, 4000.0, "fmin"),
         ];
         for (sr, n_fft, n_mels, fmin, fmax, name) in cases {
-            let err = mel_filterbank::<f32>(sr, n_fft, n_mels, fmin, fmax, MelScale::Htk, MelNorm::None)
-                .unwrap_err();
+            let err =
+                mel_filterbank::<f32>(sr, n_fft, n_mels, fmin, fmax, MelScale::Htk, MelNorm::None)
+                    .unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
     }
 
     #[test]
     fn too_many_mels_is_an_error_listing_empty_rows() {
-        let err = mel_filterbank::<f64>(16000.0, 400, 128, 0.0, 8000.0, MelScale::Htk, MelNorm::None)
-            .unwrap_err();
+        let err =
+            mel_filterbank::<f64>(16000.0, 400, 128, 0.0, 8000.0, MelScale::Htk, MelNorm::None)
+                .unwrap_err();
         match &err {
             Error::EmptyMelFilters { empty, .. } => assert!(!empty.is_empty()),
             other => panic!("unexpected {other}"),
         }
         assert!(err.to_string().contains("n_mels"));
-        let (weights, empty) =
-            mel_filterbank_with_empty::<f64>(16000.0, 400, 128, 0.0, 8000.0, MelScale::Htk, MelNorm::None)
-                .unwrap();
+        let (weights, empty) = mel_filterbank_with_empty::<f64>(
+            16000.0,
+            400,
+            128,
+            0.0,
+            8000.0,
+            MelScale::Htk,
+            MelNorm::None,
+        )
+        .unwrap();
         for &m in &empty {
             assert!(weights.row(m).iter().all(|w| *w == 0.0));
         }

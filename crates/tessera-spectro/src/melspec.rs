@@ -164,7 +164,11 @@ impl<T: Float> MelSpectrogram<T> {
     /// [`EmptyFilters::Error`].
     pub fn new(config: MelConfig) -> Result<Self> {
         if !(config.power.is_finite() && config.power > 0.0) {
-            return Err(Error::param("power", config.power, "must be positive and finite"));
+            return Err(Error::param(
+                "power",
+                config.power,
+                "must be positive and finite",
+            ));
         }
         let stft = Stft::new(config.stft_config())?;
         let fmax = config.resolved_fmax();
@@ -255,20 +259,21 @@ impl<T: Float> MelSpectrogram<T> {
     ) -> Result<()> {
         let MelScratch { frame, power, mel } = scratch;
         let exponent = self.exponent;
-        self.stft.for_each_frame(samples, frames, frame, |t, spectrum| {
-            for (p, c) in power.iter_mut().zip(spectrum) {
-                let squared = c.re * c.re + c.im * c.im;
-                *p = match exponent {
-                    Exponent::Two => squared,
-                    Exponent::One => squared.sqrt(),
-                    Exponent::Other(half_power) => squared.powf(half_power),
-                };
-            }
-            self.sparse.apply(power, mel);
-            for (dst, &v) in out.column_mut(t).iter_mut().zip(mel.iter()) {
-                *dst = v;
-            }
-        })
+        self.stft
+            .for_each_frame(samples, frames, frame, |t, spectrum| {
+                for (p, c) in power.iter_mut().zip(spectrum) {
+                    let squared = c.re * c.re + c.im * c.im;
+                    *p = match exponent {
+                        Exponent::Two => squared,
+                        Exponent::One => squared.sqrt(),
+                        Exponent::Other(half_power) => squared.powf(half_power),
+                    };
+                }
+                self.sparse.apply(power, mel);
+                for (dst, &v) in out.column_mut(t).iter_mut().zip(mel.iter()) {
+                    *dst = v;
+                }
+            })
     }
 
     /// The mel spectrogram of one signal, shape `(n_mels, frames)`:
@@ -302,7 +307,11 @@ impl<T: Float> MelSpectrogram<T> {
     ) -> Result<Array3<T>> {
         let (batch, length) = signals.dim();
         if batch == 0 {
-            return Err(Error::param("signals", "a batch of 0 rows", "must hold at least one signal"));
+            return Err(Error::param(
+                "signals",
+                "a batch of 0 rows",
+                "must hold at least one signal",
+            ));
         }
         let frames = self.stft.frame_count(length)?;
         for (row, signal) in signals.outer_iter().enumerate() {
@@ -428,7 +437,8 @@ impl<T: Float> LogMelSpectrogram<T> {
     /// As [`MelSpectrogram::compute_batch`].
     pub fn compute_batch(&self, signals: ArrayView2<T>) -> Result<Array3<T>> {
         let db = self.db;
-        self.mel.batch_with(signals, move |item| power_to_db_in_place(item, &db))
+        self.mel
+            .batch_with(signals, move |item| power_to_db_in_place(item, &db))
     }
 }
 
@@ -438,7 +448,8 @@ mod tests {
 
     #[test]
     fn preset_shapes_match_sslh_datasets() {
-        for (sr, seconds, frames) in [(44100.0, 5.0, 431), (22050.0, 4.0, 173), (16000.0, 1.0, 32)] {
+        for (sr, seconds, frames) in [(44100.0, 5.0, 431), (22050.0, 4.0, 173), (16000.0, 1.0, 32)]
+        {
             let plan = MelSpectrogram::<f32>::new(MelConfig::sslh(sr)).unwrap();
             assert_eq!(plan.frame_count((sr * seconds) as usize).unwrap(), frames);
             assert_eq!(plan.n_mels(), 64);
@@ -459,17 +470,25 @@ mod tests {
 
     #[test]
     fn bad_power_and_fmax_are_errors() {
-        let err = MelSpectrogram::<f32>::new(MelConfig { power: 0.0, ..MelConfig::librosa(22050.0) }).unwrap_err();
+        let err = MelSpectrogram::<f32>::new(MelConfig {
+            power: 0.0,
+            ..MelConfig::librosa(22050.0)
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("power"));
-        let err = MelSpectrogram::<f32>::new(MelConfig { fmax: Some(12000.0), ..MelConfig::librosa(22050.0) })
-            .unwrap_err();
+        let err = MelSpectrogram::<f32>::new(MelConfig {
+            fmax: Some(12000.0),
+            ..MelConfig::librosa(22050.0)
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("fmax"));
     }
 
     #[test]
     fn batch_equals_single_and_names_bad_rows() {
         let plan = LogMelSpectrogram::<f64>::new(LogMelConfig::librosa(8000.0)).unwrap();
-        let signals = Array2::from_shape_fn((3, 3000), |(b, i)| ((b + 1) as f64 * 0.01 * i as f64).sin());
+        let signals =
+            Array2::from_shape_fn((3, 3000), |(b, i)| ((b + 1) as f64 * 0.01 * i as f64).sin());
         let batch = plan.compute_batch(signals.view()).unwrap();
         for b in 0..3 {
             let single = plan.compute(signals.row(b)).unwrap();

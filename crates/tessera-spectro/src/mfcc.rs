@@ -22,7 +22,11 @@ pub fn dct_ii_ortho<T: Float>(n_out: usize, n_in: usize) -> Result<Array2<T>> {
         return Err(Error::param("n_in", 0, "must be at least 1"));
     }
     if n_out == 0 || n_out > n_in {
-        return Err(Error::param("n_out", n_out, format!("must be in 1..={n_in}")));
+        return Err(Error::param(
+            "n_out",
+            n_out,
+            format!("must be in 1..={n_in}"),
+        ));
     }
     let first = (1.0 / n_in as f64).sqrt();
     let rest = (2.0 / n_in as f64).sqrt();
@@ -77,7 +81,11 @@ impl<T: Float> Mfcc<T> {
     /// non-finite `lifter`, an invalid dB config.
     pub fn new(config: MfccConfig) -> Result<Self> {
         if !(config.lifter.is_finite() && config.lifter >= 0.0) {
-            return Err(Error::param("lifter", config.lifter, "must be finite and non-negative"));
+            return Err(Error::param(
+                "lifter",
+                config.lifter,
+                "must be finite and non-negative",
+            ));
         }
         config.db.validate()?;
         let n_mels = config.mel.n_mels;
@@ -93,7 +101,8 @@ impl<T: Float> Mfcc<T> {
         if config.lifter > 0.0 {
             let lifter = config.lifter;
             for (k, mut row) in basis.outer_iter_mut().enumerate() {
-                let gain = 1.0 + (lifter / 2.0) * (std::f64::consts::PI * (k + 1) as f64 / lifter).sin();
+                let gain =
+                    1.0 + (lifter / 2.0) * (std::f64::consts::PI * (k + 1) as f64 / lifter).sin();
                 row.mapv_inplace(|v| v * gain);
             }
         }
@@ -128,7 +137,11 @@ impl<T: Float> Mfcc<T> {
             ));
         }
         if let Some(((m, t), v)) = log_mel.indexed_iter().find(|(_, v)| v.is_nan()) {
-            return Err(Error::param("log_mel", format!("entry[{m}, {t}] = {v}"), "must not be NaN"));
+            return Err(Error::param(
+                "log_mel",
+                format!("entry[{m}, {t}] = {v}"),
+                "must not be NaN",
+            ));
         }
         Ok(self.basis.dot(&log_mel))
     }
@@ -150,7 +163,9 @@ impl<T: Float> Mfcc<T> {
     /// As [`MelSpectrogram::compute_batch`].
     pub fn compute_batch(&self, signals: ArrayView2<T>) -> Result<Array3<T>> {
         let db = self.db;
-        let log_mel = self.mel.batch_with(signals, move |item| power_to_db_in_place(item, &db))?;
+        let log_mel = self
+            .mel
+            .batch_with(signals, move |item| power_to_db_in_place(item, &db))?;
         let (batch, _, frames) = log_mel.dim();
         let mut out = Array3::zeros((batch, self.n_mfcc(), frames));
         for (mut dst, src) in out.outer_iter_mut().zip(log_mel.axis_iter(Axis(0))) {
@@ -179,9 +194,27 @@ mod tests {
     #[test]
     fn bad_configs_are_errors() {
         for (config, name) in [
-            (MfccConfig { n_mfcc: 0, ..MfccConfig::librosa(22050.0) }, "n_mfcc"),
-            (MfccConfig { n_mfcc: 129, ..MfccConfig::librosa(22050.0) }, "n_mfcc"),
-            (MfccConfig { lifter: -1.0, ..MfccConfig::librosa(22050.0) }, "lifter"),
+            (
+                MfccConfig {
+                    n_mfcc: 0,
+                    ..MfccConfig::librosa(22050.0)
+                },
+                "n_mfcc",
+            ),
+            (
+                MfccConfig {
+                    n_mfcc: 129,
+                    ..MfccConfig::librosa(22050.0)
+                },
+                "n_mfcc",
+            ),
+            (
+                MfccConfig {
+                    lifter: -1.0,
+                    ..MfccConfig::librosa(22050.0)
+                },
+                "lifter",
+            ),
         ] {
             let err = Mfcc::<f32>::new(config).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

@@ -210,7 +210,11 @@ impl<T: Float> Stft<T> {
     /// longer than the signal allows (`n_fft / 2 ≥ N`).
     pub fn frame_count(&self, signal_len: usize) -> Result<usize> {
         if signal_len == 0 {
-            return Err(Error::param("signal", "length 0", "must hold at least one sample"));
+            return Err(Error::param(
+                "signal",
+                "length 0",
+                "must hold at least one sample",
+            ));
         }
         if self.center {
             if self.pad_mode == PadMode::Reflect && self.n_fft / 2 >= signal_len {
@@ -242,7 +246,10 @@ impl<T: Float> Stft<T> {
 
     /// Checks that `signal` is non-empty, finite and long enough, and returns it as a
     /// contiguous slice together with its frame count.
-    pub(crate) fn prepare<'a>(&self, signal: &'a ArrayView1<'_, T>) -> Result<(Cow<'a, [T]>, usize)> {
+    pub(crate) fn prepare<'a>(
+        &self,
+        signal: &'a ArrayView1<'_, T>,
+    ) -> Result<(Cow<'a, [T]>, usize)> {
         let frames = self.frame_count(signal.len())?;
         if let Some((i, v)) = signal.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::param(
@@ -312,7 +319,11 @@ impl<T: Float> Stft<T> {
             PadMode::Constant => T::zero(),
             PadMode::Reflect => {
                 // frame_count guaranteed pad ≤ n − 1, so one reflection lands inside.
-                let mirrored = if index < 0 { -index } else { 2 * (n - 1) - index };
+                let mirrored = if index < 0 {
+                    -index
+                } else {
+                    2 * (n - 1) - index
+                };
                 signal
                     .get(mirrored.clamp(0, n - 1) as usize)
                     .copied()
@@ -344,7 +355,11 @@ impl<T: Float> Stft<T> {
     /// # Errors
     /// A spectrum with a row count other than `n_fft / 2 + 1`, no frames, a non-finite entry,
     /// or `length == Some(0)`.
-    pub fn inverse(&self, spectrum: ArrayView2<Complex<T>>, length: Option<usize>) -> Result<Array1<T>> {
+    pub fn inverse(
+        &self,
+        spectrum: ArrayView2<Complex<T>>,
+        length: Option<usize>,
+    ) -> Result<Array1<T>> {
         let (bins, total_frames) = spectrum.dim();
         if bins != self.n_bins() {
             return Err(Error::param(
@@ -354,7 +369,11 @@ impl<T: Float> Stft<T> {
             ));
         }
         if total_frames == 0 {
-            return Err(Error::param("spectrum", "0 frames", "must hold at least one frame"));
+            return Err(Error::param(
+                "spectrum",
+                "0 frames",
+                "must hold at least one frame",
+            ));
         }
         if length == Some(0) {
             return Err(Error::param("length", 0, "must be at least 1 (or None)"));
@@ -426,10 +445,13 @@ mod tests {
         let n = frame.len();
         (0..n / 2 + 1)
             .map(|k| {
-                frame.iter().enumerate().fold(Complex::new(0.0, 0.0), |acc, (i, &x)| {
-                    let phase = -2.0 * std::f64::consts::PI * (k * i) as f64 / n as f64;
-                    acc + Complex::new(phase.cos(), phase.sin()) * x
-                })
+                frame
+                    .iter()
+                    .enumerate()
+                    .fold(Complex::new(0.0, 0.0), |acc, (i, &x)| {
+                        let phase = -2.0 * std::f64::consts::PI * (k * i) as f64 / n as f64;
+                        acc + Complex::new(phase.cos(), phase.sin()) * x
+                    })
             })
             .collect()
     }
@@ -465,10 +487,28 @@ mod tests {
     fn invalid_configs_name_the_parameter() {
         let cases: Vec<(StftConfig, &str)> = vec![
             (StftConfig::new(0), "n_fft"),
-            (StftConfig { hop_length: Some(0), ..StftConfig::new(8) }, "hop_length"),
+            (
+                StftConfig {
+                    hop_length: Some(0),
+                    ..StftConfig::new(8)
+                },
+                "hop_length",
+            ),
             (StftConfig::new(2), "hop_length"),
-            (StftConfig { win_length: Some(9), ..StftConfig::new(8) }, "win_length"),
-            (StftConfig { win_length: Some(0), ..StftConfig::new(8) }, "win_length"),
+            (
+                StftConfig {
+                    win_length: Some(9),
+                    ..StftConfig::new(8)
+                },
+                "win_length",
+            ),
+            (
+                StftConfig {
+                    win_length: Some(0),
+                    ..StftConfig::new(8)
+                },
+                "win_length",
+            ),
         ];
         for (config, name) in cases {
             let err = Stft::<f32>::new(config.clone()).unwrap_err();
@@ -480,11 +520,21 @@ mod tests {
     fn bad_signals_are_errors() {
         let stft = Stft::<f64>::new(StftConfig::new(8)).unwrap();
         assert!(stft.compute(ArrayView1::from(&[] as &[f64])).is_err());
-        let err = stft.compute(ArrayView1::from(&[0.0, f64::INFINITY, 1.0])).unwrap_err();
+        let err = stft
+            .compute(ArrayView1::from(&[0.0, f64::INFINITY, 1.0]))
+            .unwrap_err();
         assert!(err.to_string().contains("sample[1]"), "{err}");
-        let uncentred = Stft::<f64>::new(StftConfig { center: false, ..StftConfig::new(8) }).unwrap();
+        let uncentred = Stft::<f64>::new(StftConfig {
+            center: false,
+            ..StftConfig::new(8)
+        })
+        .unwrap();
         assert!(uncentred.compute(ArrayView1::from(&[1.0; 7])).is_err());
-        let reflect = Stft::<f64>::new(StftConfig { pad_mode: PadMode::Reflect, ..StftConfig::new(8) }).unwrap();
+        let reflect = Stft::<f64>::new(StftConfig {
+            pad_mode: PadMode::Reflect,
+            ..StftConfig::new(8)
+        })
+        .unwrap();
         let err = reflect.compute(ArrayView1::from(&[1.0; 4])).unwrap_err();
         assert!(err.to_string().contains("pad_mode"), "{err}");
         assert!(reflect.compute(ArrayView1::from(&[1.0; 5])).is_ok());

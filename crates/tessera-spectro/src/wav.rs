@@ -94,7 +94,9 @@ fn decode<T: Float, R: Read>(mut reader: hound::WavReader<R>, name: &str) -> Res
         }
     };
     if let Some((i, v)) = interleaved.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(unsupported(format!("sample {i} is {v}; samples must be finite")));
+        return Err(unsupported(format!(
+            "sample {i} is {v}; samples must be finite"
+        )));
     }
     let channels = usize::from(spec.channels);
     let frames = interleaved.len() / channels;

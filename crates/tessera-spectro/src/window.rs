@@ -146,7 +146,11 @@ pub fn pad_center<T: Float>(data: &[T], size: usize) -> Result<Array1<T>> {
 /// let w = stft_window::<f64>(&Window::hann(), 4, 6).unwrap();
 /// assert_eq!(w.to_vec(), vec![0.0, 0.0, 0.5, 1.0, 0.5, 0.0]);
 /// ```
-pub fn stft_window<T: Float>(window: &Window, win_length: usize, n_fft: usize) -> Result<Array1<T>> {
+pub fn stft_window<T: Float>(
+    window: &Window,
+    win_length: usize,
+    n_fft: usize,
+) -> Result<Array1<T>> {
     if win_length > n_fft {
         return Err(Error::param(
             "win_length",

@@ -44,28 +44,51 @@ struct Tolerance {
 
 fn tolerance<T: Float>() -> Tolerance {
     if std::mem::size_of::<T>() == 8 {
-        Tolerance { rtol: 1e-9, floor: 1e-8, atol: 1e-12 }
+        Tolerance {
+            rtol: 1e-9,
+            floor: 1e-8,
+            atol: 1e-12,
+        }
     } else {
-        Tolerance { rtol: 1e-4, floor: 1e-8, atol: 1e-6 }
+        Tolerance {
+            rtol: 1e-4,
+            floor: 1e-8,
+            atol: 1e-6,
+        }
     }
 }
 
 /// dB values: the relative rule applies to entries above 1 % of the largest |dB| (near 0 dB
 /// a relative error is meaningless); the absolute bound covers the rest.
 fn db_tolerance<T: Float>() -> Tolerance {
-    Tolerance { floor: 1e-2, ..tolerance::<T>() }
+    Tolerance {
+        floor: 1e-2,
+        ..tolerance::<T>()
+    }
 }
 
-fn assert_close<D: Dimension>(label: &str, ours: ArrayView<f64, D>, reference: ArrayView<f64, D>, tol: Tolerance) {
+fn assert_close<D: Dimension>(
+    label: &str,
+    ours: ArrayView<f64, D>,
+    reference: ArrayView<f64, D>,
+    tol: Tolerance,
+) {
     assert_eq!(ours.shape(), reference.shape(), "{label}: shape");
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut worst_rel = 0.0f64;
     for (i, (&a, &b)) in ours.iter().zip(reference.iter()).enumerate() {
         let err = (a - b).abs();
-        assert!(err <= tol.atol * scale + tol.rtol * b.abs(), "{label}[{i}]: {a} vs {b} (scale {scale})");
+        assert!(
+            err <= tol.atol * scale + tol.rtol * b.abs(),
+            "{label}[{i}]: {a} vs {b} (scale {scale})"
+        );
         if b.abs() >= tol.floor * scale {
             worst_rel = worst_rel.max(err / b.abs());
-            assert!(err <= tol.rtol * b.abs(), "{label}[{i}]: {a} vs {b}, relative error {}", err / b.abs());
+            assert!(
+                err <= tol.rtol * b.abs(),
+                "{label}[{i}]: {a} vs {b}, relative error {}",
+                err / b.abs()
+            );
         }
     }
     eprintln!("{label}: worst relative error {worst_rel:.2e}");
@@ -75,7 +98,11 @@ fn to_f64<T: Float, D: Dimension>(a: &Array<T, D>) -> Array<f64, D> {
     a.mapv(|v| v.to_f64_exact())
 }
 
-fn assert_complex_close<T: Float>(label: &str, ours: &Array2<Complex<T>>, reference: &Array2<Complex<f64>>) {
+fn assert_complex_close<T: Float>(
+    label: &str,
+    ours: &Array2<Complex<T>>,
+    reference: &Array2<Complex<f64>>,
+) {
     let tol = tolerance::<T>();
     assert_eq!(ours.dim(), reference.dim(), "{label}: shape");
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.norm()));
@@ -83,7 +110,10 @@ fn assert_complex_close<T: Float>(label: &str, ours: &Array2<Complex<T>>, refere
         let a = ours[[k, t]];
         let a = Complex::new(a.re.to_f64_exact(), a.im.to_f64_exact());
         let err = (a - b).norm();
-        assert!(err <= tol.atol * scale + tol.rtol * b.norm(), "{label}[{k},{t}]: {a} vs {b}");
+        assert!(
+            err <= tol.atol * scale + tol.rtol * b.norm(),
+            "{label}[{k},{t}]: {a} vs {b}"
+        );
         if b.norm() >= tol.floor * scale {
             assert!(err <= tol.rtol * b.norm(), "{label}[{k},{t}]: {a} vs {b}");
         }
@@ -96,30 +126,83 @@ fn mel_plan<T: Float>(config: MelConfig) -> MelSpectrogram<T> {
 
 fn librosa_preset<T: Float>() {
     let x = signal::<T>("librosa_signal");
-    let mel = mel_plan::<T>(MelConfig::librosa(22050.0)).compute(x.view()).unwrap();
-    assert_close("librosa mel", to_f64(&mel).view(), real("librosa_mel").view(), tolerance::<T>());
+    let mel = mel_plan::<T>(MelConfig::librosa(22050.0))
+        .compute(x.view())
+        .unwrap();
+    assert_close(
+        "librosa mel",
+        to_f64(&mel).view(),
+        real("librosa_mel").view(),
+        tolerance::<T>(),
+    );
 
-    let log_mel = LogMelSpectrogram::<T>::new(LogMelConfig::librosa(22050.0)).unwrap().compute(x.view()).unwrap();
-    assert_close("librosa log-mel", to_f64(&log_mel).view(), real("librosa_db_ref1_top80").view(), db_tolerance::<T>());
-
-    let db_none = power_to_db(mel.view(), &DbConfig { top_db: None, ..DbConfig::librosa() }).unwrap();
-    assert_close("librosa dB ref=1", to_f64(&db_none).view(), real("librosa_db_ref1_none").view(), db_tolerance::<T>());
-
-    let db_max = power_to_db(
-        mel.view(),
-        &DbConfig { reference: Reference::Max, top_db: Some(80.0), ..DbConfig::librosa() },
-    )
-    .unwrap();
-    assert_close("librosa dB ref=max", to_f64(&db_max).view(), real("librosa_db_max_top80").view(), db_tolerance::<T>());
-
-    let mfcc = Mfcc::<T>::new(MfccConfig::librosa(22050.0)).unwrap().compute(x.view()).unwrap();
-    assert_close("librosa mfcc", to_f64(&mfcc).view(), real("librosa_mfcc").view(), db_tolerance::<T>());
-
-    let lifted = Mfcc::<T>::new(MfccConfig { n_mfcc: 13, lifter: 22.0, ..MfccConfig::librosa(22050.0) })
+    let log_mel = LogMelSpectrogram::<T>::new(LogMelConfig::librosa(22050.0))
         .unwrap()
         .compute(x.view())
         .unwrap();
-    assert_close("librosa mfcc lifter", to_f64(&lifted).view(), real("librosa_mfcc_lifter22").view(), db_tolerance::<T>());
+    assert_close(
+        "librosa log-mel",
+        to_f64(&log_mel).view(),
+        real("librosa_db_ref1_top80").view(),
+        db_tolerance::<T>(),
+    );
+
+    let db_none = power_to_db(
+        mel.view(),
+        &DbConfig {
+            top_db: None,
+            ..DbConfig::librosa()
+        },
+    )
+    .unwrap();
+    assert_close(
+        "librosa dB ref=1",
+        to_f64(&db_none).view(),
+        real("librosa_db_ref1_none").view(),
+        db_tolerance::<T>(),
+    );
+
+    let db_max = power_to_db(
+        mel.view(),
+        &DbConfig {
+            reference: Reference::Max,
+            top_db: Some(80.0),
+            ..DbConfig::librosa()
+        },
+    )
+    .unwrap();
+    assert_close(
+        "librosa dB ref=max",
+        to_f64(&db_max).view(),
+        real("librosa_db_max_top80").view(),
+        db_tolerance::<T>(),
+    );
+
+    let mfcc = Mfcc::<T>::new(MfccConfig::librosa(22050.0))
+        .unwrap()
+        .compute(x.view())
+        .unwrap();
+    assert_close(
+        "librosa mfcc",
+        to_f64(&mfcc).view(),
+        real("librosa_mfcc").view(),
+        db_tolerance::<T>(),
+    );
+
+    let lifted = Mfcc::<T>::new(MfccConfig {
+        n_mfcc: 13,
+        lifter: 22.0,
+        ..MfccConfig::librosa(22050.0)
+    })
+    .unwrap()
+    .compute(x.view())
+    .unwrap();
+    assert_close(
+        "librosa mfcc lifter",
+        to_f64(&lifted).view(),
+        real("librosa_mfcc_lifter22").view(),
+        db_tolerance::<T>(),
+    );
 }
 
 #[test]
@@ -148,13 +231,26 @@ fn htk_magnitude_reflect<T: Float>() {
         ..MelConfig::librosa(16000.0)
     };
     let mel = mel_plan::<T>(config).compute(x.view()).unwrap();
-    assert_close("htk mel", to_f64(&mel).view(), real("htk_mel").view(), tolerance::<T>());
+    assert_close(
+        "htk mel",
+        to_f64(&mel).view(),
+        real("htk_mel").view(),
+        tolerance::<T>(),
+    );
     let db = amplitude_to_db(
         mel.view(),
-        &DbConfig { reference: Reference::Max, ..DbConfig::librosa_amplitude() },
+        &DbConfig {
+            reference: Reference::Max,
+            ..DbConfig::librosa_amplitude()
+        },
     )
     .unwrap();
-    assert_close("htk amplitude dB", to_f64(&db).view(), real("htk_amplitude_db_max").view(), db_tolerance::<T>());
+    assert_close(
+        "htk amplitude dB",
+        to_f64(&db).view(),
+        real("htk_amplitude_db_max").view(),
+        db_tolerance::<T>(),
+    );
 }
 
 #[test]
@@ -177,7 +273,10 @@ fn uncentred_short_window<T: Float>() {
         center: false,
         pad_mode: PadMode::Constant,
     };
-    let spec = Stft::<T>::new(stft_config).unwrap().compute(x.view()).unwrap();
+    let spec = Stft::<T>::new(stft_config)
+        .unwrap()
+        .compute(x.view())
+        .unwrap();
     assert_complex_close("uncentred stft", &spec, &complex("uncentred_stft"));
     let config = MelConfig {
         n_fft: 128,
@@ -189,7 +288,12 @@ fn uncentred_short_window<T: Float>() {
         ..MelConfig::librosa(8000.0)
     };
     let mel = mel_plan::<T>(config).compute(x.view()).unwrap();
-    assert_close("uncentred mel", to_f64(&mel).view(), real("uncentred_mel").view(), tolerance::<T>());
+    assert_close(
+        "uncentred mel",
+        to_f64(&mel).view(),
+        real("uncentred_mel").view(),
+        tolerance::<T>(),
+    );
 }
 
 #[test]
@@ -204,12 +308,21 @@ fn uncentred_short_window_f32() {
 
 fn odd_n_fft<T: Float>() {
     let x = signal::<T>("odd_signal");
-    let stft = Stft::<T>::new(StftConfig { hop_length: Some(32), ..StftConfig::new(127) }).unwrap();
+    let stft = Stft::<T>::new(StftConfig {
+        hop_length: Some(32),
+        ..StftConfig::new(127)
+    })
+    .unwrap();
     let spec = stft.compute(x.view()).unwrap();
     assert_complex_close("odd stft", &spec, &complex("odd_stft"));
     let back = stft.inverse(spec.view(), None).unwrap();
     let reference: Array1<f64> = read_npy(path("odd_istft")).unwrap();
-    assert_close("odd istft", to_f64(&back).view(), reference.view(), tolerance::<T>());
+    assert_close(
+        "odd istft",
+        to_f64(&back).view(),
+        reference.view(),
+        tolerance::<T>(),
+    );
     let config = MelConfig {
         n_fft: 127,
         hop_length: 32,
@@ -218,7 +331,12 @@ fn odd_n_fft<T: Float>() {
         ..MelConfig::librosa(8000.0)
     };
     let mel = mel_plan::<T>(config).compute(x.view()).unwrap();
-    assert_close("odd mel", to_f64(&mel).view(), real("odd_mel").view(), tolerance::<T>());
+    assert_close(
+        "odd mel",
+        to_f64(&mel).view(),
+        real("odd_mel").view(),
+        tolerance::<T>(),
+    );
 }
 
 #[test]
@@ -233,14 +351,27 @@ fn odd_n_fft_f32() {
 
 fn signal_shorter_than_n_fft<T: Float>() {
     let x = signal::<T>("short_signal");
-    let spec = Stft::<T>::new(StftConfig { hop_length: Some(64), ..StftConfig::new(256) })
-        .unwrap()
-        .compute(x.view())
-        .unwrap();
+    let spec = Stft::<T>::new(StftConfig {
+        hop_length: Some(64),
+        ..StftConfig::new(256)
+    })
+    .unwrap()
+    .compute(x.view())
+    .unwrap();
     assert_complex_close("short stft", &spec, &complex("short_stft"));
-    let config = MelConfig { n_fft: 256, hop_length: 64, n_mels: 16, ..MelConfig::librosa(8000.0) };
+    let config = MelConfig {
+        n_fft: 256,
+        hop_length: 64,
+        n_mels: 16,
+        ..MelConfig::librosa(8000.0)
+    };
     let mel = mel_plan::<T>(config).compute(x.view()).unwrap();
-    assert_close("short mel", to_f64(&mel).view(), real("short_mel").view(), tolerance::<T>());
+    assert_close(
+        "short mel",
+        to_f64(&mel).view(),
+        real("short_mel").view(),
+        tolerance::<T>(),
+    );
 }
 
 #[test]
@@ -254,10 +385,38 @@ fn signal_shorter_than_n_fft_f32() {
 }
 
 fn filterbanks<T: Float>() {
-    let slaney = mel_filterbank::<T>(22050.0, 256, 24, 0.0, 11025.0, MelScale::Slaney, MelNorm::Slaney).unwrap();
-    assert_close("slaney filterbank", to_f64(&slaney).view(), real("fb_slaney").view(), tolerance::<T>());
-    let htk = mel_filterbank::<T>(16000.0, 255, 20, 100.0, 7000.0, MelScale::Htk, MelNorm::None).unwrap();
-    assert_close("htk filterbank (odd n_fft)", to_f64(&htk).view(), real("fb_htk_odd").view(), tolerance::<T>());
+    let slaney = mel_filterbank::<T>(
+        22050.0,
+        256,
+        24,
+        0.0,
+        11025.0,
+        MelScale::Slaney,
+        MelNorm::Slaney,
+    )
+    .unwrap();
+    assert_close(
+        "slaney filterbank",
+        to_f64(&slaney).view(),
+        real("fb_slaney").view(),
+        tolerance::<T>(),
+    );
+    let htk = mel_filterbank::<T>(
+        16000.0,
+        255,
+        20,
+        100.0,
+        7000.0,
+        MelScale::Htk,
+        MelNorm::None,
+    )
+    .unwrap();
+    assert_close(
+        "htk filterbank (odd n_fft)",
+        to_f64(&htk).view(),
+        real("fb_htk_odd").view(),
+        tolerance::<T>(),
+    );
 }
 
 #[test]

@@ -61,7 +61,11 @@ struct Case {
 }
 
 fn naive_mel(x: &[f64], c: &Case) -> Array2<f64> {
-    let padded = if c.center { pad(x, c.n_fft / 2, c.pad_mode) } else { x.to_vec() };
+    let padded = if c.center {
+        pad(x, c.n_fft / 2, c.pad_mode)
+    } else {
+        x.to_vec()
+    };
     let window = textbook_window(c.kind, c.win_length, c.n_fft);
     let frames = 1 + (padded.len() - c.n_fft) / c.hop;
     let bins = c.n_fft / 2 + 1;
@@ -70,13 +74,15 @@ fn naive_mel(x: &[f64], c: &Case) -> Array2<f64> {
         for k in 0..bins {
             let mut acc = Complex::new(0.0, 0.0);
             for i in 0..c.n_fft {
-                let angle = -2.0 * std::f64::consts::PI * ((k * i) % c.n_fft) as f64 / c.n_fft as f64;
+                let angle =
+                    -2.0 * std::f64::consts::PI * ((k * i) % c.n_fft) as f64 / c.n_fft as f64;
                 acc += Complex::new(angle.cos(), angle.sin()) * (window[i] * padded[t * c.hop + i]);
             }
             power[[k, t]] = acc.norm().powf(c.power);
         }
     }
-    let fb = mel_filterbank::<f64>(c.sr, c.n_fft, c.n_mels, 0.0, c.sr / 2.0, c.scale, c.norm).unwrap();
+    let fb =
+        mel_filterbank::<f64>(c.sr, c.n_fft, c.n_mels, 0.0, c.sr / 2.0, c.scale, c.norm).unwrap();
     fb.dot(&power)
 }
 
@@ -104,25 +110,81 @@ fn random_signal(len: usize, seed: u64) -> Vec<f64> {
 #[test]
 fn mel_spectrogram_matches_naive_dft_reference() {
     let cases = [
-        Case { sr: 8000.0, n_fft: 64, hop: 16, win_length: 64, kind: WindowKind::Hann, center: true, pad_mode: PadMode::Constant, power: 2.0, n_mels: 10, scale: MelScale::Slaney, norm: MelNorm::Slaney },
-        Case { sr: 16000.0, n_fft: 75, hop: 20, win_length: 60, kind: WindowKind::Blackman, center: true, pad_mode: PadMode::Reflect, power: 1.0, n_mels: 8, scale: MelScale::Htk, norm: MelNorm::None },
-        Case { sr: 11025.0, n_fft: 96, hop: 33, win_length: 81, kind: WindowKind::Hamming, center: false, pad_mode: PadMode::Constant, power: 0.7, n_mels: 12, scale: MelScale::Slaney, norm: MelNorm::None },
-        Case { sr: 22050.0, n_fft: 50, hop: 7, win_length: 50, kind: WindowKind::Rectangular, center: true, pad_mode: PadMode::Reflect, power: 2.0, n_mels: 6, scale: MelScale::Htk, norm: MelNorm::Slaney },
+        Case {
+            sr: 8000.0,
+            n_fft: 64,
+            hop: 16,
+            win_length: 64,
+            kind: WindowKind::Hann,
+            center: true,
+            pad_mode: PadMode::Constant,
+            power: 2.0,
+            n_mels: 10,
+            scale: MelScale::Slaney,
+            norm: MelNorm::Slaney,
+        },
+        Case {
+            sr: 16000.0,
+            n_fft: 75,
+            hop: 20,
+            win_length: 60,
+            kind: WindowKind::Blackman,
+            center: true,
+            pad_mode: PadMode::Reflect,
+            power: 1.0,
+            n_mels: 8,
+            scale: MelScale::Htk,
+            norm: MelNorm::None,
+        },
+        Case {
+            sr: 11025.0,
+            n_fft: 96,
+            hop: 33,
+            win_length: 81,
+            kind: WindowKind::Hamming,
+            center: false,
+            pad_mode: PadMode::Constant,
+            power: 0.7,
+            n_mels: 12,
+            scale: MelScale::Slaney,
+            norm: MelNorm::None,
+        },
+        Case {
+            sr: 22050.0,
+            n_fft: 50,
+            hop: 7,
+            win_length: 50,
+            kind: WindowKind::Rectangular,
+            center: true,
+            pad_mode: PadMode::Reflect,
+            power: 2.0,
+            n_mels: 6,
+            scale: MelScale::Htk,
+            norm: MelNorm::Slaney,
+        },
     ];
     for (i, case) in cases.iter().enumerate() {
         let x = random_signal(500, i as u64);
         let expected = naive_mel(&x, case);
-        let got = MelSpectrogram::<f64>::new(plan_for(case)).unwrap().compute(Array1::from(x.clone()).view()).unwrap();
+        let got = MelSpectrogram::<f64>::new(plan_for(case))
+            .unwrap()
+            .compute(Array1::from(x.clone()).view())
+            .unwrap();
         assert_eq!(got.dim(), expected.dim(), "case {i}");
         let scale = expected.iter().cloned().fold(0.0, f64::max);
         for (a, b) in got.iter().zip(expected.iter()) {
             assert!((a - b).abs() <= 1e-10 * scale, "case {i}: {a} vs {b}");
         }
         // The f32 path agrees with the f64 one to f32 precision.
-        let single = MelSpectrogram::<f32>::new(plan_for(case)).unwrap()
-            .compute(Array1::from_iter(x.iter().map(|&v| v as f32)).view()).unwrap();
+        let single = MelSpectrogram::<f32>::new(plan_for(case))
+            .unwrap()
+            .compute(Array1::from_iter(x.iter().map(|&v| v as f32)).view())
+            .unwrap();
         for (a, b) in single.iter().zip(got.iter()) {
-            assert!((a.to_f64_exact() - b).abs() <= 1e-5 * scale, "case {i} f32: {a} vs {b}");
+            assert!(
+                (a.to_f64_exact() - b).abs() <= 1e-5 * scale,
+                "case {i} f32: {a} vs {b}"
+            );
         }
     }
 }
@@ -130,8 +192,17 @@ fn mel_spectrogram_matches_naive_dft_reference() {
 #[test]
 fn log_mel_matches_direct_formula_per_item() {
     let plan = LogMelSpectrogram::<f64>::new(LogMelConfig {
-        mel: MelConfig { n_fft: 256, hop_length: 64, n_mels: 20, ..MelConfig::librosa(8000.0) },
-        db: DbConfig { reference: Reference::Max, amin: 1e-10, top_db: Some(40.0) },
+        mel: MelConfig {
+            n_fft: 256,
+            hop_length: 64,
+            n_mels: 20,
+            ..MelConfig::librosa(8000.0)
+        },
+        db: DbConfig {
+            reference: Reference::Max,
+            amin: 1e-10,
+            top_db: Some(40.0),
+        },
     })
     .unwrap();
     let mut signals = Array2::<f64>::zeros((2, 1000));
@@ -144,7 +215,11 @@ fn log_mel_matches_direct_formula_per_item() {
         let mel = plan.mel().compute(signals.row(b)).unwrap();
         let peak = mel.iter().cloned().fold(0.0, f64::max);
         let direct = mel.mapv(|p| (10.0 * (p.max(1e-10) / peak).log10()).max(-40.0));
-        for (a, e) in batch.index_axis(ndarray::Axis(0), b).iter().zip(direct.iter()) {
+        for (a, e) in batch
+            .index_axis(ndarray::Axis(0), b)
+            .iter()
+            .zip(direct.iter())
+        {
             assert!((a - e).abs() < 1e-9, "item {b}: {a} vs {e}");
         }
         // The library function agrees with the plan.

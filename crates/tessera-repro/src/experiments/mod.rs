@@ -4,6 +4,8 @@ use anyhow::Result;
 
 use crate::report::Context;
 
+pub mod logmel_parity;
+
 /// One reproduction.
 #[derive(Debug)]
 pub struct Experiment {
@@ -19,5 +21,10 @@ pub struct Experiment {
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Experiment> {
-    vec![]
+    vec![Experiment {
+        name: "logmel-parity",
+        paper: "librosa (McFee et al., SciPy 2015) as the reference for tessera-spectro",
+        about: "log-mel of generated signals with every preset: shapes, dB ranges, f32/f64",
+        run: logmel_parity::run,
+    }]
 }
