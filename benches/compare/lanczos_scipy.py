@@ -156,8 +156,8 @@ def main():
         print(f"| {name} | SLQ n_v=10 m=100 | 1000 | {o['matvecs']} | {sec:.4f} | {float(o['seconds']):.4f} "
               f"| {sec / float(o['seconds']):.2f} | W1/span {o['w1_over_span']} (numpy {w1:.1e}) |")
     print()
-    print("Traces by SLQ (n_v = 10, m = 100): error relative to |tr A| (‖A‖_F for the Wigner matrix,")
-    print("whose trace is ≈ 0) and in units of the reported standard error; then log det with the")
+    print("Traces by SLQ (n_v = 10, m = 100): error relative to max(|tr A|, ‖A‖_F) (the Wigner trace is ≈ 0)")
+    print("and in units of the reported standard error; then log det with the")
     print("adaptive stop rule (probes until 1.96·SE ≤ 1 %).")
     for name in mats:
         o = ours[(name, "trace")]

@@ -124,18 +124,20 @@ impl Mixup {
     ) -> Result<Mixed<F, D>> {
         let batch = check_pair(&inputs_a, &targets_a, &inputs_b, &targets_b)?;
         let lambdas = self.sample_lambdas::<F, R>(batch, rng);
+        let permutation: Vec<usize> = (0..batch).collect();
         let (inputs, targets) = mix_rows(
             inputs_a.into_dyn(),
             targets_a,
             inputs_b.into_dyn(),
             targets_b,
+            &permutation,
             lambdas.view(),
         );
         Ok(Mixed {
             inputs: into_dim::<F, D>(inputs)?,
             targets,
             lambdas,
-            permutation: (0..batch).collect(),
+            permutation,
         })
     }
 
@@ -153,13 +155,12 @@ impl Mixup {
         permutation.shuffle(rng);
         let lambdas = self.sample_lambdas::<F, R>(batch, rng);
         let inputs_dyn = inputs.into_dyn();
-        let partner_inputs = inputs_dyn.select(Axis(0), &permutation);
-        let partner_targets = targets.select(Axis(0), &permutation);
         let (mixed_inputs, mixed_targets) = mix_rows(
-            inputs_dyn,
+            inputs_dyn.view(),
             targets,
-            partner_inputs.view(),
-            partner_targets.view(),
+            inputs_dyn.view(),
+            targets,
+            &permutation,
             lambdas.view(),
         );
         Ok(Mixed {
@@ -196,11 +197,13 @@ pub fn mix_items<F: Float, D: Dimension>(
     {
         return Err(Error::invalid("lambdas", bad, "every λ must lie in [0, 1]"));
     }
+    let identity: Vec<usize> = (0..batch).collect();
     let (inputs, targets) = mix_rows(
         inputs_a.into_dyn(),
         targets_a,
         inputs_b.into_dyn(),
         targets_b,
+        &identity,
         lambdas,
     );
     Ok((into_dim::<F, D>(inputs)?, targets))
@@ -246,39 +249,54 @@ fn check_pair<F: Float, D: Dimension>(
     Ok(batch)
 }
 
-/// The convex combination itself; shapes were checked by the caller.
+/// The convex combination itself: item `i` of `a` with item `partners[i]` of `b`, read in
+/// place (no gathered copy of the partner batch). Shapes were checked by the caller.
 fn mix_rows<F: Float>(
     inputs_a: ArrayViewD<F>,
     targets_a: ArrayView2<F>,
     inputs_b: ArrayViewD<F>,
     targets_b: ArrayView2<F>,
+    partners: &[usize],
     lambdas: ArrayView1<F>,
 ) -> (Array<F, IxDyn>, Array2<F>) {
     let mut inputs = Array::<F, IxDyn>::zeros(inputs_a.raw_dim());
     Zip::from(inputs.axis_iter_mut(Axis(0)))
         .and(inputs_a.axis_iter(Axis(0)))
-        .and(inputs_b.axis_iter(Axis(0)))
+        .and(&ArrayView1::from(partners))
         .and(lambdas)
-        .par_for_each(|out, a, b, &lambda| {
-            let other = F::one() - lambda;
-            Zip::from(out)
-                .and(a)
-                .and(b)
-                .for_each(|o, &x, &y| *o = lambda * x + other * y);
+        .par_for_each(|out, a, &partner, &lambda| {
+            mix_into(out, a, inputs_b.index_axis(Axis(0), partner), lambda);
         });
     let mut targets = Array2::<F>::zeros(targets_a.raw_dim());
     Zip::from(targets.rows_mut())
         .and(targets_a.rows())
-        .and(targets_b.rows())
+        .and(&ArrayView1::from(partners))
         .and(lambdas)
-        .for_each(|out, a, b, &lambda| {
-            let other = F::one() - lambda;
-            Zip::from(out)
-                .and(a)
-                .and(b)
-                .for_each(|o, &x, &y| *o = lambda * x + other * y);
+        .for_each(|out, a, &partner, &lambda| {
+            mix_into(out, a, targets_b.row(partner), lambda);
         });
     (inputs, targets)
+}
+
+/// `out = λ·a + (1−λ)·b`, on plain slices when all three are contiguous in the same order
+/// (the common case, which the compiler vectorises), through `Zip` otherwise.
+fn mix_into<F: Float, D: Dimension>(
+    mut out: ndarray::ArrayViewMut<F, D>,
+    a: ArrayView<F, D>,
+    b: ArrayView<F, D>,
+    lambda: F,
+) {
+    let other = F::one() - lambda;
+    if let (Some(o), Some(x), Some(y)) = (out.as_slice_mut(), a.as_slice(), b.as_slice()) {
+        for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+            *o = lambda * x + other * y;
+        }
+        return;
+    }
+    Zip::from(out)
+        .and(a)
+        .and(b)
+        .for_each(|o, &x, &y| *o = lambda * x + other * y);
 }
 
 fn into_dim<F: Float, D: Dimension>(array: Array<F, IxDyn>) -> Result<Array<F, D>> {

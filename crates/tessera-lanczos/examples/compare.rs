@@ -22,7 +22,9 @@ fn best_of<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "target/lanczos-compare".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "target/lanczos-compare".into());
     for name in ["wigner", "marchenko_pastur", "spiked"] {
         let a: Array2<f64> = read_npy(format!("{dir}/{name}.npy"))?;
         let eigs: Array1<f64> = read_npy(format!("{dir}/{name}_eigvals.npy"))?;
@@ -41,20 +43,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         // SLQ density: n_v = 10 Rademacher probes, m = 100 steps, full reorthogonalisation,
         // run as one batched Lanczos (one n × 10 blocked product per step).
-        let slq = Slq::new(SlqConfig { steps: 100, rule: StopRule::fixed(10), ..Default::default() })?;
+        let slq = Slq::new(SlqConfig {
+            steps: 100,
+            rule: StopRule::fixed(10),
+            ..Default::default()
+        })?;
         let (seconds, density) = best_of(3, || slq.spectral_density(&a));
         let density = density?;
         let span = eigs[n - 1] - eigs[0];
         let w1 = density.wasserstein1(eigs.view())? / span;
-        println!("RESULT matrix={name} task=slq matvecs=1000 seconds={seconds:.4} w1_over_span={w1:.1e}");
+        println!(
+            "RESULT matrix={name} task=slq matvecs=1000 seconds={seconds:.4} w1_over_span={w1:.1e}"
+        );
 
         // Traces from one fixed run (n_v = 10, m = 100), then with the adaptive stop rule
-        // (probes until 1.96·SE ≤ 1 % of |estimate|, at most 1000 probes). The trace of a Wigner
-        // matrix is ≈ 0, so its error is reported relative to ‖A‖_F.
+        // (probes until 1.96·SE ≤ 1 % of |estimate|, at most 1000 probes). Errors are relative
+        // to max(|tr A|, ‖A‖_F): the trace of a Wigner matrix is ≈ 0.
         let exact_trace = eigs.sum();
         let fro = eigs.iter().map(|v| v * v).sum::<f64>().sqrt();
         let exact_logdet: Option<f64> = (eigs[0] > 0.0).then(|| eigs.iter().map(|v| v.ln()).sum());
-        let trace_scale = if exact_trace.abs() > 1e-3 * fro { exact_trace.abs() } else { fro };
+        let trace_scale = exact_trace.abs().max(fro);
         let fixed = slq.trace(&a, |x| x)?;
         let mut line = format!(
             "RESULT matrix={name} task=trace matvecs={} trace_rel_err={:.1e} trace_z={:.1}",
@@ -71,7 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let adaptive = Slq::new(SlqConfig {
                 steps: 100,
-                rule: StopRule { rtol: 1e-2, min_probes: 10, max_probes: 1000, batch: 10, ..Default::default() },
+                rule: StopRule {
+                    rtol: 1e-2,
+                    min_probes: 10,
+                    max_probes: 1000,
+                    batch: 10,
+                    ..Default::default()
+                },
                 ..Default::default()
             })?;
             let (seconds, ld) = best_of(1, || adaptive.log_det(&a));

@@ -208,7 +208,11 @@ mod tests {
     fn matches_dense() {
         for &n in &[7usize, 700] {
             let a = Array2::from_shape_fn((n, n), |(i, j)| {
-                if (i * 31 + j * 17) % 13 == 0 { (i as f64) - (j as f64) * 0.5 } else { 0.0 }
+                if (i * 31 + j * 17) % 13 == 0 {
+                    (i as f64) - (j as f64) * 0.5
+                } else {
+                    0.0
+                }
             });
             let csr = CsrMatrix::from_dense(a.view(), 0.0).unwrap();
             let x = Array1::from_shape_fn(n, |i| (i as f64 * 0.37).cos());
@@ -221,7 +225,8 @@ mod tests {
 
     #[test]
     fn triplets_sum_duplicates() {
-        let m = CsrMatrix::from_triplets(2, 2, &[(1, 0, 1.0f32), (0, 1, 2.0), (1, 0, 3.0)]).unwrap();
+        let m =
+            CsrMatrix::from_triplets(2, 2, &[(1, 0, 1.0f32), (0, 1, 2.0), (1, 0, 3.0)]).unwrap();
         assert_eq!(m.nnz(), 2);
         let mut y = Array1::zeros(2);
         m.apply(ndarray::arr1(&[1.0, 1.0]).view(), y.view_mut());
@@ -236,7 +241,10 @@ mod tests {
         assert!(e.to_string().contains("indices"), "{e}");
         let e = CsrMatrix::<f64>::new(1, 2, vec![0, 1], vec![0], vec![f64::NAN]).unwrap_err();
         assert!(e.to_string().contains("data"), "{e}");
-        let e = CsrMatrix::<f64>::from_triplets(1, 2, &[(0, 0, 1.0)]).unwrap().validate().unwrap_err();
+        let e = CsrMatrix::<f64>::from_triplets(1, 2, &[(0, 0, 1.0)])
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("1×2"), "{e}");
         assert!(CsrMatrix::<f64>::from_triplets(1, 1, &[(1, 0, 1.0)]).is_err());
     }

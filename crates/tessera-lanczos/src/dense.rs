@@ -30,11 +30,16 @@ where
     let eye = Array2::<F>::eye(n);
     let mut a = Array2::zeros((n, n));
     apply_batch_checked(op, eye.view(), &mut a, 1)?;
-    let scale = a.iter().fold(<F as Float>::c(0.0), |m, v| m.max(num_traits::Float::abs(*v)));
+    let scale = a.iter().fold(<F as Float>::c(0.0), |m, v| {
+        m.max(num_traits::Float::abs(*v))
+    });
     let asym = a
         .indexed_iter()
-        .fold(<F as Float>::c(0.0), |m, ((i, j), &v)| m.max(num_traits::Float::abs(v - a[[j, i]])));
-    let allowed = <F as Float>::c(1e3) * F::epsilon() * scale * num_traits::Float::sqrt(F::from_count(n));
+        .fold(<F as Float>::c(0.0), |m, ((i, j), &v)| {
+            m.max(num_traits::Float::abs(v - a[[j, i]]))
+        });
+    let allowed =
+        <F as Float>::c(1e3) * F::epsilon() * scale * num_traits::Float::sqrt(F::from_count(n));
     if asym > allowed {
         return Err(Error::invalid(
             "op",
@@ -43,5 +48,6 @@ where
         ));
     }
     let sym = (&a + &a.t()) * <F as Float>::c(0.5);
-    sym.eigvalsh(UPLO::Lower).map_err(|e| Error::invalid("op", "LAPACK eigvalsh", e.to_string()))
+    sym.eigvalsh(UPLO::Lower)
+        .map_err(|e| Error::invalid("op", "LAPACK eigvalsh", e.to_string()))
 }

@@ -66,7 +66,11 @@ impl<F: Float> SpectralDensity<F> {
     /// From per-probe nodes and weights (weights non-negative, summing to 1 per probe).
     pub fn from_quadrature(nodes: Vec<Array1<F>>, weights: Vec<Array1<F>>) -> Result<Self> {
         if nodes.is_empty() {
-            return Err(Error::invalid("nodes", "[]", "at least one probe is needed"));
+            return Err(Error::invalid(
+                "nodes",
+                "[]",
+                "at least one probe is needed",
+            ));
         }
         if nodes.len() != weights.len() {
             return Err(Error::DimensionMismatch {
@@ -86,11 +90,21 @@ impl<F: Float> SpectralDensity<F> {
             check_finite("nodes", x.iter())?;
             check_finite("weights", w.iter())?;
             if let Some(bad) = w.iter().find(|&&v| v < F::zero()) {
-                return Err(Error::invalid("weights", bad, format!("probe {p}: weights must be ≥ 0")));
+                return Err(Error::invalid(
+                    "weights",
+                    bad,
+                    format!("probe {p}: weights must be ≥ 0"),
+                ));
             }
             let total: F = w.sum();
-            if (total - F::one()).abs() > F::c(1e3) * F::epsilon() * F::from_count(w.len()).max(F::one()) {
-                return Err(Error::invalid("weights", total, format!("probe {p}: weights must sum to 1")));
+            if (total - F::one()).abs()
+                > F::c(1e3) * F::epsilon() * F::from_count(w.len()).max(F::one())
+            {
+                return Err(Error::invalid(
+                    "weights",
+                    total,
+                    format!("probe {p}: weights must sum to 1"),
+                ));
             }
         }
         Ok(Self { nodes, weights })
@@ -114,7 +128,9 @@ impl<F: Float> SpectralDensity<F> {
     /// `(min node, max node)`.
     pub fn span(&self) -> (F, F) {
         self.all_points()
-            .fold((F::infinity(), F::neg_infinity()), |(lo, hi), (t, _)| (lo.min(t), hi.max(t)))
+            .fold((F::infinity(), F::neg_infinity()), |(lo, hi), (t, _)| {
+                (lo.min(t), hi.max(t))
+            })
     }
 
     fn all_points(&self) -> impl Iterator<Item = (F, F)> + '_ {
@@ -132,14 +148,21 @@ impl<F: Float> SpectralDensity<F> {
 
     /// Cumulative distribution `φ((−∞, x])`, the estimated fraction of eigenvalues ≤ `x`.
     pub fn cdf(&self, x: F) -> F {
-        self.all_points().filter(|&(t, _)| t <= x).map(|(_, w)| w).sum()
+        self.all_points()
+            .filter(|&(t, _)| t <= x)
+            .map(|(_, w)| w)
+            .sum()
     }
 
     /// Wasserstein-1 distance `∫|Φ(t) − G(t)| dt` between this measure and the uniform
     /// measure on `eigenvalues` (e.g. an exact spectrum).
     pub fn wasserstein1(&self, eigenvalues: ArrayView1<'_, F>) -> Result<F> {
         if eigenvalues.is_empty() {
-            return Err(Error::invalid("eigenvalues", "[]", "at least one eigenvalue is needed"));
+            return Err(Error::invalid(
+                "eigenvalues",
+                "[]",
+                "at least one eigenvalue is needed",
+            ));
         }
         check_finite("eigenvalues", eigenvalues.iter())?;
         let e = -F::one() / F::from_count(eigenvalues.len());
@@ -158,24 +181,44 @@ impl<F: Float> SpectralDensity<F> {
     /// The Gaussian-smoothed density on a grid.
     pub fn smoothed(&self, config: &DensityConfig<F>) -> Result<SmoothedDensity<F>> {
         if !(config.padding_sigmas >= F::c(4.0)) || !config.padding_sigmas.is_finite() {
-            return Err(Error::invalid("padding_sigmas", config.padding_sigmas, "must be finite and ≥ 4"));
+            return Err(Error::invalid(
+                "padding_sigmas",
+                config.padding_sigmas,
+                "must be finite and ≥ 4",
+            ));
         }
         let (lo, hi) = self.span();
         let span = hi - lo;
-        let steps = self.nodes.iter().map(|x| x.len()).max().expect("at least one probe");
+        let steps = self
+            .nodes
+            .iter()
+            .map(|x| x.len())
+            .max()
+            .expect("at least one probe");
         let sigma = match config.bandwidth {
             Bandwidth::SpanOverSteps => span / F::from_count(steps),
             Bandwidth::PyHessian => (F::c(1e-5) * span.max(F::one())).sqrt(),
             Bandwidth::Fixed(s) => {
                 if !(s > F::zero()) || !s.is_finite() {
-                    return Err(Error::invalid("bandwidth", s, "Fixed(σ) needs a finite σ > 0"));
+                    return Err(Error::invalid(
+                        "bandwidth",
+                        s,
+                        "Fixed(σ) needs a finite σ > 0",
+                    ));
                 }
                 s
             }
         };
         // A single distinct node has zero span: fall back to a width relative to its size.
-        let sigma = if sigma > F::zero() { sigma } else { F::c(1e-3) * lo.abs().max(F::one()) };
-        let (a, b) = (lo - config.padding_sigmas * sigma, hi + config.padding_sigmas * sigma);
+        let sigma = if sigma > F::zero() {
+            sigma
+        } else {
+            F::c(1e-3) * lo.abs().max(F::one())
+        };
+        let (a, b) = (
+            lo - config.padding_sigmas * sigma,
+            hi + config.padding_sigmas * sigma,
+        );
         let points = match config.grid_points {
             Some(p) if p < 2 => return Err(Error::invalid("grid_points", p, "must be ≥ 2")),
             Some(p) => p,
@@ -256,21 +299,53 @@ mod tests {
     #[test]
     fn smoothed_mass_and_peak() {
         let d = two_probe();
-        for bw in [Bandwidth::SpanOverSteps, Bandwidth::PyHessian, Bandwidth::Fixed(0.1)] {
-            let s = d.smoothed(&DensityConfig { bandwidth: bw, ..Default::default() }).unwrap();
-            assert!((s.mass_on_grid - 1.0).abs() < 1e-4, "{bw:?}: {}", s.mass_on_grid);
+        for bw in [
+            Bandwidth::SpanOverSteps,
+            Bandwidth::PyHessian,
+            Bandwidth::Fixed(0.1),
+        ] {
+            let s = d
+                .smoothed(&DensityConfig {
+                    bandwidth: bw,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert!(
+                (s.mass_on_grid - 1.0).abs() < 1e-4,
+                "{bw:?}: {}",
+                s.mass_on_grid
+            );
             assert!((s.integral() - 1.0).abs() < 1e-12);
-            assert!(s.grid[0] <= -4.0 * s.sigma + 1e-12 && *s.grid.last().unwrap() >= 2.0 + 4.0 * s.sigma - 1e-12);
+            assert!(
+                s.grid[0] <= -4.0 * s.sigma + 1e-12
+                    && *s.grid.last().unwrap() >= 2.0 + 4.0 * s.sigma - 1e-12
+            );
         }
-        assert!(d.smoothed(&DensityConfig { padding_sigmas: 3.0, ..Default::default() }).is_err());
-        assert!(d.smoothed(&DensityConfig { bandwidth: Bandwidth::Fixed(0.0), ..Default::default() }).is_err());
+        assert!(d
+            .smoothed(&DensityConfig {
+                padding_sigmas: 3.0,
+                ..Default::default()
+            })
+            .is_err());
+        assert!(d
+            .smoothed(&DensityConfig {
+                bandwidth: Bandwidth::Fixed(0.0),
+                ..Default::default()
+            })
+            .is_err());
     }
 
     #[test]
     fn bad_quadrature() {
         assert!(SpectralDensity::<f64>::from_quadrature(vec![], vec![]).is_err());
         assert!(SpectralDensity::from_quadrature(vec![arr1(&[1.0])], vec![arr1(&[0.5])]).is_err());
-        assert!(SpectralDensity::from_quadrature(vec![arr1(&[1.0, 2.0])], vec![arr1(&[1.5, -0.5])]).is_err());
-        assert!(SpectralDensity::from_quadrature(vec![arr1(&[f64::NAN])], vec![arr1(&[1.0])]).is_err());
+        assert!(SpectralDensity::from_quadrature(
+            vec![arr1(&[1.0, 2.0])],
+            vec![arr1(&[1.5, -0.5])]
+        )
+        .is_err());
+        assert!(
+            SpectralDensity::from_quadrature(vec![arr1(&[f64::NAN])], vec![arr1(&[1.0])]).is_err()
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::operator::LinearOperator;
 use crate::tridiagonal::symmetric_eigen;
-use crate::util::{apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm};
+use crate::util::{
+    apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
+};
 
 /// Which end of the spectrum [`top_eigenpairs`] looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +122,11 @@ impl<F: Float> TopEigen<F> {
     /// Checks the operator-independent parts of the configuration.
     pub fn new(config: TopEigenConfig<F>) -> Result<Self> {
         if config.k == 0 {
-            return Err(Error::invalid("k", 0, "at least one eigenpair must be requested"));
+            return Err(Error::invalid(
+                "k",
+                0,
+                "at least one eigenpair must be requested",
+            ));
         }
         check_tolerance("tol", config.tol)?;
         if let Some(m) = config.basis_size {
@@ -138,7 +144,11 @@ impl<F: Float> TopEigen<F> {
         if let Some(s) = &config.start {
             check_finite("start", s.iter())?;
             if norm(s.view()) == F::zero() {
-                return Err(Error::invalid("start", "the zero vector", "must be non-zero"));
+                return Err(Error::invalid(
+                    "start",
+                    "the zero vector",
+                    "must be non-zero",
+                ));
             }
         }
         Ok(Self { config })
@@ -150,11 +160,19 @@ impl<F: Float> TopEigen<F> {
         let cfg = &self.config;
         let k = cfg.k;
         if k > n {
-            return Err(Error::invalid("k", k, format!("must not exceed the dimension n = {n}")));
+            return Err(Error::invalid(
+                "k",
+                k,
+                format!("must not exceed the dimension n = {n}"),
+            ));
         }
         let m = cfg.basis_size.unwrap_or((2 * k + 1).max(20)).min(n);
         let max_matvecs = cfg.max_matvecs.unwrap_or((100 * m).max(10 * n));
-        let tol = if cfg.tol == F::zero() { F::epsilon() } else { cfg.tol };
+        let tol = if cfg.tol == F::zero() {
+            F::epsilon()
+        } else {
+            cfg.tol
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let start = match &cfg.start {
             Some(s) if s.len() != n => {
@@ -218,7 +236,8 @@ impl<F: Float> TopEigen<F> {
             let (theta, s) = symmetric_eigen(h)?;
             let order = cfg.which.order(&theta);
             let residual = |i: usize| (residual_beta * s[[size - 1, i]]).abs();
-            let converged = |i: usize| residual(i) <= tol * theta[i].abs().max(eps23 * norm_estimate);
+            let converged =
+                |i: usize| residual(i) <= tol * theta[i].abs().max(eps23 * norm_estimate);
             let wanted = &order[..k];
             let n_converged = wanted.iter().filter(|&&i| converged(i)).count();
             if n_converged == k || size == n {
@@ -251,9 +270,13 @@ impl<F: Float> TopEigen<F> {
             let keep = keep_count(k, m, n_converged);
             let kept = &order[..keep];
             let ritz_vectors = s.select(Axis(1), kept);
-            let new_rows = ritz_vectors.t().dot(&basis.slice_axis(Axis(0), (0..size).into()));
+            let new_rows = ritz_vectors
+                .t()
+                .dot(&basis.slice_axis(Axis(0), (0..size).into()));
             let residual_row = basis.row(m).to_owned();
-            basis.slice_axis_mut(Axis(0), (0..keep).into()).assign(&new_rows);
+            basis
+                .slice_axis_mut(Axis(0), (0..keep).into())
+                .assign(&new_rows);
             basis.row_mut(keep).assign(&residual_row);
             projected.fill(F::zero());
             for (c, &i) in kept.iter().enumerate() {
@@ -319,13 +342,19 @@ mod tests {
 
     #[test]
     fn diagonal_all_ends() {
-        let d = Array1::from_shape_fn(300, |i| (i as f64 - 150.0) * 0.01 + if i == 3 { -5.0 } else { 0.0 });
+        let d = Array1::from_shape_fn(300, |i| {
+            (i as f64 - 150.0) * 0.01 + if i == 3 { -5.0 } else { 0.0 }
+        });
         let a = Array2::from_diag(&d);
         let mut sorted = d.to_vec();
         sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let la = top_eigenpairs(&a, 4, Which::LargestAlgebraic, 1e-10).unwrap();
         for i in 0..4 {
-            assert!((la.values[i] - sorted[299 - i]).abs() < 1e-9, "{:?}", la.values);
+            assert!(
+                (la.values[i] - sorted[299 - i]).abs() < 1e-9,
+                "{:?}",
+                la.values
+            );
             let r = eigen_residual(&a, la.values[i], la.vectors.column(i)).unwrap();
             assert!(r <= 1e-10 * la.values[i].abs() * 1.01 + 1e-14, "{r}");
             assert!((r - la.residuals[i]).abs() < 1e-9);
@@ -346,14 +375,29 @@ mod tests {
     #[test]
     fn bad_input() {
         let a = Array2::<f64>::eye(4);
-        assert!(top_eigenpairs(&a, 0, Which::LargestAlgebraic, 1e-8).unwrap_err().to_string().contains("`k`"));
-        assert!(top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8).unwrap_err().to_string().contains("n = 4"));
+        assert!(top_eigenpairs(&a, 0, Which::LargestAlgebraic, 1e-8)
+            .unwrap_err()
+            .to_string()
+            .contains("`k`"));
+        assert!(top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8)
+            .unwrap_err()
+            .to_string()
+            .contains("n = 4"));
         assert!(top_eigenpairs(&a, 1, Which::LargestAlgebraic, -1.0).is_err());
-        assert!(top_eigenpairs(&Array2::<f64>::zeros((3, 4)), 1, Which::LargestAlgebraic, 1e-8).is_err());
+        assert!(top_eigenpairs(
+            &Array2::<f64>::zeros((3, 4)),
+            1,
+            Which::LargestAlgebraic,
+            1e-8
+        )
+        .is_err());
         let mut c = TopEigenConfig::new(2, Which::LargestAlgebraic, 1e-8);
         c.basis_size = Some(2);
         assert!(TopEigen::new(c).is_err());
-        let bad = FnOperator::new(50, |_x: ArrayView1<f64>, mut y: ArrayViewMut1<f64>| y.fill(f64::INFINITY)).unwrap();
+        let bad = FnOperator::new(50, |_x: ArrayView1<f64>, mut y: ArrayViewMut1<f64>| {
+            y.fill(f64::INFINITY)
+        })
+        .unwrap();
         assert!(matches!(
             top_eigenpairs(&bad, 1, Which::LargestAlgebraic, 1e-8),
             Err(Error::NotConverged { .. }) | Err(Error::NonFiniteOperatorOutput { .. })

@@ -110,7 +110,11 @@ impl<F: Float> Lanczos<F> {
     /// Checks the configuration.
     pub fn new(config: LanczosConfig<F>) -> Result<Self> {
         if config.steps == 0 {
-            return Err(Error::invalid("steps", 0, "at least one Lanczos step is needed"));
+            return Err(Error::invalid(
+                "steps",
+                0,
+                "at least one Lanczos step is needed",
+            ));
         }
         if let Reorthogonalization::Window(0) = config.reorthogonalization {
             return Err(Error::invalid(
@@ -119,7 +123,9 @@ impl<F: Float> Lanczos<F> {
                 "the window must hold at least one vector (use None for no reorthogonalisation)",
             ));
         }
-        let breakdown_tolerance = config.breakdown_tolerance.unwrap_or(F::c(100.0) * F::epsilon());
+        let breakdown_tolerance = config
+            .breakdown_tolerance
+            .unwrap_or(F::c(100.0) * F::epsilon());
         if !breakdown_tolerance.is_finite()
             || breakdown_tolerance < F::zero()
             || breakdown_tolerance >= F::one()
@@ -151,7 +157,12 @@ impl<F: Float> Lanczos<F> {
         let mut state = self.start_state(n, start, "start")?;
         let mut w = Array1::zeros(n);
         while !state.done {
-            apply_checked(op, state.current.view(), w.view_mut(), state.alpha.len() + 1)?;
+            apply_checked(
+                op,
+                state.current.view(),
+                w.view_mut(),
+                state.alpha.len() + 1,
+            )?;
             state.advance(w.clone(), self.breakdown_tolerance);
         }
         Ok(state.finish())
@@ -174,7 +185,11 @@ impl<F: Float> Lanczos<F> {
             });
         }
         if starts.ncols() == 0 {
-            return Err(Error::invalid("starts.ncols()", 0, "at least one start vector is needed"));
+            return Err(Error::invalid(
+                "starts.ncols()",
+                0,
+                "at least one start vector is needed",
+            ));
         }
         let mut states = starts
             .axis_iter(Axis(1))
@@ -223,7 +238,11 @@ impl<F: Float> Lanczos<F> {
         check_finite(name, start.iter())?;
         let start_norm = norm(start);
         if start_norm == F::zero() {
-            return Err(Error::invalid(name, "the zero vector", "the start vector must be non-zero"));
+            return Err(Error::invalid(
+                name,
+                "the zero vector",
+                "the start vector must be non-zero",
+            ));
         }
         let steps = self.config.steps.min(n);
         let (rows, window) = match (self.config.keep_basis, self.config.reorthogonalization) {
@@ -336,7 +355,12 @@ impl<F: Float> LanczosState<F> {
     fn finish(self) -> LanczosDecomposition<F> {
         let m = self.alpha.len();
         let basis = if self.keep_basis {
-            Some(self.stored.slice_axis(Axis(0), (0..m).into()).t().to_owned())
+            Some(
+                self.stored
+                    .slice_axis(Axis(0), (0..m).into())
+                    .t()
+                    .to_owned(),
+            )
         } else {
             None
         };
@@ -394,7 +418,10 @@ mod tests {
             }
             let r = &av - &v.dot(&t);
             for c in 0..11 {
-                assert!(r.column(c).iter().all(|x| x.abs() < 1e-12), "{reorth:?} column {c}");
+                assert!(
+                    r.column(c).iter().all(|x| x.abs() < 1e-12),
+                    "{reorth:?} column {c}"
+                );
             }
             assert!((norm(r.column(11)) - d.residual_norm).abs() < 1e-10);
             let gram = v.t().dot(v);
@@ -413,7 +440,11 @@ mod tests {
         // Start vector in a 3-dimensional invariant subspace.
         let a = diag_op(Array1::from(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
         let start = Array1::from(vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
-        let l = Lanczos::new(LanczosConfig { steps: 6, ..Default::default() }).unwrap();
+        let l = Lanczos::new(LanczosConfig {
+            steps: 6,
+            ..Default::default()
+        })
+        .unwrap();
         let d = l.run(&a, start.view()).unwrap();
         assert!(d.breakdown);
         assert_eq!(d.steps(), 3);
@@ -431,11 +462,22 @@ mod tests {
     #[test]
     fn batch_matches_single() {
         let n = 30;
-        let a = Array2::from_shape_fn((n, n), |(i, j)| ((i + j) as f64).cos() + if i == j { 3.0 } else { 0.0 });
+        let a = Array2::from_shape_fn((n, n), |(i, j)| {
+            ((i + j) as f64).cos() + if i == j { 3.0 } else { 0.0 }
+        });
         let a = &a + &a.t();
         let starts = Array2::from_shape_fn((n, 3), |(i, c)| ((i * (c + 2)) as f64).sin() + 0.1);
-        for reorth in [Reorthogonalization::None, Reorthogonalization::Window(4), Reorthogonalization::Full] {
-            let l = Lanczos::new(LanczosConfig { steps: 15, reorthogonalization: reorth, ..Default::default() }).unwrap();
+        for reorth in [
+            Reorthogonalization::None,
+            Reorthogonalization::Window(4),
+            Reorthogonalization::Full,
+        ] {
+            let l = Lanczos::new(LanczosConfig {
+                steps: 15,
+                reorthogonalization: reorth,
+                ..Default::default()
+            })
+            .unwrap();
             let batch = l.run_batch(&a, starts.view()).unwrap();
             for c in 0..3 {
                 let single = l.run(&a, starts.column(c)).unwrap();
@@ -449,29 +491,54 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(Lanczos::<f64>::new(LanczosConfig { steps: 0, ..Default::default() })
-            .unwrap_err()
-            .to_string()
-            .contains("steps"));
+        assert!(Lanczos::<f64>::new(LanczosConfig {
+            steps: 0,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string()
+        .contains("steps"));
         assert!(Lanczos::<f64>::new(LanczosConfig {
             reorthogonalization: Reorthogonalization::Window(0),
             ..Default::default()
         })
         .is_err());
-        assert!(Lanczos::<f64>::new(LanczosConfig { breakdown_tolerance: Some(f64::NAN), ..Default::default() }).is_err());
+        assert!(Lanczos::<f64>::new(LanczosConfig {
+            breakdown_tolerance: Some(f64::NAN),
+            ..Default::default()
+        })
+        .is_err());
         let l = Lanczos::<f64>::new(LanczosConfig::default()).unwrap();
         let a = Array2::<f64>::eye(3);
-        assert!(l.run(&a, Array1::zeros(3).view()).unwrap_err().to_string().contains("non-zero"));
+        assert!(l
+            .run(&a, Array1::zeros(3).view())
+            .unwrap_err()
+            .to_string()
+            .contains("non-zero"));
         assert!(l.run(&a, Array1::ones(4).view()).is_err());
-        assert!(l.run(&Array2::<f64>::zeros((3, 2)), Array1::ones(3).view()).is_err());
+        assert!(l
+            .run(&Array2::<f64>::zeros((3, 2)), Array1::ones(3).view())
+            .is_err());
         let nan_op = FnOperator::new(3, |x: ArrayView1<f64>, mut y: ArrayViewMut1<f64>| {
             y.assign(&x);
             y[1] = f64::NAN;
         })
         .unwrap();
         let e = l.run(&nan_op, Array1::ones(3).view()).unwrap_err();
-        assert!(matches!(e, Error::NonFiniteOperatorOutput { application: 1, index: 1, .. }), "{e}");
-        let e = l.run_batch(&nan_op, Array2::ones((3, 2)).view()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::NonFiniteOperatorOutput {
+                    application: 1,
+                    index: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = l
+            .run_batch(&nan_op, Array2::ones((3, 2)).view())
+            .unwrap_err();
         assert!(matches!(e, Error::NonFiniteOperatorOutput { .. }), "{e}");
     }
 }

@@ -11,7 +11,9 @@ pub mod operator;
 pub use operator::{FnOperator, LinearOperator, ScaledOperator, ShiftedOperator};
 
 pub mod tridiagonal;
-pub use tridiagonal::{golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen};
+pub use tridiagonal::{
+    golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen,
+};
 
 pub mod csr;
 pub use csr::CsrMatrix;
@@ -26,13 +28,18 @@ pub mod power;
 pub use power::{deflated_power_iteration, power_iteration, PowerConfig, PowerResult, PowerStop};
 
 pub mod trace;
-pub use trace::{hutch_plus_plus, hutchinson, mean_and_standard_error, Probe, Slq, SlqConfig, SlqQuadrature, StopRule, TraceEstimate};
+pub use trace::{
+    hutch_plus_plus, hutchinson, mean_and_standard_error, Probe, Slq, SlqConfig, SlqQuadrature,
+    StopRule, TraceEstimate,
+};
 
 pub mod density;
 pub use density::{Bandwidth, DensityConfig, SmoothedDensity, SpectralDensity};
 
 pub mod lr;
-pub use lr::{batch_scaled_lr, max_stable_sgd_lr, sharpness_scaled_lr, BatchSharpnessFit, Optimizer};
+pub use lr::{
+    batch_scaled_lr, max_stable_sgd_lr, sharpness_scaled_lr, BatchSharpnessFit, Optimizer,
+};
 
 #[cfg(feature = "lapack")]
 pub mod dense;

@@ -91,7 +91,11 @@ pub struct BatchSharpnessFit<F> {
 
 impl<F: Float> BatchSharpnessFit<F> {
     /// Fits the model to `(batch size, λ_max)` pairs (at least two distinct batch sizes).
-    pub fn fit(batch_sizes: &[usize], lambda_max: &[F], dataset_size: Option<usize>) -> Result<Self> {
+    pub fn fit(
+        batch_sizes: &[usize],
+        lambda_max: &[F],
+        dataset_size: Option<usize>,
+    ) -> Result<Self> {
         if batch_sizes.len() != lambda_max.len() {
             return Err(Error::DimensionMismatch {
                 name: "lambda_max",
@@ -100,14 +104,21 @@ impl<F: Float> BatchSharpnessFit<F> {
             });
         }
         if let Some((i, _)) = batch_sizes.iter().enumerate().find(|(_, &b)| b == 0) {
-            return Err(Error::invalid("batch_sizes", format!("[{i}] = 0"), "batch sizes must be ≥ 1"));
+            return Err(Error::invalid(
+                "batch_sizes",
+                format!("[{i}] = 0"),
+                "batch sizes must be ≥ 1",
+            ));
         }
         if dataset_size == Some(0) {
             return Err(Error::invalid("dataset_size", 0, "must be ≥ 1"));
         }
         crate::util::check_finite("lambda_max", lambda_max.iter())?;
         let inv_n = dataset_size.map_or(F::zero(), |n| F::one() / F::from_count(n));
-        let x: Vec<F> = batch_sizes.iter().map(|&b| F::one() / F::from_count(b) - inv_n).collect();
+        let x: Vec<F> = batch_sizes
+            .iter()
+            .map(|&b| F::one() / F::from_count(b) - inv_n)
+            .collect();
         let count = F::from_count(x.len());
         let mx = x.iter().copied().sum::<F>() / count;
         let my = lambda_max.iter().copied().sum::<F>() / count;
@@ -119,7 +130,11 @@ impl<F: Float> BatchSharpnessFit<F> {
                 "at least two distinct batch sizes are needed",
             ));
         }
-        let sxy: F = x.iter().zip(lambda_max).map(|(&v, &y)| (v - mx) * (y - my)).sum();
+        let sxy: F = x
+            .iter()
+            .zip(lambda_max)
+            .map(|(&v, &y)| (v - mx) * (y - my))
+            .sum();
         let noise = sxy / sxx;
         Ok(Self {
             lambda_full: my - noise * mx,
@@ -133,7 +148,9 @@ impl<F: Float> BatchSharpnessFit<F> {
         if batch == 0 {
             return Err(Error::invalid("batch", 0, "must be ≥ 1"));
         }
-        let inv_n = self.dataset_size.map_or(F::zero(), |n| F::one() / F::from_count(n));
+        let inv_n = self
+            .dataset_size
+            .map_or(F::zero(), |n| F::one() / F::from_count(n));
         Ok(self.lambda_full + self.noise * (F::one() / F::from_count(batch) - inv_n))
     }
 
@@ -151,9 +168,16 @@ mod tests {
     fn rules() {
         assert!((batch_scaled_lr(0.1f64, 32, 128, Optimizer::Sgd).unwrap() - 0.4).abs() < 1e-15);
         assert!((batch_scaled_lr(0.1f64, 32, 128, Optimizer::Adam).unwrap() - 0.2).abs() < 1e-15);
-        assert!((sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Sgd).unwrap() - 0.4).abs() < 1e-15);
-        assert!((sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Adam).unwrap() - 0.2).abs() < 1e-15);
-        assert!(max_stable_sgd_lr(0.0f64).unwrap_err().to_string().contains("lambda_max"));
+        assert!(
+            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Sgd).unwrap() - 0.4).abs() < 1e-15
+        );
+        assert!(
+            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Adam).unwrap() - 0.2).abs() < 1e-15
+        );
+        assert!(max_stable_sgd_lr(0.0f64)
+            .unwrap_err()
+            .to_string()
+            .contains("lambda_max"));
         assert!(batch_scaled_lr(0.1f64, 0, 1, Optimizer::Sgd).is_err());
         assert!(sharpness_scaled_lr(0.1f64, f64::NAN, 1.0, Optimizer::Sgd).is_err());
     }
@@ -161,7 +185,10 @@ mod tests {
     #[test]
     fn fit_recovers_model() {
         let b = [16usize, 32, 64, 128, 256];
-        let lam: Vec<f64> = b.iter().map(|&x| 3.0 + 40.0 * (1.0 / x as f64 - 1.0 / 1000.0)).collect();
+        let lam: Vec<f64> = b
+            .iter()
+            .map(|&x| 3.0 + 40.0 * (1.0 / x as f64 - 1.0 / 1000.0))
+            .collect();
         let fit = BatchSharpnessFit::fit(&b, &lam, Some(1000)).unwrap();
         assert!((fit.lambda_full - 3.0).abs() < 1e-12 && (fit.noise - 40.0).abs() < 1e-10);
         assert!((fit.predict_lambda_max(1000).unwrap() - 3.0).abs() < 1e-12);

@@ -2,8 +2,8 @@
 //! implementations for dense matrices, closures and shifted/scaled wrappers (CSR matrices:
 //! [`crate::CsrMatrix`]).
 
-use ndarray::{ArrayBase, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Data, Ix2};
 use ndarray::parallel::prelude::*;
+use ndarray::{ArrayBase, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Data, Ix2};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -107,7 +107,9 @@ pub struct FnOperator<Fun> {
 
 impl<Fun> std::fmt::Debug for FnOperator<Fun> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnOperator").field("dim", &self.dim).finish_non_exhaustive()
+        f.debug_struct("FnOperator")
+            .field("dim", &self.dim)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +117,11 @@ impl<Fun> FnOperator<Fun> {
     /// Wraps `f` as an operator of dimension `dim` (≥ 1).
     pub fn new(dim: usize, f: Fun) -> Result<Self> {
         if dim == 0 {
-            return Err(Error::invalid("dim", dim, "an operator must be at least 1×1"));
+            return Err(Error::invalid(
+                "dim",
+                dim,
+                "an operator must be at least 1×1",
+            ));
         }
         Ok(Self { dim, f })
     }
@@ -215,7 +221,9 @@ mod tests {
     use ndarray::{arr1, arr2, Array1, Array2, ShapeBuilder};
 
     fn dense_reference(a: &Array2<f64>, x: &Array1<f64>) -> Array1<f64> {
-        Array1::from_shape_fn(a.nrows(), |i| (0..a.ncols()).map(|j| a[[i, j]] * x[j]).sum())
+        Array1::from_shape_fn(a.nrows(), |i| {
+            (0..a.ncols()).map(|j| a[[i, j]] * x[j]).sum()
+        })
     }
 
     #[test]

@@ -14,7 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::operator::LinearOperator;
-use crate::util::{apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm};
+use crate::util::{
+    apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
+};
 
 /// Configuration of [`power_iteration`].
 #[derive(Debug, Clone)]
@@ -104,7 +106,11 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
 ) -> Result<Vec<PowerResult<F>>> {
     let n = check_operator(op)?;
     if count == 0 || count > n {
-        return Err(Error::invalid("count", count, format!("must be in 1..={n}")));
+        return Err(Error::invalid(
+            "count",
+            count,
+            format!("must be in 1..={n}"),
+        ));
     }
     if config.max_iterations == 0 {
         return Err(Error::invalid("max_iterations", 0, "must be ≥ 1"));
@@ -135,7 +141,11 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
         cgs2(found.view(), &mut v);
         let nv = norm(v.view());
         if nv == F::zero() {
-            return Err(Error::invalid("start", "the zero vector", "must be non-zero (and not in the span of found vectors)"));
+            return Err(Error::invalid(
+                "start",
+                "the zero vector",
+                "must be non-zero (and not in the span of found vectors)",
+            ));
         }
         v.mapv_inplace(|x| x / nv);
         let mut previous: Option<F> = None;
@@ -173,7 +183,9 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
             v.assign(&w.mapv(|x| x / nw));
         }
         let result = result.expect("the loop always stops by max_iterations");
-        found.push(Axis(0), result.vector.view()).expect("row length matches");
+        found
+            .push(Axis(0), result.vector.view())
+            .expect("row length matches");
         results.push(result);
     }
     Ok(results)
@@ -187,7 +199,16 @@ mod tests {
     fn deflation_finds_top_three_by_magnitude() {
         let d = Array1::from(vec![0.1f64, -3.0, 0.5, 10.0, 1.0, -0.2, 6.0]);
         let a = Array2::from_diag(&d);
-        let r = deflated_power_iteration(&a, 3, &PowerConfig { tol: 1e-9, max_iterations: 5000, ..Default::default() }).unwrap();
+        let r = deflated_power_iteration(
+            &a,
+            3,
+            &PowerConfig {
+                tol: 1e-9,
+                max_iterations: 5000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for (res, want) in r.iter().zip([10.0f64, 6.0, -3.0]) {
             assert!(res.converged(), "{:?}", res.stop);
             assert!((res.value - want).abs() < 1e-7, "{} vs {want}", res.value);
@@ -199,14 +220,29 @@ mod tests {
     fn relative_change_can_stall_where_residual_does_not() {
         // Spectrum symmetric about 0: ±1 dominant, the quotient hovers near 0.
         let n = 200;
-        let d = Array1::from_shape_fn(n, |i| if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 - i as f64 / (2.0 * n as f64)));
+        let d = Array1::from_shape_fn(
+            n,
+            |i| if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 - i as f64 / (2.0 * n as f64)),
+        );
         let a = Array2::from_diag(&d);
-        let cfg = PowerConfig { tol: 1e-8, relative_change_tol: Some(1e-3), max_iterations: 300, ..Default::default() };
+        let cfg = PowerConfig {
+            tol: 1e-8,
+            relative_change_tol: Some(1e-3),
+            max_iterations: 300,
+            ..Default::default()
+        };
         let r = power_iteration(&a, &cfg).unwrap();
         assert_eq!(r.stop, PowerStop::RelativeChange);
         assert!(r.value.abs() < 0.9, "stalled value {}", r.value);
         assert!(r.residual > 1e-2);
-        let r = power_iteration(&a, &PowerConfig { relative_change_tol: None, ..cfg }).unwrap();
+        let r = power_iteration(
+            &a,
+            &PowerConfig {
+                relative_change_tol: None,
+                ..cfg
+            },
+        )
+        .unwrap();
         assert_ne!(r.stop, PowerStop::RelativeChange);
     }
 
@@ -214,9 +250,37 @@ mod tests {
     fn bad_input() {
         let a = Array2::<f64>::eye(3);
         assert!(deflated_power_iteration(&a, 4, &PowerConfig::default()).is_err());
-        assert!(power_iteration(&a, &PowerConfig { max_iterations: 0, ..Default::default() }).is_err());
-        assert!(power_iteration(&a, &PowerConfig { tol: f64::NAN, ..Default::default() }).is_err());
-        assert!(power_iteration(&a, &PowerConfig { start: Some(Array1::zeros(3)), ..Default::default() }).is_err());
-        assert!(power_iteration(&a, &PowerConfig { start: Some(Array1::ones(2)), ..Default::default() }).is_err());
+        assert!(power_iteration(
+            &a,
+            &PowerConfig {
+                max_iterations: 0,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(power_iteration(
+            &a,
+            &PowerConfig {
+                tol: f64::NAN,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(power_iteration(
+            &a,
+            &PowerConfig {
+                start: Some(Array1::zeros(3)),
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(power_iteration(
+            &a,
+            &PowerConfig {
+                start: Some(Array1::ones(2)),
+                ..Default::default()
+            }
+        )
+        .is_err());
     }
 }

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::lanczos::{Lanczos, LanczosConfig, Reorthogonalization};
 use crate::operator::LinearOperator;
-use crate::util::{apply_batch_checked, cgs2, check_operator, check_tolerance, gaussian, norm, rademacher};
+use crate::util::{
+    apply_batch_checked, cgs2, check_operator, check_tolerance, gaussian, norm, rademacher,
+};
 
 /// The distribution of random probe vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,7 +90,11 @@ impl<F: Float> StopRule<F> {
         check_tolerance("rtol", self.rtol)?;
         check_tolerance("z", self.z)?;
         if self.min_probes < 2 {
-            return Err(Error::invalid("min_probes", self.min_probes, "must be ≥ 2 (the standard error needs two probes)"));
+            return Err(Error::invalid(
+                "min_probes",
+                self.min_probes,
+                "must be ≥ 2 (the standard error needs two probes)",
+            ));
         }
         if self.max_probes < self.min_probes {
             return Err(Error::invalid(
@@ -137,7 +143,8 @@ pub fn mean_and_standard_error<F: Float>(samples: &[F]) -> (F, F) {
     if count < 2 {
         return (mean, F::infinity());
     }
-    let var = samples.iter().map(|&x| (x - mean) * (x - mean)).sum::<F>() / F::from_count(count - 1);
+    let var =
+        samples.iter().map(|&x| (x - mean) * (x - mean)).sum::<F>() / F::from_count(count - 1);
     (mean, (var / nf).sqrt())
 }
 
@@ -207,7 +214,11 @@ pub fn hutch_plus_plus<F: Float, O: LinearOperator<F> + ?Sized>(
 ) -> Result<TraceEstimate<F>> {
     let n = check_operator(op)?;
     if matvecs < 3 || matvecs % 3 != 0 {
-        return Err(Error::invalid("matvecs", matvecs, "must be a positive multiple of 3"));
+        return Err(Error::invalid(
+            "matvecs",
+            matvecs,
+            "must be a positive multiple of 3",
+        ));
     }
     let s = matvecs / 3;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -223,7 +234,8 @@ pub fn hutch_plus_plus<F: Float, O: LinearOperator<F> + ?Sized>(
         cgs2(q.view(), &mut v);
         let after = norm(v.view());
         if before > F::zero() && after > drop_below * before {
-            q.push(Axis(0), v.mapv(|x| x / after).view()).expect("row length matches");
+            q.push(Axis(0), v.mapv(|x| x / after).view())
+                .expect("row length matches");
         }
     }
     let rank = q.nrows();
@@ -397,7 +409,11 @@ impl<F: Float> Slq<F> {
             matvecs: 0,
         };
         while all.nodes.len() < self.config.rule.max_probes {
-            let count = self.config.rule.batch.min(self.config.rule.max_probes - all.nodes.len());
+            let count = self
+                .config
+                .rule
+                .batch
+                .min(self.config.rule.max_probes - all.nodes.len());
             let more = self.quadrature_batch(op, n, count, &mut rng)?;
             all.nodes.extend(more.nodes);
             all.weights.extend(more.weights);
@@ -408,7 +424,10 @@ impl<F: Float> Slq<F> {
     }
 
     /// The SLQ spectral density of `op` (`rule.max_probes` probes).
-    pub fn spectral_density<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<SpectralDensity<F>> {
+    pub fn spectral_density<O: LinearOperator<F> + ?Sized>(
+        &self,
+        op: &O,
+    ) -> Result<SpectralDensity<F>> {
         self.quadrature(op)?.spectral_density()
     }
 
@@ -455,36 +474,69 @@ mod tests {
     #[test]
     fn stop_rule_validation() {
         let bad = [
-            StopRule { min_probes: 1, ..StopRule::<f64>::default() },
-            StopRule { max_probes: 5, ..StopRule::default() },
-            StopRule { batch: 0, ..StopRule::default() },
-            StopRule { rtol: -1.0, ..StopRule::default() },
+            StopRule {
+                min_probes: 1,
+                ..StopRule::<f64>::default()
+            },
+            StopRule {
+                max_probes: 5,
+                ..StopRule::default()
+            },
+            StopRule {
+                batch: 0,
+                ..StopRule::default()
+            },
+            StopRule {
+                rtol: -1.0,
+                ..StopRule::default()
+            },
         ];
         let a = Array2::<f64>::eye(4);
         for r in bad {
             assert!(hutchinson(&a, &r, 0).is_err());
         }
-        assert!(hutch_plus_plus(&a, 4, 0).unwrap_err().to_string().contains("matvecs"));
+        assert!(hutch_plus_plus(&a, 4, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("matvecs"));
     }
 
     #[test]
     fn stop_rule_stops_early_when_precise() {
         // A = I + small off-diagonal part: tiny variance, stops after min_probes.
         let n = 50;
-        let a = Array2::from_shape_fn((n, n), |(i, j)| if i == j { 1.0 } else { 1e-4 / (1.0 + (i + j) as f64) });
+        let a = Array2::from_shape_fn((n, n), |(i, j)| {
+            if i == j {
+                1.0
+            } else {
+                1e-4 / (1.0 + (i + j) as f64)
+            }
+        });
         let t = hutchinson(&a, &StopRule::default(), 1).unwrap();
         assert!(t.converged && t.probes == 10 && t.matvecs == 10);
         assert!((t.value - 50.0).abs() < 0.01);
         // A noisy matrix with a strict tolerance runs to max_probes.
         let b = Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 7) % 5) as f64 - 2.0);
-        let t = hutchinson(&b, &StopRule { rtol: 1e-6, ..Default::default() }, 1).unwrap();
+        let t = hutchinson(
+            &b,
+            &StopRule {
+                rtol: 1e-6,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
         assert!(!t.converged && t.probes == 50);
     }
 
     #[test]
     fn log_det_of_indefinite_is_an_error() {
         let a = Array2::from_diag(&Array1::from(vec![1.0, -1.0, 2.0]));
-        let slq = Slq::new(SlqConfig { steps: 3, ..Default::default() }).unwrap();
+        let slq = Slq::new(SlqConfig {
+            steps: 3,
+            ..Default::default()
+        })
+        .unwrap();
         let e = slq.log_det(&a).unwrap_err();
         assert!(matches!(e, Error::NonFiniteFunctionValue { .. }), "{e}");
     }

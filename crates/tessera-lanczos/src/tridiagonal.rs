@@ -48,7 +48,11 @@ pub fn tridiagonal_eigen<F: Float>(
 ) -> Result<TridiagonalEigen<F>> {
     let n = diag.len();
     if n == 0 {
-        return Err(Error::invalid("diag.len()", n, "the matrix must be at least 1×1"));
+        return Err(Error::invalid(
+            "diag.len()",
+            n,
+            "the matrix must be at least 1×1",
+        ));
     }
     if off.len() + 1 != n {
         return Err(Error::DimensionMismatch {
@@ -206,7 +210,9 @@ pub fn golub_welsch<F: Float>(
     beta: ArrayView1<'_, F>,
 ) -> Result<(Array1<F>, Array1<F>)> {
     let eig = tridiagonal_eigen(alpha, beta, EigenvectorMode::FirstComponents)?;
-    let first = eig.first_components.expect("first components were requested");
+    let first = eig
+        .first_components
+        .expect("first components were requested");
     let mut weights = first.mapv(|v| v * v);
     // The eigenvector matrix is orthogonal, so Σ q₀ᵢ² = 1 up to rounding; renormalise.
     let total: F = weights.sum();
@@ -227,7 +233,11 @@ pub fn symmetric_eigen<F: Float>(a: ArrayView2<'_, F>) -> Result<(Array1<F>, Arr
         });
     }
     if n == 0 {
-        return Err(Error::invalid("a.nrows()", n, "the matrix must be at least 1×1"));
+        return Err(Error::invalid(
+            "a.nrows()",
+            n,
+            "the matrix must be at least 1×1",
+        ));
     }
     check_finite("a", a.iter())?;
     let (mut d, mut e, mut q) = householder_tridiagonalise(a);
@@ -246,7 +256,10 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
     let mut e = Array1::zeros(n);
     for k in 0..n.saturating_sub(2) {
         // Reflector H = I − τ v vᵀ mapping w[k+1.., k] onto a multiple of the first unit vector.
-        let x = w.column(k).slice_axis(Axis(0), Slice::from(k + 1..)).to_owned();
+        let x = w
+            .column(k)
+            .slice_axis(Axis(0), Slice::from(k + 1..))
+            .to_owned();
         let norm_x = crate::util::norm(x.view());
         if norm_x == F::zero() {
             e[k] = F::zero();
@@ -308,12 +321,25 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(tridiagonal_eigen::<f64>(arr1(&[]).view(), arr1(&[]).view(), EigenvectorMode::None).is_err());
-        let e = tridiagonal_eigen(arr1(&[1.0, 2.0]).view(), arr1(&[1.0, 2.0]).view(), EigenvectorMode::None)
-            .unwrap_err();
+        assert!(tridiagonal_eigen::<f64>(
+            arr1(&[]).view(),
+            arr1(&[]).view(),
+            EigenvectorMode::None
+        )
+        .is_err());
+        let e = tridiagonal_eigen(
+            arr1(&[1.0, 2.0]).view(),
+            arr1(&[1.0, 2.0]).view(),
+            EigenvectorMode::None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("off"), "{e}");
-        let e = tridiagonal_eigen(arr1(&[1.0, f64::NAN]).view(), arr1(&[1.0]).view(), EigenvectorMode::None)
-            .unwrap_err();
+        let e = tridiagonal_eigen(
+            arr1(&[1.0, f64::NAN]).view(),
+            arr1(&[1.0]).view(),
+            EigenvectorMode::None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("diag"), "{e}");
         assert!(symmetric_eigen(Array2::<f64>::zeros((2, 3)).view()).is_err());
     }
@@ -321,7 +347,9 @@ mod tests {
     #[test]
     fn dense_reconstructs() {
         let n = 9;
-        let a = Array2::from_shape_fn((n, n), |(i, j)| 1.0 / (1.0 + i as f64 + j as f64) + if i == j { (i as f64) * 0.3 } else { 0.0 });
+        let a = Array2::from_shape_fn((n, n), |(i, j)| {
+            1.0 / (1.0 + i as f64 + j as f64) + if i == j { (i as f64) * 0.3 } else { 0.0 }
+        });
         let (vals, vecs) = symmetric_eigen(a.view()).unwrap();
         let recon = vecs.dot(&Array2::from_diag(&vals)).dot(&vecs.t());
         for (x, y) in recon.iter().zip(a.iter()) {

@@ -38,7 +38,11 @@ pub(crate) fn check_operator<F: Float, O: LinearOperator<F> + ?Sized>(op: &O) ->
     op.validate()?;
     let n = op.dim();
     if n == 0 {
-        return Err(Error::invalid("op.dim()", n, "the operator must be at least 1×1"));
+        return Err(Error::invalid(
+            "op.dim()",
+            n,
+            "the operator must be at least 1×1",
+        ));
     }
     Ok(n)
 }

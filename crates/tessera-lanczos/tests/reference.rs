@@ -11,10 +11,14 @@ use tessera_lanczos::*;
 const N: usize = 1000;
 
 fn slq_density(a: &Array2<f64>) -> SpectralDensity<f64> {
-    Slq::new(SlqConfig { steps: 100, rule: StopRule::fixed(10), ..Default::default() })
-        .unwrap()
-        .spectral_density(a)
-        .unwrap()
+    Slq::new(SlqConfig {
+        steps: 100,
+        rule: StopRule::fixed(10),
+        ..Default::default()
+    })
+    .unwrap()
+    .spectral_density(a)
+    .unwrap()
 }
 
 #[test]
@@ -47,11 +51,24 @@ fn marchenko_pastur_trace_and_log_det() {
     let a = rotated(&lambda, 6, 2);
     let exact_trace: f64 = lambda.sum();
     let exact_logdet: f64 = lambda.iter().map(|v| v.ln()).sum();
-    let slq = Slq::new(SlqConfig { steps: 100, rule: StopRule::fixed(10), ..Default::default() }).unwrap();
+    let slq = Slq::new(SlqConfig {
+        steps: 100,
+        rule: StopRule::fixed(10),
+        ..Default::default()
+    })
+    .unwrap();
     let t = slq.trace(&a, |x| x).unwrap();
-    assert!(((t.value - exact_trace) / exact_trace).abs() < 1e-2, "trace {} vs {exact_trace}", t.value);
+    assert!(
+        ((t.value - exact_trace) / exact_trace).abs() < 1e-2,
+        "trace {} vs {exact_trace}",
+        t.value
+    );
     let ld = slq.log_det(&a).unwrap();
-    assert!(((ld.value - exact_logdet) / exact_logdet).abs() < 0.05, "logdet {} vs {exact_logdet}", ld.value);
+    assert!(
+        ((ld.value - exact_logdet) / exact_logdet).abs() < 0.05,
+        "logdet {} vs {exact_logdet}",
+        ld.value
+    );
     // The reported standard errors are honest: the errors lie within 4 SE.
     assert!((t.value - exact_trace).abs() < 4.0 * t.std_error);
     assert!((ld.value - exact_logdet).abs() < 4.0 * ld.std_error);
@@ -71,7 +88,11 @@ fn spiked_top5_and_other_ends() {
     let a = rotated(&lambda, 6, 3);
     let pairs = top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8).unwrap();
     for (i, want) in [100.0, 50.0, 20.0, 10.0, 5.0].iter().enumerate() {
-        assert!(((pairs.values[i] - want) / want).abs() < 1e-10, "{:?}", pairs.values);
+        assert!(
+            ((pairs.values[i] - want) / want).abs() < 1e-10,
+            "{:?}",
+            pairs.values
+        );
         let r = eigen_residual(&a, pairs.values[i], pairs.vectors.column(i)).unwrap();
         assert!(r <= 1e-8 * want, "residual {r}");
     }
@@ -79,12 +100,31 @@ fn spiked_top5_and_other_ends() {
     let lm = top_eigenpairs(&a, 2, Which::LargestMagnitude, 1e-8).unwrap();
     assert!((lm.values[0] - 100.0).abs() < 1e-8 && (lm.values[1] - 50.0).abs() < 1e-8);
     // Smallest end through a shift: −A + 200 I has largest eigenvalues 200 − λ_min…
-    let sa = top_eigenpairs(&ScaledOperator::new(&a, -1.0).unwrap(), 1, Which::LargestAlgebraic, 1e-8).unwrap();
+    let sa = top_eigenpairs(
+        &ScaledOperator::new(&a, -1.0).unwrap(),
+        1,
+        Which::LargestAlgebraic,
+        1e-8,
+    )
+    .unwrap();
     assert!(sa.values[0].abs() < 1e-6, "{}", sa.values[0]);
 
-    let power = deflated_power_iteration(&a, 3, &PowerConfig { tol: 1e-10, ..Default::default() }).unwrap();
+    let power = deflated_power_iteration(
+        &a,
+        3,
+        &PowerConfig {
+            tol: 1e-10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for (p, want) in power.iter().zip([100.0, 50.0, 20.0]) {
-        assert!(p.converged() && ((p.value - want) / want).abs() < 1e-10, "{} {:?}", p.value, p.stop);
+        assert!(
+            p.converged() && ((p.value - want) / want).abs() < 1e-10,
+            "{} {:?}",
+            p.value,
+            p.stop
+        );
     }
 }
 
@@ -96,13 +136,22 @@ fn gauss_quadrature_moments_exact_up_to_2m_minus_1() {
     let d = Array1::from_shape_fn(n, |i| 0.1 * 100f64.powf(i as f64 / n as f64));
     let a = Array2::from_diag(&d);
     let z = Array1::from_shape_fn(n, |i| if (i * 7919) % 3 == 0 { -1.0 } else { 1.0 });
-    let l = Lanczos::new(LanczosConfig { steps: m, ..Default::default() }).unwrap();
+    let l = Lanczos::new(LanczosConfig {
+        steps: m,
+        ..Default::default()
+    })
+    .unwrap();
     let dec = l.run(&a, z.view()).unwrap();
     let (nodes, weights) = dec.quadrature().unwrap();
     let nz2 = dec.start_norm * dec.start_norm;
     for p in 0..=(2 * m as i32) {
         let exact: f64 = d.iter().zip(&z).map(|(x, zi)| zi * zi * x.powi(p)).sum();
-        let gauss = nz2 * nodes.iter().zip(&weights).map(|(t, w)| w * t.powi(p)).sum::<f64>();
+        let gauss = nz2
+            * nodes
+                .iter()
+                .zip(&weights)
+                .map(|(t, w)| w * t.powi(p))
+                .sum::<f64>();
         let rel = ((gauss - exact) / exact).abs();
         if p < 2 * m as i32 {
             assert!(rel < 1e-12, "p = {p}: {rel}");
@@ -116,7 +165,9 @@ fn gauss_quadrature_moments_exact_up_to_2m_minus_1() {
 #[test]
 fn hutchinson_standard_error_matches_theory() {
     let n = 120;
-    let a = Array2::from_shape_fn((n, n), |(i, j)| ((i * 13 + j * 13 + i * j) % 17) as f64 / 17.0 - 0.5 + if i == j { 2.0 } else { 0.0 });
+    let a = Array2::from_shape_fn((n, n), |(i, j)| {
+        ((i * 13 + j * 13 + i * j) % 17) as f64 / 17.0 - 0.5 + if i == j { 2.0 } else { 0.0 }
+    });
     let a = (&a + &a.t()) * 0.5;
     let fro2: f64 = a.iter().map(|v| v * v).sum();
     let diag2: f64 = (0..n).map(|i| a[[i, i]].powi(2)).sum();
@@ -125,15 +176,24 @@ fn hutchinson_standard_error_matches_theory() {
     let theory = (2.0 * (fro2 - diag2) / nv as f64).sqrt();
     // Empirical spread of the estimate over 400 independent runs: relative sampling error of a
     // standard deviation from 400 draws is about 1/√800 ≈ 3.5 %.
-    let runs: Vec<f64> = (0..400).map(|s| hutchinson(&a, &StopRule::fixed(nv), s).unwrap().value).collect();
+    let runs: Vec<f64> = (0..400)
+        .map(|s| hutchinson(&a, &StopRule::fixed(nv), s).unwrap().value)
+        .collect();
     let (mean, se_of_mean) = mean_and_standard_error(&runs);
     let spread = se_of_mean * (runs.len() as f64).sqrt();
-    assert!((spread / theory - 1.0).abs() < 0.12, "spread {spread} vs theory {theory}");
+    assert!(
+        (spread / theory - 1.0).abs() < 0.12,
+        "spread {spread} vs theory {theory}"
+    );
     assert!((mean - exact_trace).abs() < 4.0 * se_of_mean);
     // The reported SE of a long run estimates the theory too.
     let long = hutchinson(&a, &StopRule::fixed(2000), 99).unwrap();
     let theory_long = (2.0 * (fro2 - diag2) / 2000.0).sqrt();
-    assert!((long.std_error / theory_long - 1.0).abs() < 0.1, "{} vs {theory_long}", long.std_error);
+    assert!(
+        (long.std_error / theory_long - 1.0).abs() < 0.1,
+        "{} vs {theory_long}",
+        long.std_error
+    );
 }
 
 #[test]
@@ -144,7 +204,7 @@ fn hutch_plus_plus_is_exact_on_low_rank_and_beats_hutchinson() {
     let t = hutch_plus_plus(&a, 30, 5).unwrap();
     assert!((t.value - 150.0).abs() < 1e-8, "{}", t.value);
     assert_eq!(t.matvecs, 10 + 5 + 10); // the sketch has rank 5: only 5 products for QᵀAQ
-    // Decaying spectrum: Hutch++ error is smaller on average at equal budget.
+                                        // Decaying spectrum: Hutch++ error is smaller on average at equal budget.
     let decay = Array1::from_shape_fn(n, |i| 1.0 / (1.0 + i as f64).powi(2));
     let b = rotated(&decay, 4, 12);
     let exact: f64 = decay.sum();
@@ -171,11 +231,21 @@ fn csr_laplacian_spectrum() {
     let exact = |k: usize| 2.0 - 2.0 * (k as f64 * std::f64::consts::PI / (n as f64 + 1.0)).cos();
     let pairs = top_eigenpairs(&lap, 3, Which::LargestAlgebraic, 1e-10).unwrap();
     for i in 0..3 {
-        assert!((pairs.values[i] - exact(n - i)).abs() < 1e-9, "{:?}", pairs.values);
+        assert!(
+            (pairs.values[i] - exact(n - i)).abs() < 1e-9,
+            "{:?}",
+            pairs.values
+        );
     }
     // Spectral density of the Laplacian: arcsine law, W1 small.
     let all: Array1<f64> = (1..=n).map(exact).collect();
-    let d = Slq::new(SlqConfig { steps: 60, ..Default::default() }).unwrap().spectral_density(&lap).unwrap();
+    let d = Slq::new(SlqConfig {
+        steps: 60,
+        ..Default::default()
+    })
+    .unwrap()
+    .spectral_density(&lap)
+    .unwrap();
     assert!(d.wasserstein1(all.view()).unwrap() / 4.0 < 2e-2);
 }
 
@@ -189,11 +259,23 @@ fn closures_and_f32() {
     })
     .unwrap();
     let pairs = top_eigenpairs(&op, 2, Which::LargestAlgebraic, 1e-4f32).unwrap();
-    assert!((pairs.values[0] - (1.0 + 499.0 / 500.0)).abs() < 1e-4, "{:?}", pairs.values);
-    let slq = Slq::new(SlqConfig::<f32> { steps: 30, ..Default::default() }).unwrap();
+    assert!(
+        (pairs.values[0] - (1.0 + 499.0 / 500.0)).abs() < 1e-4,
+        "{:?}",
+        pairs.values
+    );
+    let slq = Slq::new(SlqConfig::<f32> {
+        steps: 30,
+        ..Default::default()
+    })
+    .unwrap();
     let t = slq.trace(&op, |x| x).unwrap();
     let exact: f32 = (0..n).map(|i| 1.0 + i as f32 / n as f32).sum();
-    assert!((t.value - exact).abs() < 1e-3 * exact, "{} vs {exact}", t.value);
+    assert!(
+        (t.value - exact).abs() < 1e-3 * exact,
+        "{} vs {exact}",
+        t.value
+    );
     let h = hutchinson(&op, &StopRule::fixed(3), 0).unwrap();
     assert!((h.value - exact).abs() < 1e-3 * exact);
 }
@@ -207,15 +289,23 @@ fn non_finite_operator_output_is_reported_everywhere() {
     })
     .unwrap();
     let is_nonfinite = |e: Error| matches!(e, Error::NonFiniteOperatorOutput { index: 7, .. });
-    assert!(is_nonfinite(top_eigenpairs(&bad, 2, Which::LargestAlgebraic, 1e-8).unwrap_err()));
-    assert!(is_nonfinite(power_iteration(&bad, &PowerConfig::default()).unwrap_err()));
-    assert!(is_nonfinite(hutchinson(&bad, &StopRule::default(), 0).unwrap_err()));
+    assert!(is_nonfinite(
+        top_eigenpairs(&bad, 2, Which::LargestAlgebraic, 1e-8).unwrap_err()
+    ));
+    assert!(is_nonfinite(
+        power_iteration(&bad, &PowerConfig::default()).unwrap_err()
+    ));
+    assert!(is_nonfinite(
+        hutchinson(&bad, &StopRule::default(), 0).unwrap_err()
+    ));
     assert!(is_nonfinite(hutch_plus_plus(&bad, 9, 0).unwrap_err()));
     let slq = Slq::new(SlqConfig::default()).unwrap();
     assert!(is_nonfinite(slq.trace(&bad, |x| x).unwrap_err()));
     assert!(is_nonfinite(slq.spectral_density(&bad).unwrap_err()));
     let l = Lanczos::new(LanczosConfig::default()).unwrap();
-    assert!(is_nonfinite(l.run(&bad, Array1::ones(n).view()).unwrap_err()));
+    assert!(is_nonfinite(
+        l.run(&bad, Array1::ones(n).view()).unwrap_err()
+    ));
 }
 
 #[test]
@@ -223,14 +313,33 @@ fn bad_input_errors_name_the_parameter() {
     let a = Array2::<f64>::eye(5);
     let non_square = Array2::<f64>::zeros((5, 4));
     let msg = |e: Error| e.to_string();
-    assert!(msg(top_eigenpairs(&non_square, 1, Which::LargestAlgebraic, 1e-8).unwrap_err()).contains("5×4"));
-    assert!(msg(top_eigenpairs(&a, 6, Which::LargestAlgebraic, 1e-8).unwrap_err()).contains("`k` = 6"));
-    assert!(msg(Lanczos::<f64>::new(LanczosConfig { steps: 0, ..Default::default() }).unwrap_err()).contains("`steps` = 0"));
-    assert!(msg(Slq::<f64>::new(SlqConfig { steps: 0, ..Default::default() }).unwrap_err()).contains("steps"));
+    assert!(
+        msg(top_eigenpairs(&non_square, 1, Which::LargestAlgebraic, 1e-8).unwrap_err())
+            .contains("5×4")
+    );
+    assert!(
+        msg(top_eigenpairs(&a, 6, Which::LargestAlgebraic, 1e-8).unwrap_err()).contains("`k` = 6")
+    );
+    assert!(msg(Lanczos::<f64>::new(LanczosConfig {
+        steps: 0,
+        ..Default::default()
+    })
+    .unwrap_err())
+    .contains("`steps` = 0"));
+    assert!(msg(Slq::<f64>::new(SlqConfig {
+        steps: 0,
+        ..Default::default()
+    })
+    .unwrap_err())
+    .contains("steps"));
     assert!(msg(hutchinson(&non_square, &StopRule::default(), 0).unwrap_err()).contains("square"));
-    assert!(msg(power_iteration(&non_square, &PowerConfig::default()).unwrap_err()).contains("square"));
+    assert!(
+        msg(power_iteration(&non_square, &PowerConfig::default()).unwrap_err()).contains("square")
+    );
     let csr = CsrMatrix::from_triplets(3, 4, &[(0, 3, 1.0)]).unwrap();
-    assert!(msg(top_eigenpairs(&csr, 1, Which::LargestAlgebraic, 1e-8).unwrap_err()).contains("3×4"));
+    assert!(
+        msg(top_eigenpairs(&csr, 1, Which::LargestAlgebraic, 1e-8).unwrap_err()).contains("3×4")
+    );
 }
 
 #[cfg(feature = "lapack")]
@@ -251,5 +360,8 @@ fn dense_spectrum_matches_known_spectrum_and_lanczos() {
         assert!((small.values[i] - dense[i]).abs() < 1e-10);
     }
     let asym = Array2::from_shape_fn((3, 3), |(i, j)| (i * 3 + j) as f64);
-    assert!(dense_spectrum(&asym).unwrap_err().to_string().contains("symmetric"));
+    assert!(dense_spectrum(&asym)
+        .unwrap_err()
+        .to_string()
+        .contains("symmetric"));
 }

@@ -20,7 +20,8 @@ pub fn rotated(spectrum: &Array1<f64>, reflectors: usize, seed: u64) -> Array2<f
         let uau = u.dot(&au);
         let uc = u.view().insert_axis(ndarray::Axis(1));
         let auc = au.view().insert_axis(ndarray::Axis(1));
-        a = &a - &(uc.dot(&auc.t()) * 2.0) - &(auc.dot(&uc.t()) * 2.0) + &(uc.dot(&uc.t()) * (4.0 * uau));
+        a = &a - &(uc.dot(&auc.t()) * 2.0) - &(auc.dot(&uc.t()) * 2.0)
+            + &(uc.dot(&uc.t()) * (4.0 * uau));
     }
     // Exact symmetry (rounding leaves ~1e-16 asymmetry).
     let at = a.t().to_owned();
@@ -47,7 +48,8 @@ fn quantiles(n: usize, lo: f64, hi: f64, cdf: impl Fn(f64) -> f64) -> Array1<f64
 /// Quantiles of the semicircle law on [−2, 2] (the limit spectrum of (G+Gᵀ)/√(2n)).
 pub fn semicircle_spectrum(n: usize) -> Array1<f64> {
     quantiles(n, -2.0, 2.0, |x: f64| {
-        0.5 + x * (4.0 - x * x).max(0.0).sqrt() / (4.0 * std::f64::consts::PI) + (x / 2.0).asin() / std::f64::consts::PI
+        0.5 + x * (4.0 - x * x).max(0.0).sqrt() / (4.0 * std::f64::consts::PI)
+            + (x / 2.0).asin() / std::f64::consts::PI
     })
 }
 
@@ -95,7 +97,10 @@ pub fn jacobi_eigenvalues(a: &Array2<f64>) -> Vec<f64> {
     let n = a.nrows();
     let mut m = a.clone();
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[[i, j]].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[[i, j]].powi(2))
+            .sum();
         let total: f64 = m.iter().map(|v| v * v).sum();
         if off <= 1e-30 * total.max(1e-300) {
             break;
@@ -149,7 +154,11 @@ pub fn sturm_count(d: &[f64], e: &[f64], x: f64) -> usize {
 pub fn bisection_eigenvalues(d: &[f64], e: &[f64]) -> Vec<f64> {
     let n = d.len();
     let bound = (0..n)
-        .map(|i| d[i].abs() + if i > 0 { e[i - 1].abs() } else { 0.0 } + if i + 1 < n { e[i].abs() } else { 0.0 })
+        .map(|i| {
+            d[i].abs()
+                + if i > 0 { e[i - 1].abs() } else { 0.0 }
+                + if i + 1 < n { e[i].abs() } else { 0.0 }
+        })
         .fold(0.0, f64::max)
         + 1.0;
     (0..n)
