@@ -34,12 +34,13 @@ def librosa_logmel(clip):
 
 def time_librosa(clips, min_seconds):
     librosa_logmel(clips[0])  # warm-up (filterbank cache, FFT plans)
-    rounds, start = 0, time.perf_counter()
+    rounds, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while rounds == 0 or time.perf_counter() - start < min_seconds:
         for clip in clips:
             librosa_logmel(clip)
         rounds += 1
-    return rounds * len(clips) / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return rounds * len(clips) / wall, rounds * len(clips) / cpu, cpu / wall
 
 
 def main():
@@ -66,8 +67,9 @@ def main():
     np.save(clips_path, clips)
 
     print(f"librosa {librosa.__version__}, numpy {np.__version__}; {args.clips} clips x {args.seconds} s")
-    librosa_rate = time_librosa(clips, args.min_time)
-    print(f"librosa (1 thread):          {librosa_rate:9.2f} clips/s")
+    librosa_rate, librosa_per_cpu, librosa_util = time_librosa(clips, args.min_time)
+    print(f"librosa (1 thread):          {librosa_rate:9.2f} clips/s "
+          f"({librosa_per_cpu:.1f} per CPU-second, {librosa_util:.2f} cores used)")
 
     subprocess.run(
         ["cargo", "build", "--release", "-q", "-p", "tessera-spectro", "--example", "logmel_throughput"],
@@ -92,6 +94,13 @@ def main():
     print(f"ratio batch / single:        {batch / single:9.2f}x  (target >= 1.8 on 2 cores)")
     print(f"ratio batch / librosa:       {batch / librosa_rate:9.2f}x")
     print(f"max |dB difference| on clip 0 (tessera f32 vs librosa f64): {worst_db:.2e}")
+    if "batch_cpu_utilisation" in values:
+        print(f"CPU cores actually used:     single {float(values['single_thread_cpu_utilisation']):.2f}, "
+              f"batch {float(values['batch_cpu_utilisation']):.2f} (a shared machine may give fewer than asked)")
+        print(f"clips per CPU-second:        single {float(values['single_thread_clips_per_cpu_s']):.1f}, "
+              f"batch {float(values['batch_clips_per_cpu_s']):.1f} (equal = no parallel overhead)")
+        per_cpu = float(values["single_thread_clips_per_cpu_s"]) / librosa_per_cpu
+        print(f"ratio single / librosa per CPU-second: {per_cpu:.2f}x (load-independent)")
     if worst_db > 1e-2:
         print("ERROR: outputs disagree", file=sys.stderr)
         sys.exit(1)

@@ -180,7 +180,7 @@ impl<F: Float> SpectralDensity<F> {
 
     /// The Gaussian-smoothed density on a grid.
     pub fn smoothed(&self, config: &DensityConfig<F>) -> Result<SmoothedDensity<F>> {
-        if !(config.padding_sigmas >= F::c(4.0)) || !config.padding_sigmas.is_finite() {
+        if !config.padding_sigmas.is_finite() || config.padding_sigmas < F::c(4.0) {
             return Err(Error::invalid(
                 "padding_sigmas",
                 config.padding_sigmas,
@@ -199,7 +199,7 @@ impl<F: Float> SpectralDensity<F> {
             Bandwidth::SpanOverSteps => span / F::from_count(steps),
             Bandwidth::PyHessian => (F::c(1e-5) * span.max(F::one())).sqrt(),
             Bandwidth::Fixed(s) => {
-                if !(s > F::zero()) || !s.is_finite() {
+                if !s.is_finite() || s <= F::zero() {
                     return Err(Error::invalid(
                         "bandwidth",
                         s,

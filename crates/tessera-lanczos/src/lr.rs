@@ -23,7 +23,7 @@ pub enum Optimizer {
 }
 
 fn positive<F: Float>(name: &'static str, v: F) -> Result<F> {
-    if !(v > F::zero()) || !v.is_finite() {
+    if !v.is_finite() || v <= F::zero() {
         return Err(Error::invalid(name, v, "must be finite and > 0"));
     }
     Ok(v)
@@ -123,7 +123,7 @@ impl<F: Float> BatchSharpnessFit<F> {
         let mx = x.iter().copied().sum::<F>() / count;
         let my = lambda_max.iter().copied().sum::<F>() / count;
         let sxx: F = x.iter().map(|&v| (v - mx) * (v - mx)).sum();
-        if !(sxx > F::zero()) {
+        if !sxx.is_finite() || sxx <= F::zero() {
             return Err(Error::invalid(
                 "batch_sizes",
                 format!("{batch_sizes:?}"),

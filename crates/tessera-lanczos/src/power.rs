@@ -40,7 +40,7 @@ impl<F: Float> Default for PowerConfig<F> {
             max_iterations: 1000,
             tol: F::c(1e-6),
             relative_change_tol: None,
-            seed: 0x9017_E2,
+            seed: 0x0090_17E2,
             start: None,
         }
     }

@@ -16,6 +16,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_spectro::{LogMelConfig, LogMelSpectrogram};
 
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux, 100 ticks per second); `None` elsewhere. On a shared machine
+/// this shows whether a slow batch was starved of cores or did extra work.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// Runs `work` (which processes `clips` clips) until at least `min_seconds` have passed and
 /// returns clips per second.
 fn throughput(clips: usize, min_seconds: f64, mut work: impl FnMut()) -> f64 {
@@ -52,15 +62,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = check {
         write_npy(path, &plan.compute(clips.row(0))?)?;
     }
+    let cpu_start = process_cpu_seconds();
+    let wall_start = Instant::now();
     let single = throughput(n, 3.0, || {
         for clip in clips.outer_iter() {
             std::hint::black_box(plan.compute(clip).expect("valid clip"));
         }
     });
+    let single_cpu = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+    let single_wall = wall_start.elapsed().as_secs_f64();
+    let cpu_start = process_cpu_seconds();
+    let wall_start = Instant::now();
     let mut last: Option<Array3<f32>> = None;
     let batch = throughput(n, 3.0, || {
         last = Some(plan.compute_batch(clips.view()).expect("valid clips"));
     });
+    let batch_cpu = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+    let batch_wall = wall_start.elapsed().as_secs_f64();
     let shape = last
         .map(|b| b.index_axis(Axis(0), 0).dim())
         .unwrap_or_default();
@@ -72,5 +90,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("single_thread_clips_per_s={single:.3}");
     println!("batch_clips_per_s={batch:.3}");
     println!("batch_speedup={:.3}", batch / single);
+    if let (Some(single_cpu), Some(batch_cpu)) = (single_cpu, batch_cpu) {
+        // Clips per CPU-second: equal values mean the batch path does no extra work, so its
+        // speed-up on idle cores is the number of cores it gets.
+        println!(
+            "single_thread_cpu_utilisation={:.3}",
+            single_cpu / single_wall
+        );
+        println!("batch_cpu_utilisation={:.3}", batch_cpu / batch_wall);
+        println!(
+            "single_thread_clips_per_cpu_s={:.3}",
+            single * single_wall / single_cpu
+        );
+        println!(
+            "batch_clips_per_cpu_s={:.3}",
+            batch * batch_wall / batch_cpu
+        );
+    }
     Ok(())
 }

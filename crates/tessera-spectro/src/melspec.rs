@@ -261,13 +261,17 @@ impl<T: Float> MelSpectrogram<T> {
         let exponent = self.exponent;
         self.stft
             .for_each_frame(samples, frames, frame, |t, spectrum| {
-                for (p, c) in power.iter_mut().zip(spectrum) {
-                    let squared = c.re * c.re + c.im * c.im;
-                    *p = match exponent {
-                        Exponent::Two => squared,
-                        Exponent::One => squared.sqrt(),
-                        Exponent::Other(half_power) => squared.powf(half_power),
-                    };
+                // One loop per exponent so that the common power-2 case is a plain loop the
+                // compiler vectorises.
+                let squares = power.iter_mut().zip(spectrum);
+                match exponent {
+                    Exponent::Two => squares.for_each(|(p, c)| *p = c.re * c.re + c.im * c.im),
+                    Exponent::One => {
+                        squares.for_each(|(p, c)| *p = (c.re * c.re + c.im * c.im).sqrt())
+                    }
+                    Exponent::Other(half_power) => {
+                        squares.for_each(|(p, c)| *p = (c.re * c.re + c.im * c.im).powf(half_power))
+                    }
                 }
                 self.sparse.apply(power, mel);
                 for (dst, &v) in out.column_mut(t).iter_mut().zip(mel.iter()) {
@@ -315,7 +319,11 @@ impl<T: Float> MelSpectrogram<T> {
         }
         let frames = self.stft.frame_count(length)?;
         for (row, signal) in signals.outer_iter().enumerate() {
-            if let Some((i, v)) = signal.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let samples = match signal.to_slice() {
+                Some(slice) => std::borrow::Cow::Borrowed(slice),
+                None => std::borrow::Cow::Owned(signal.to_vec()),
+            };
+            if let Some((i, v)) = crate::stft::first_non_finite(&samples) {
                 return Err(Error::param(
                     "signals",
                     format!("row {row}, sample[{i}] = {v}"),
