@@ -105,7 +105,7 @@ pub struct TopEigen<F> {
 /// ```
 /// use ndarray::{Array1, Array2};
 /// use tessera_lanczos::{top_eigenpairs, Which};
-/// let a = Array2::from_diag(&Array1::linspace(1.0, 100.0, 100));
+/// let a = Array2::from_diag(&Array1::linspace(1.0f64, 100.0, 100));
 /// let pairs = top_eigenpairs(&a, 3, Which::LargestAlgebraic, 1e-10).unwrap();
 /// assert!((pairs.values[0] - 100.0).abs() < 1e-8 && (pairs.values[2] - 98.0).abs() < 1e-8);
 /// ```

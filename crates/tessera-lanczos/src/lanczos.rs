@@ -94,7 +94,7 @@ impl<F: Float> LanczosDecomposition<F> {
 /// ```
 /// use ndarray::{Array1, Array2};
 /// use tessera_lanczos::{Lanczos, LanczosConfig};
-/// let a = Array2::from_diag(&Array1::linspace(1.0, 10.0, 10));
+/// let a = Array2::from_diag(&Array1::linspace(1.0f64, 10.0, 10));
 /// let lanczos = Lanczos::new(LanczosConfig { steps: 10, ..Default::default() }).unwrap();
 /// let dec = lanczos.run(&a, Array1::ones(10).view()).unwrap();
 /// let ritz = dec.tridiagonal_eigen(tessera_lanczos::EigenvectorMode::None).unwrap().values;

@@ -85,7 +85,7 @@ impl<F> PowerResult<F> {
 /// ```
 /// use ndarray::{Array1, Array2};
 /// use tessera_lanczos::{power_iteration, PowerConfig};
-/// let a = Array2::from_diag(&Array1::from(vec![1.0, 2.0, -4.0]));
+/// let a = Array2::from_diag(&Array1::from(vec![1.0f64, 2.0, -4.0]));
 /// let r = power_iteration(&a, &PowerConfig { tol: 1e-10, ..Default::default() }).unwrap();
 /// assert!(r.converged() && (r.value + 4.0).abs() < 1e-9);
 /// ```

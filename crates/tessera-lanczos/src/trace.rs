@@ -171,7 +171,7 @@ pub struct TraceEstimate<F> {
 /// ```
 /// use ndarray::{Array1, Array2};
 /// use tessera_lanczos::{hutchinson, StopRule};
-/// let a = Array2::from_diag(&Array1::linspace(1.0, 2.0, 100)); // diagonal: exact for Rademacher
+/// let a = Array2::from_diag(&Array1::linspace(1.0f64, 2.0, 100)); // diagonal: exact for Rademacher
 /// let t = hutchinson(&a, &StopRule::fixed(4), 7).unwrap();
 /// assert!((t.value - 150.0).abs() < 1e-9 && t.std_error < 1e-9);
 /// ```
@@ -297,7 +297,7 @@ impl<F: Float> Default for SlqConfig<F> {
 /// ```
 /// use ndarray::{Array1, Array2};
 /// use tessera_lanczos::{Slq, SlqConfig};
-/// let a = Array2::from_diag(&Array1::linspace(1.0, 3.0, 200));
+/// let a = Array2::from_diag(&Array1::linspace(1.0f64, 3.0, 200));
 /// let slq = Slq::new(SlqConfig { steps: 30, ..Default::default() }).unwrap();
 /// let logdet = slq.log_det(&a).unwrap();
 /// let exact: f64 = (0..200).map(|i| (1.0 + 2.0 * i as f64 / 199.0).ln()).sum();
