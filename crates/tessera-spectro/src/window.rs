@@ -9,11 +9,11 @@ use crate::float::Float;
 /// The shape of a window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
-    /// Hann: $w[n] = 0.5 - 0.5\cos(2\pi n/M)$.
+    /// Hann: $w_n = 0.5 - 0.5\cos(2\pi n/M)$.
     Hann,
-    /// Hamming: $w[n] = 0.54 - 0.46\cos(2\pi n/M)$.
+    /// Hamming: $w_n = 0.54 - 0.46\cos(2\pi n/M)$.
     Hamming,
-    /// Blackman: $w[n] = 0.42 - 0.5\cos(2\pi n/M) + 0.08\cos(4\pi n/M)$.
+    /// Blackman: $w_n = 0.42 - 0.5\cos(2\pi n/M) + 0.08\cos(4\pi n/M)$.
     Blackman,
     /// Rectangular (boxcar): all ones.
     Rectangular,
@@ -89,7 +89,7 @@ impl Window {
     }
 }
 
-/// scipy's `general_cosine`: $w[n] = \sum_k a_k \cos(k\,\phi_n)$ with $\phi$ = `linspace(-π, π, M)`;
+/// scipy's `general_cosine`: $w_n = \sum_k a_k \cos(k\,\phi_n)$ with $\phi$ = `linspace(-π, π, M)`;
 /// the periodic form computes $M+1$ symmetric points and drops the last.
 fn cosine_window(kind: WindowKind, len: usize, symmetric: bool) -> Vec<f64> {
     if len == 1 {

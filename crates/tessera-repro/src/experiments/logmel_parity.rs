@@ -153,9 +153,13 @@ pub fn run(ctx: &Context) -> Result<String> {
                 batch.index_axis(Axis(0), b) == out32,
                 "{preset}/{name}: batch differs from single"
             );
+            // Compare within 80 dB of the peak: further down, f32 FFT rounding noise
+            // (about 1e-7 of the peak amplitude) rather than the signal sets the value.
+            let peak = out64.iter().cloned().fold(f64::MIN, f64::max);
             let gap = out32
                 .iter()
                 .zip(out64.iter())
+                .filter(|(_, b)| **b >= peak - 80.0)
                 .map(|(a, b)| (f64::from(*a) - b).abs())
                 .fold(0.0, f64::max);
             worst_precision_gap = worst_precision_gap.max(gap);
@@ -210,7 +214,7 @@ pub fn run(ctx: &Context) -> Result<String> {
             "db_min",
             "db_max",
             "empty_filters",
-            "max_abs_db_f32_vs_f64",
+            "max_abs_db_f32_vs_f64_within_80db",
         ],
         &csv,
     )?;
@@ -229,7 +233,7 @@ pub fn run(ctx: &Context) -> Result<String> {
         "Log-mel spectrograms (f32) of three generated {seconds} s signals at 22.05 kHz with each \
          preset of `tessera-spectro`. Frame counts are checked against \
          1 + ⌊(N + 2⌊n_fft/2⌋ − n_fft)/hop⌋; every batch result equals the clip-by-clip one; \
-         the last column is the largest |dB| gap between the f32 and f64 paths. Exactness \
+         the last column is the largest dB gap between the f32 and f64 paths over entries within 80 dB of the peak (below that, f32 rounding noise sets the value). Exactness \
          against librosa itself (≤ 1e-9 relative in f64) is pinned by the crate's golden tests.\n"
     );
     section.push_str(&markdown_table(
@@ -240,7 +244,7 @@ pub fn run(ctx: &Context) -> Result<String> {
             "frames (formula)",
             "dB range",
             "empty filters",
-            "f32 vs f64 |ΔdB|",
+            "max ΔdB f32 vs f64",
         ],
         &rows,
     ));
