@@ -15,7 +15,10 @@ use clap::Parser;
 use crate::report::Context;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera-repro", about = "Reproduce the papers' headline effects in miniature")]
+#[command(
+    name = "tessera-repro",
+    about = "Reproduce the papers' headline effects in miniature"
+)]
 struct Cli {
     /// Output directory for CSVs, plots and REPORT.md.
     #[arg(long, default_value = "target/repro")]
