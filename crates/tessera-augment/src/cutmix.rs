@@ -151,33 +151,7 @@ impl CutMix {
         if shape[shape.len() - 1] == 0 || shape[shape.len() - 2] == 0 {
             return Err(Error::shape("inputs_a", "non-empty rows and cols", shape));
         }
-        let batch = check::non_empty_batch("inputs_a", shape)?;
-        if inputs_b.shape() != shape {
-            return Err(Error::shape(
-                "inputs_b",
-                format!("the shape of inputs_a {shape:?}"),
-                inputs_b.shape(),
-            ));
-        }
-        if targets_a.nrows() != batch {
-            return Err(Error::shape(
-                "targets_a",
-                format!("[{batch}, classes]"),
-                targets_a.shape(),
-            ));
-        }
-        if targets_b.shape() != targets_a.shape() {
-            return Err(Error::shape(
-                "targets_b",
-                format!("the shape of targets_a {:?}", targets_a.shape()),
-                targets_b.shape(),
-            ));
-        }
-        check::finite("inputs_a", inputs_a)?;
-        check::finite("targets_a", targets_a)?;
-        check::finite("inputs_b", inputs_b)?;
-        check::finite("targets_b", targets_b)?;
-        Ok(batch)
+        check::pair_batch(inputs_a, targets_a, inputs_b, targets_b)
     }
 
     fn mix_indexed<F: Float, D: Dimension, R: Rng + ?Sized>(

@@ -122,7 +122,7 @@ impl Mixup {
         targets_b: ArrayView2<F>,
         rng: &mut R,
     ) -> Result<Mixed<F, D>> {
-        let batch = check_pair(&inputs_a, &targets_a, &inputs_b, &targets_b)?;
+        let batch = check::pair_batch(&inputs_a, &targets_a, &inputs_b, &targets_b)?;
         let lambdas = self.sample_lambdas::<F, R>(batch, rng);
         let permutation: Vec<usize> = (0..batch).collect();
         let (inputs, targets) = mix_rows(
@@ -150,7 +150,7 @@ impl Mixup {
         targets: ArrayView2<F>,
         rng: &mut R,
     ) -> Result<Mixed<F, D>> {
-        let batch = check_pair(&inputs, &targets, &inputs, &targets)?;
+        let batch = check::pair_batch(&inputs, &targets, &inputs, &targets)?;
         let mut permutation: Vec<usize> = (0..batch).collect();
         permutation.shuffle(rng);
         let lambdas = self.sample_lambdas::<F, R>(batch, rng);
@@ -183,7 +183,7 @@ pub fn mix_items<F: Float, D: Dimension>(
     targets_b: ArrayView2<F>,
     lambdas: ArrayView1<F>,
 ) -> Result<(Array<F, D>, Array2<F>)> {
-    let batch = check_pair(&inputs_a, &targets_a, &inputs_b, &targets_b)?;
+    let batch = check::pair_batch(&inputs_a, &targets_a, &inputs_b, &targets_b)?;
     if lambdas.len() != batch {
         return Err(Error::shape(
             "lambdas",
@@ -207,46 +207,6 @@ pub fn mix_items<F: Float, D: Dimension>(
         lambdas,
     );
     Ok((into_dim::<F, D>(inputs)?, targets))
-}
-
-/// Validates two (inputs, targets) operands and returns the batch size.
-fn check_pair<F: Float, D: Dimension>(
-    inputs_a: &ArrayView<F, D>,
-    targets_a: &ArrayView2<F>,
-    inputs_b: &ArrayView<F, D>,
-    targets_b: &ArrayView2<F>,
-) -> Result<usize> {
-    let batch = check::non_empty_batch("inputs_a", inputs_a.shape())?;
-    if inputs_b.shape() != inputs_a.shape() {
-        return Err(Error::shape(
-            "inputs_b",
-            format!("the shape of inputs_a {:?}", inputs_a.shape()),
-            inputs_b.shape(),
-        ));
-    }
-    if targets_a.nrows() != batch {
-        return Err(Error::shape(
-            "targets_a",
-            format!("[{batch}, classes] (one row per item)"),
-            targets_a.shape(),
-        ));
-    }
-    if targets_b.shape() != targets_a.shape() {
-        return Err(Error::shape(
-            "targets_b",
-            format!("the shape of targets_a {:?}", targets_a.shape()),
-            targets_b.shape(),
-        ));
-    }
-    check::finite("inputs_a", inputs_a)?;
-    check::finite("targets_a", targets_a)?;
-    if inputs_b.as_ptr() != inputs_a.as_ptr() || inputs_b.strides() != inputs_a.strides() {
-        check::finite("inputs_b", inputs_b)?;
-    }
-    if targets_b.as_ptr() != targets_a.as_ptr() || targets_b.strides() != targets_a.strides() {
-        check::finite("targets_b", targets_b)?;
-    }
-    Ok(batch)
 }
 
 /// The convex combination itself: item `i` of `a` with item `partners[i]` of `b`, read in
