@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::operator::LinearOperator;
-use crate::tridiagonal::symmetric_eigen;
+use crate::tridiagonal::{symmetric_eigen, symmetric_eigen_last_components};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
 };
@@ -206,7 +206,7 @@ impl<F: Float> TopEigen<F> {
                 vectors: basis
                     .slice_axis(Axis(0), (0..a.size).into())
                     .t()
-                    .dot(&a.vectors.select(Axis(1), wanted)),
+                    .dot(&a.vectors().select(Axis(1), wanted)),
                 residuals: Array1::from_iter(wanted.iter().map(|&i| a.residuals[i])),
                 matvecs,
                 restarts,
@@ -248,10 +248,21 @@ impl<F: Float> TopEigen<F> {
                     projected[[j, j + 1]] = beta;
                     projected[[j + 1, j]] = beta;
                     // Early exit: once the basis holds 2k vectors, test the Ritz pairs after
-                    // every step (an m × m eigenproblem costs far less than a product with A).
+                    // every step (eigenvalues and last eigenvector components of an m × m
+                    // matrix cost far less than a product with A); the vectors are formed
+                    // only when the test passes.
                     if coupled && j + 1 >= 2 * k {
-                        let a = criterion.assess(projected.view(), j + 1, beta, norm_estimate)?;
-                        if a.n_converged == k {
+                        let size = j + 1;
+                        let quick =
+                            criterion.assess(projected.view(), size, beta, norm_estimate, false)?;
+                        if quick.n_converged == k {
+                            let a = criterion.assess(
+                                projected.view(),
+                                size,
+                                beta,
+                                norm_estimate,
+                                true,
+                            )?;
                             return Ok(finish(&basis, &a, matvecs, restarts));
                         }
                     }
@@ -260,7 +271,7 @@ impl<F: Float> TopEigen<F> {
                 }
             }
 
-            let a = criterion.assess(projected.view(), size, residual_beta, norm_estimate)?;
+            let a = criterion.assess(projected.view(), size, residual_beta, norm_estimate, true)?;
             if a.n_converged == k || size == n {
                 return Ok(finish(&basis, &a, matvecs, restarts));
             }
@@ -272,7 +283,7 @@ impl<F: Float> TopEigen<F> {
                     tolerance: tol.to_string(),
                 });
             }
-            let (theta, s, order, n_converged) = (&a.theta, &a.vectors, &a.order, a.n_converged);
+            let (theta, s, order, n_converged) = (&a.theta, a.vectors(), &a.order, a.n_converged);
 
             // Thick restart: keep the p most wanted Ritz vectors, append the residual vector.
             let keep = keep_count(k, m, n_converged);
@@ -307,15 +318,24 @@ struct Criterion<F> {
     eps23: F,
 }
 
-/// Ritz values/vectors of the leading `size × size` projected matrix and their residuals.
+/// Ritz values (and, when asked for, vectors) of the leading `size × size` projected matrix
+/// and their residuals.
 struct Assessment<F> {
     size: usize,
     theta: Array1<F>,
-    vectors: Array2<F>,
+    vectors: Option<Array2<F>>,
     order: Vec<usize>,
     residuals: Array1<F>,
     n_converged: usize,
     worst_relative_residual: F,
+}
+
+impl<F> Assessment<F> {
+    fn vectors(&self) -> &Array2<F> {
+        self.vectors
+            .as_ref()
+            .expect("assessments that feed a restart or the result carry vectors")
+    }
 }
 
 impl<F: Float> Criterion<F> {
@@ -325,12 +345,18 @@ impl<F: Float> Criterion<F> {
         size: usize,
         residual_beta: F,
         norm_estimate: F,
+        with_vectors: bool,
     ) -> Result<Assessment<F>> {
         let h = projected.slice_each_axis(|_| (0..size).into());
-        let (theta, vectors) = symmetric_eigen(h)?;
+        let (theta, last, vectors) = if with_vectors {
+            let (theta, vectors) = symmetric_eigen(h)?;
+            (theta, vectors.row(size - 1).to_owned(), Some(vectors))
+        } else {
+            let (theta, last) = symmetric_eigen_last_components(h)?;
+            (theta, last, None)
+        };
         let order = self.which.order(&theta);
-        let residuals =
-            Array1::from_shape_fn(size, |i| (residual_beta * vectors[[size - 1, i]]).abs());
+        let residuals = last.mapv(|s| (residual_beta * s).abs());
         let scale = |i: usize| theta[i].abs().max(self.eps23 * norm_estimate);
         let wanted = &order[..self.k.min(size)];
         let n_converged = wanted

@@ -12,6 +12,7 @@ pub trait Float:
     + std::iter::Sum
     + Send
     + Sync
+    + crate::gemv::DenseKernel
     + 'static
 {
     /// Converts an `f64` constant (exact for the constants this crate uses).
@@ -41,6 +42,7 @@ impl<T> Float for T where
         + std::iter::Sum
         + Send
         + Sync
+        + crate::gemv::DenseKernel
         + 'static
 {
 }

@@ -12,7 +12,8 @@ pub use operator::{FnOperator, LinearOperator, ScaledOperator, ShiftedOperator};
 
 pub mod tridiagonal;
 pub use tridiagonal::{
-    golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen,
+    golub_welsch, symmetric_eigen, symmetric_eigen_last_components, tridiagonal_eigen,
+    EigenvectorMode, TridiagonalEigen,
 };
 
 pub mod csr;
@@ -46,4 +47,6 @@ pub mod dense;
 #[cfg(feature = "lapack")]
 pub use dense::{dense_spectrum, DENSE_SPECTRUM_MAX_DIM};
 
+#[doc(hidden)]
+pub mod gemv;
 mod util;

@@ -4,9 +4,11 @@
 
 use ndarray::parallel::prelude::*;
 use ndarray::{ArrayBase, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Data, Ix2};
+use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::gemv::gemv_row_major;
 
 /// A square linear operator `A` of dimension `n` (symmetric for the algorithms of this crate),
 /// known only through products `y ← A·x`.
@@ -41,8 +43,9 @@ const DENSE_ROW_BLOCK: usize = 64;
 /// Below this many entries the dense product runs on the calling thread (no rayon overhead).
 const DENSE_PARALLEL_MIN_ENTRIES: usize = 1 << 16;
 
-/// Dense matrices (owned arrays and views). The product is a matrix–vector product split into
-/// row blocks that run in parallel (rayon); `apply_batch` is a blocked matrix–matrix product
+/// Dense matrices (owned arrays and views). For row-major (standard-layout) matrices the
+/// product is this crate's vectorised kernel over row blocks that run in parallel (rayon);
+/// other layouts use ndarray's product. `apply_batch` is a blocked matrix–matrix product
 /// (matrixmultiply's gemm per row block), which reads `A` once for all `k` columns.
 impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
     fn dim(&self) -> usize {
@@ -50,16 +53,36 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
     }
 
     fn apply(&self, x: ArrayView1<'_, F>, mut y: ArrayViewMut1<'_, F>) {
-        if self.len() < DENSE_PARALLEL_MIN_ENTRIES || !self.is_standard_layout() {
+        let Some(a) = self.as_slice() else {
             ndarray::linalg::general_mat_vec_mul(F::one(), self, &x, F::zero(), &mut y);
             return;
+        };
+        let n = self.ncols();
+        let x_owned;
+        let x = match x.as_slice() {
+            Some(x) => x,
+            None => {
+                x_owned = x.to_vec();
+                &x_owned
+            }
+        };
+        let product = |out: &mut [F]| {
+            if a.len() < DENSE_PARALLEL_MIN_ENTRIES {
+                gemv_row_major(a, n, x, out);
+            } else {
+                a.par_chunks(DENSE_ROW_BLOCK * n)
+                    .zip(out.par_chunks_mut(DENSE_ROW_BLOCK))
+                    .for_each(|(rows, out)| gemv_row_major(rows, n, x, out));
+            }
+        };
+        match y.as_slice_mut() {
+            Some(out) => product(out),
+            None => {
+                let mut out = vec![F::zero(); self.nrows()];
+                product(&mut out);
+                y.assign(&ArrayView1::from(&out));
+            }
         }
-        self.axis_chunks_iter(Axis(0), DENSE_ROW_BLOCK)
-            .into_par_iter()
-            .zip(y.axis_chunks_iter_mut(Axis(0), DENSE_ROW_BLOCK))
-            .for_each(|(rows, mut out)| {
-                ndarray::linalg::general_mat_vec_mul(F::one(), &rows, &x, F::zero(), &mut out);
-            });
     }
 
     fn apply_batch(&self, x: ArrayView2<'_, F>, mut y: ArrayViewMut2<'_, F>) {

@@ -147,7 +147,7 @@ fn implicit_ql<F: Float>(
             }
             // Wilkinson shift: the eigenvalue of the leading 2×2 block closest to d[l].
             let g0 = (d[l + 1] - d[l]) / (two * e[l]);
-            let r0 = g0.hypot(F::one());
+            let r0 = pythag(g0, F::one());
             let mut g = d[m] - d[l] + e[l] / (g0 + r0.copysign(g0));
             let (mut sin, mut cos, mut p) = (F::one(), F::one(), F::zero());
             let mut underflow = false;
@@ -156,7 +156,7 @@ fn implicit_ql<F: Float>(
                 i -= 1;
                 let f = sin * e[i];
                 let b = cos * e[i];
-                let r = f.hypot(g);
+                let r = pythag(f, g);
                 e[i + 1] = r;
                 if r == F::zero() {
                     // The rotation underflowed: the block already split at i; undo the shift
@@ -224,6 +224,36 @@ pub fn golub_welsch<F: Float>(
 /// columns) by Householder reduction to tridiagonal form followed by implicit QL. Only the
 /// lower triangle is read. `O(n³)`: meant for projected matrices of a few hundred rows.
 pub fn symmetric_eigen<F: Float>(a: ArrayView2<'_, F>) -> Result<(Array1<F>, Array2<F>)> {
+    check_small_symmetric(a)?;
+    let n = a.nrows();
+    let (mut d, mut e, mut q) = householder_tridiagonalise(a, Array2::eye(n));
+    implicit_ql(&mut d, &mut e, Some(&mut q))?;
+    let eig = sorted(d, Some(q), EigenvectorMode::Full);
+    Ok((eig.values, eig.vectors.expect("vectors were requested")))
+}
+
+/// Eigenvalues (ascending) of a small dense symmetric matrix and the **last** component of
+/// each unit eigenvector, without forming the eigenvectors: `O(n³)` with a third of the work
+/// of [`symmetric_eigen`] (only one row of the orthogonal factors is carried along). The
+/// Ritz residuals `|β·s_{n−1,i}|` of a Lanczos projection need nothing more. Signs of the
+/// components are those of [`symmetric_eigen`]'s vectors up to a per-vector sign.
+pub fn symmetric_eigen_last_components<F: Float>(
+    a: ArrayView2<'_, F>,
+) -> Result<(Array1<F>, Array1<F>)> {
+    check_small_symmetric(a)?;
+    let n = a.nrows();
+    let mut last_row = Array2::zeros((1, n));
+    last_row[[0, n - 1]] = F::one();
+    let (mut d, mut e, mut z) = householder_tridiagonalise(a, last_row);
+    implicit_ql(&mut d, &mut e, Some(&mut z))?;
+    let eig = sorted(d, Some(z), EigenvectorMode::FirstComponents);
+    Ok((
+        eig.values,
+        eig.first_components.expect("one row was carried"),
+    ))
+}
+
+fn check_small_symmetric<F: Float>(a: ArrayView2<'_, F>) -> Result<()> {
     let n = a.nrows();
     if a.ncols() != n {
         return Err(Error::NotSquare {
@@ -239,20 +269,33 @@ pub fn symmetric_eigen<F: Float>(a: ArrayView2<'_, F>) -> Result<(Array1<F>, Arr
             "the matrix must be at least 1×1",
         ));
     }
-    check_finite("a", a.iter())?;
-    let (mut d, mut e, mut q) = householder_tridiagonalise(a);
-    implicit_ql(&mut d, &mut e, Some(&mut q))?;
-    let eig = sorted(d, Some(q), EigenvectorMode::Full);
-    Ok((eig.values, eig.vectors.expect("vectors were requested")))
+    check_finite("a", a.iter())
+}
+
+/// `√(a² + b²)` without overflow or underflow (EISPACK's `pythag`): several times faster than
+/// libm's correctly rounded `hypot`, which dominated the QL sweeps, and accurate to a few ulp.
+#[inline]
+fn pythag<F: Float>(a: F, b: F) -> F {
+    let (a, b) = (a.abs(), b.abs());
+    let (big, small) = if a > b { (a, b) } else { (b, a) };
+    if big == F::zero() {
+        return F::zero();
+    }
+    let r = small / big;
+    big * (F::one() + r * r).sqrt()
 }
 
 /// Reduces the symmetric `a` (lower triangle) to `Qᵀ·a·Q = tridiag(d, e)`, returning
-/// `(d, e, Q)` with `e[i]` coupling `i` and `i + 1`.
-fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Array1<F>, Array2<F>) {
+/// `(d, e, R·Q)` with `e[i]` coupling `i` and `i + 1`: `rows = I` gives `Q`, a single unit
+/// row gives that row of `Q`.
+fn householder_tridiagonalise<F: Float>(
+    a: ArrayView2<'_, F>,
+    rows: Array2<F>,
+) -> (Array1<F>, Array1<F>, Array2<F>) {
     let n = a.nrows();
     // Symmetrise from the lower triangle.
     let mut w = Array2::from_shape_fn((n, n), |(i, j)| if i >= j { a[[i, j]] } else { a[[j, i]] });
-    let mut q = Array2::<F>::eye(n);
+    let mut q = rows;
     let mut e = Array1::zeros(n);
     for k in 0..n.saturating_sub(2) {
         // Reflector H = I − τ v vᵀ mapping w[k+1.., k] onto a multiple of the first unit vector.
@@ -287,7 +330,7 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
         // Accumulate Q ← Q H on columns k+1.. .
         let mut qcols = q.slice_axis_mut(Axis(1), Slice::from(k + 1..));
         let qvv = qcols.dot(&v) * tau;
-        for r in 0..n {
+        for r in 0..qcols.nrows() {
             for j in 0..m {
                 qcols[[r, j]] -= qvv[r] * v[j];
             }
@@ -304,7 +347,7 @@ fn householder_tridiagonalise<F: Float>(a: ArrayView2<'_, F>) -> (Array1<F>, Arr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::arr1;
+    use ndarray::{arr1, arr2};
 
     #[test]
     fn two_by_two() {
@@ -361,6 +404,47 @@ mod tests {
         }
         for w in vals.windows(2) {
             assert!(w[0] <= w[1]);
+        }
+    }
+
+    #[test]
+    fn last_components_match_full_vectors() {
+        for n in [1usize, 2, 5, 17] {
+            let a = Array2::from_shape_fn((n, n), |(i, j)| {
+                ((i * 3 + j * 3 + i * j) % 7) as f64 - 3.0 + if i == j { i as f64 } else { 0.0 }
+            });
+            let (vals, vecs) = symmetric_eigen(a.view()).unwrap();
+            let (vals_only, last) = symmetric_eigen_last_components(a.view()).unwrap();
+            for i in 0..n {
+                assert!((vals[i] - vals_only[i]).abs() < 1e-12);
+                assert!(
+                    (vecs[[n - 1, i]].abs() - last[i].abs()).abs() < 1e-12,
+                    "n={n} i={i}"
+                );
+            }
+        }
+        assert!(symmetric_eigen_last_components(Array2::<f64>::zeros((0, 0)).view()).is_err());
+        assert!(symmetric_eigen_last_components(arr2(&[[f64::NAN]]).view()).is_err());
+    }
+
+    #[test]
+    fn pythag_is_hypot_without_overflow() {
+        for &(a, b) in &[
+            (3.0f64, 4.0),
+            (0.0, 0.0),
+            (-1e300, 1e300),
+            (1e-300, -2e-300),
+            (5.0, 0.0),
+        ] {
+            let want = if a.abs() > 1e200 {
+                a.abs() * 2f64.sqrt()
+            } else {
+                a.hypot(b)
+            };
+            assert!(
+                (pythag(a, b) - want).abs() <= 4.0 * f64::EPSILON * want,
+                "{a} {b}"
+            );
         }
     }
 }

@@ -6,6 +6,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::gemv::{gemv_row_major, gemv_transposed_sub};
 use crate::operator::LinearOperator;
 
 /// Errors on the first NaN/±∞ of `values`.
@@ -125,11 +126,21 @@ pub(crate) fn cgs2<F: Float>(basis: ArrayView2<'_, F>, w: &mut Array1<F>) -> Arr
     if basis.nrows() == 0 {
         return coeffs;
     }
+    let (Some(rows), Some(w_slice)) = (basis.as_slice(), w.as_slice_mut()) else {
+        for _ in 0..2 {
+            let h = basis.dot(&*w);
+            ndarray::linalg::general_mat_vec_mul(-F::one(), &basis.t(), &h, F::one(), w);
+            coeffs += &h;
+        }
+        return coeffs;
+    };
+    let ncols = w_slice.len();
+    let mut h = vec![F::zero(); basis.nrows()];
     for _ in 0..2 {
-        let h = basis.dot(&*w);
-        // w ← w − Vᵀh, one gemv.
-        ndarray::linalg::general_mat_vec_mul(-F::one(), &basis.t(), &h, F::one(), w);
-        coeffs += &h;
+        // h = V·w, then w ← w − Vᵀh.
+        gemv_row_major(rows, ncols, w_slice, &mut h);
+        gemv_transposed_sub(rows, &h, w_slice);
+        coeffs.iter_mut().zip(&h).for_each(|(c, &v)| *c += v);
     }
     coeffs
 }
