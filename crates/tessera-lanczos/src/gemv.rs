@@ -20,12 +20,28 @@ pub trait DenseKernel: Sized {
     /// `y ← y − Aᵀ·h` for the `h.len()` rows of `A` stored row-major in `a`.
     /// Callers guarantee `a.len() == h.len() * y.len()`.
     fn gemv_transposed_sub(a: &[Self], h: &[Self], y: &mut [Self]);
+
+    /// `y ← y + (contribution of rows `rows`)` for a symmetric `A` stored row-packed (row `i`
+    /// as `a[i, i..n]`; `packed` holds exactly the rows `rows`): each stored entry is applied
+    /// with its mirror, `y_i += a_ij·x_j` and, for `j > i`, `y_j += a_ij·x_i`. Summed over a
+    /// partition of the rows this is `y = A·x`.
+    fn symmetric_packed_rows(
+        packed: &[Self],
+        rows: std::ops::Range<usize>,
+        x: &[Self],
+        y: &mut [Self],
+    );
 }
 
 pub(crate) fn gemv_row_major<F: DenseKernel>(a: &[F], ncols: usize, x: &[F], y: &mut [F]) {
     debug_assert_eq!(a.len(), y.len() * ncols);
     debug_assert_eq!(x.len(), ncols);
     F::gemv_row_major(a, ncols, x, y)
+}
+
+/// Offset of row `i` in the row-packed upper triangle of an `n × n` symmetric matrix.
+pub(crate) fn packed_row_offset(n: usize, i: usize) -> usize {
+    i * n - i * i.saturating_sub(1) / 2
 }
 
 pub(crate) fn gemv_transposed_sub<F: DenseKernel>(a: &[F], h: &[F], y: &mut [F]) {
@@ -37,8 +53,8 @@ pub(crate) fn gemv_transposed_sub<F: DenseKernel>(a: &[F], h: &[F], y: &mut [F])
 /// [`DenseKernel`] impl that dispatches to it.
 macro_rules! dense_kernel {
     (
-        $t:ty, $vec:ident, $kernel:ident, $transposed:ident, $as_simd:ident, $as_mut_simd:ident,
-        $splat:ident, $fma:ident, $add:ident, $sum:ident
+        $t:ty, $vec:ident, $kernel:ident, $transposed:ident, $packed:ident, $as_simd:ident,
+        $as_mut_simd:ident, $splat:ident, $fma:ident, $add:ident, $sum:ident
     ) => {
         struct $kernel<'a> {
             a: &'a [$t],
@@ -162,6 +178,93 @@ macro_rules! dense_kernel {
             }
         }
 
+        struct $packed<'a> {
+            packed: &'a [$t],
+            rows: std::ops::Range<usize>,
+            x: &'a [$t],
+            y: &'a mut [$t],
+        }
+
+        impl pulp::WithSimd for $packed<'_> {
+            type Output = ();
+
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                let Self { packed, rows, x, y } = self;
+                let n = x.len();
+                let base = packed_row_offset(n, rows.start);
+                let row_of = |i: usize| {
+                    let start = packed_row_offset(n, i) - base;
+                    &packed[start..start + n - i]
+                };
+                // Rows in groups of four: past the 4 × 4 diagonal block every column j
+                // feeds four dot products (a_rj·x_j) and one mirrored update of y_j
+                // (Σ_r a_rj·x_r), so y is loaded and stored once per four matrix entries.
+                let mut i = rows.start;
+                while i + ROWS <= rows.end {
+                    let r: [&[$t]; ROWS] = std::array::from_fn(|k| row_of(i + k));
+                    for k in 0..ROWS {
+                        for c in k..ROWS {
+                            let a = r[k][c - k];
+                            y[i + k] += a * x[i + c];
+                            if c > k {
+                                y[i + c] += a * x[i + k];
+                            }
+                        }
+                    }
+                    let tail = i + ROWS;
+                    let v: [&[S::$vec]; ROWS] =
+                        std::array::from_fn(|k| S::$as_simd(&r[k][tail - i - k..]).0);
+                    let t: [&[$t]; ROWS] =
+                        std::array::from_fn(|k| S::$as_simd(&r[k][tail - i - k..]).1);
+                    let xr: [S::$vec; ROWS] = std::array::from_fn(|k| simd.$splat(x[i + k]));
+                    let (x_vec, x_tail) = S::$as_simd(&x[tail..]);
+                    let (y_vec, y_tail) = S::$as_mut_simd(&mut y[tail..]);
+                    let mut dots = [simd.$splat(0.0); ROWS];
+                    for (j, (&xv, yv)) in x_vec.iter().zip(y_vec.iter_mut()).enumerate() {
+                        let mut acc = *yv;
+                        for k in 0..ROWS {
+                            let a = v[k][j];
+                            dots[k] = simd.$fma(a, xv, dots[k]);
+                            acc = simd.$fma(xr[k], a, acc);
+                        }
+                        *yv = acc;
+                    }
+                    let mut dot: [$t; ROWS] = std::array::from_fn(|k| simd.$sum(dots[k]));
+                    for (j, (&xv, yv)) in x_tail.iter().zip(y_tail.iter_mut()).enumerate() {
+                        for k in 0..ROWS {
+                            dot[k] += t[k][j] * xv;
+                            *yv += t[k][j] * x[i + k];
+                        }
+                    }
+                    for k in 0..ROWS {
+                        y[i + k] += dot[k];
+                    }
+                    i += ROWS;
+                }
+                for i in i..rows.end {
+                    let row = row_of(i);
+                    let xi = x[i];
+                    y[i] += row[0] * xi;
+                    let splat_xi = simd.$splat(xi);
+                    let (row_vec, row_tail) = S::$as_simd(&row[1..]);
+                    let (x_vec, x_tail) = S::$as_simd(&x[i + 1..]);
+                    let (y_vec, y_tail) = S::$as_mut_simd(&mut y[i + 1..]);
+                    let mut dot = simd.$splat(0.0);
+                    for ((&a, &xv), yv) in row_vec.iter().zip(x_vec).zip(y_vec.iter_mut()) {
+                        dot = simd.$fma(a, xv, dot);
+                        *yv = simd.$fma(splat_xi, a, *yv);
+                    }
+                    let mut dot = simd.$sum(dot);
+                    for ((&a, &xv), yv) in row_tail.iter().zip(x_tail).zip(y_tail.iter_mut()) {
+                        dot += a * xv;
+                        *yv += xi * a;
+                    }
+                    y[i] += dot;
+                }
+            }
+        }
+
         impl DenseKernel for $t {
             fn gemv_row_major(a: &[$t], ncols: usize, x: &[$t], y: &mut [$t]) {
                 pulp::Arch::new().dispatch($kernel { a, ncols, x, y });
@@ -169,6 +272,15 @@ macro_rules! dense_kernel {
 
             fn gemv_transposed_sub(a: &[$t], h: &[$t], y: &mut [$t]) {
                 pulp::Arch::new().dispatch($transposed { a, h, y });
+            }
+
+            fn symmetric_packed_rows(
+                packed: &[$t],
+                rows: std::ops::Range<usize>,
+                x: &[$t],
+                y: &mut [$t],
+            ) {
+                pulp::Arch::new().dispatch($packed { packed, rows, x, y });
             }
         }
     };
@@ -182,6 +294,7 @@ dense_kernel!(
     f64s,
     KernelF64,
     TransposedF64,
+    PackedF64,
     as_simd_f64s,
     as_mut_simd_f64s,
     splat_f64s,
@@ -194,6 +307,7 @@ dense_kernel!(
     f32s,
     KernelF32,
     TransposedF32,
+    PackedF32,
     as_simd_f32s,
     as_mut_simd_f32s,
     splat_f32s,
@@ -252,6 +366,33 @@ mod tests {
                 gemv_transposed_sub(&a32, &h32, &mut y32);
                 for j in 0..ncols {
                     assert!((y32[j] as f64 - y[j]).abs() < 1e-4);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_rows_over_any_partition_give_the_product() {
+        for n in [1usize, 4, 5, 11, 38] {
+            let a = |i: usize, j: usize| ((i.min(j) * 13 + i.max(j) * 7) % 17) as f64 - 8.0;
+            let mut packed = Vec::new();
+            for i in 0..n {
+                packed.extend((i..n).map(|j| a(i, j)));
+            }
+            let x: Vec<f64> = (0..n).map(|j| (j as f64 * 0.9).sin()).collect();
+            let want: Vec<f64> = (0..n)
+                .map(|i| (0..n).map(|j| a(i, j) * x[j]).sum())
+                .collect();
+            for cut in [vec![n], vec![1.min(n), n], vec![n / 3, n / 2 + 1, n]] {
+                let mut y = vec![0.0; n];
+                let mut start = 0;
+                for &end in &cut {
+                    let rows = &packed[packed_row_offset(n, start)..packed_row_offset(n, end)];
+                    f64::symmetric_packed_rows(rows, start..end, &x, &mut y);
+                    start = end;
+                }
+                for i in 0..n {
+                    assert!((y[i] - want[i]).abs() < 1e-11, "n={n} cut={cut:?} i={i}");
                 }
             }
         }

@@ -19,6 +19,9 @@ pub use tridiagonal::{
 pub mod csr;
 pub use csr::CsrMatrix;
 
+pub mod symmetric;
+pub use symmetric::SymmetricMatrix;
+
 pub mod lanczos;
 pub use lanczos::{Lanczos, LanczosConfig, LanczosDecomposition, Reorthogonalization};
 
