@@ -9,7 +9,11 @@ PyHessian recipe) in this process, then runs the release example
 matvec counts, seconds and ratios.
 
 Usage (from the workspace root):  python3 benches/compare/lanczos_scipy.py [--bin PATH] [--n N]
-  --bin PATH   use an already built `compare` example binary instead of `cargo run --release`.
+                                                                      [--coverage SEEDS]
+  --bin PATH         use an already built `compare` example binary instead of `cargo run --release`.
+  --coverage SEEDS   also run both SLQs (n_v = 10, m = 100) on the Marchenko–Pastur matrix with
+                     SEEDS probe seeds each and report how often the trace / log-det targets
+                     (1 %, 5 %) are met and the RMS errors: the targets are sampling statements.
 """
 import argparse
 import os
@@ -124,12 +128,12 @@ def wasserstein1(nodes, weights, eigs):
     return float(np.sum(np.abs(cdf_diff[:-1]) * np.diff(pts)))
 
 
-def run_ours(data_dir, binary):
+def run_ours(data_dir, binary, extra=()):
     if binary:
-        cmd = [binary, data_dir]
+        cmd = [binary, data_dir, *extra]
     else:
         cmd = ["cargo", "run", "--release", "-q", "-p", "tessera-lanczos", "--example",
-               "compare", "--", data_dir]
+               "compare", "--", data_dir, *extra]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     rows = {}
     for line in out.splitlines():
@@ -143,6 +147,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=None)
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--coverage", type=int, default=0)
     args = ap.parse_args()
     data_dir = os.path.join(ROOT, "target", "lanczos-compare")
     print(f"numpy {np.__version__}, scipy {scipy.__version__}; n = {args.n}; building matrices…")
@@ -185,6 +190,30 @@ def main():
                      f"{o['adaptive_logdet_probes']} probes, rel err {o['adaptive_logdet_rel_err']}, "
                      f"{o['adaptive_seconds']} s")
         print(f"- {name}: tr rel err {o['trace_rel_err']} ({o['trace_z']} SE){extra}")
+    if args.coverage:
+        coverage(mats["marchenko_pastur"], data_dir, args.coverage, args.bin)
+
+
+def coverage(a, data_dir, seeds, binary):
+    """Spread of both SLQ estimates over `seeds` probe seeds (targets: 1 % trace, 5 % log det)."""
+    eigs = np.load(os.path.join(data_dir, "marchenko_pastur_eigvals.npy"))
+    exact_trace, exact_logdet = eigs.sum(), np.log(eigs).sum()
+    n = a.shape[0]
+    trace_err, logdet_err = [], []
+    for seed in range(seeds):
+        nodes, weights = numpy_slq(a, seed=seed)
+        trace_err.append((n * np.sum(weights * nodes) - exact_trace) / exact_trace)
+        logdet_err.append((n * np.sum(weights * np.log(nodes)) - exact_logdet) / exact_logdet)
+    trace_err, logdet_err = np.array(trace_err), np.array(logdet_err)
+    o = run_ours(data_dir, binary, ["--coverage", str(seeds)])[("marchenko_pastur", "coverage")]
+    print()
+    print(f"Marchenko–Pastur, n_v = 10, m = 100, {seeds} probe seeds each:")
+    print("| SLQ | trace within 1 % | log det within 5 % | RMS rel err trace | RMS rel err log det |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| numpy | {np.sum(np.abs(trace_err) < 1e-2)}/{seeds} | {np.sum(np.abs(logdet_err) < 5e-2)}/{seeds} "
+          f"| {np.sqrt(np.mean(trace_err**2)):.2e} | {np.sqrt(np.mean(logdet_err**2)):.2e} |")
+    print(f"| tessera | {o['trace_hits']}/{seeds} | {o['logdet_hits']}/{seeds} | {o['trace_rms']} "
+          f"| {o['logdet_rms']} |")
 
 if __name__ == "__main__":
     sys.exit(main())

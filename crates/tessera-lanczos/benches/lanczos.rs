@@ -1,12 +1,14 @@
 //! Criterion benches: top-5 eigenpairs and SLQ on a dense n = 1000 operator with a known
-//! spectrum (small sample sizes: the CI machine is shared).
+//! spectrum, and one product with a dense and a packed symmetric n = 2000 matrix (small sample
+//! sizes: the CI machine is shared).
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{Array1, Array2};
 use tessera_lanczos::{
-    top_eigenpairs, tridiagonal_eigen, EigenvectorMode, Slq, SlqConfig, StopRule, Which,
+    top_eigenpairs, tridiagonal_eigen, EigenvectorMode, LinearOperator, Slq, SlqConfig, StopRule,
+    SymmetricMatrix, Which,
 };
 
 /// Symmetric n × n matrix `A = D + u·uᵀ/n` style with a semicircle-like spread (cheap to build).
@@ -48,6 +50,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             tridiagonal_eigen(alpha.view(), beta.view(), EigenvectorMode::FirstComponents).unwrap()
         })
+    });
+    let big = test_matrix(2000);
+    let packed = SymmetricMatrix::from_upper(big.view()).unwrap();
+    let x = Array1::from_shape_fn(2000, |i| (i as f64 * 0.1).sin());
+    let mut y = Array1::zeros(2000);
+    group.bench_function("matvec_dense_n2000", |b| {
+        b.iter(|| big.apply(x.view(), y.view_mut()))
+    });
+    group.bench_function("matvec_symmetric_packed_n2000", |b| {
+        b.iter(|| packed.apply(x.view(), y.view_mut()))
     });
     group.finish();
 }
