@@ -144,7 +144,8 @@ fn coverage(dir: &str, seeds: u64) -> Result<(), Box<dyn std::error::Error>> {
         let quadrature = slq.quadrature(&a)?;
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
         let trace_err = (mean(quadrature.samples(&|x| x)?) - exact_trace) / exact_trace;
-        let logdet_err = (mean(quadrature.samples(&|x: f64| x.ln())?) - exact_logdet) / exact_logdet;
+        let logdet_err =
+            (mean(quadrature.samples(&|x: f64| x.ln())?) - exact_logdet) / exact_logdet;
         trace_hits += usize::from(trace_err.abs() < 1e-2);
         logdet_hits += usize::from(logdet_err.abs() < 5e-2);
         trace_sq += trace_err * trace_err;
