@@ -4,14 +4,14 @@
 //! cycle the wanted Ritz vectors (and a few of their neighbours) are kept, the residual
 //! vector is appended, and the Lanczos recurrence continues with full reorthogonalisation.
 
-use ndarray::{Array1, Array2, ArrayView1, Axis};
+use ndarray::{s, Array1, Array2, ArrayView1, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::operator::LinearOperator;
-use crate::tridiagonal::{symmetric_eigen, symmetric_eigen_last_components};
+use crate::tridiagonal::{householder_tridiagonalise, tridiagonal_eigen, EigenvectorMode};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
 };
@@ -193,7 +193,9 @@ impl<F: Float> TopEigen<F> {
         let mut basis = Array2::<F>::zeros((m + 1, n));
         let s_norm = norm(start.view());
         basis.row_mut(0).assign(&start.mapv(|v| v / s_norm));
-        let mut projected = Array2::<F>::zeros((m, m));
+        // The projection VᵀAV is kept tridiagonal (restarts re-tridiagonalise the kept
+        // block), so every check is a tridiagonal eigenproblem.
+        let mut projected = Tridiagonal::new(m);
         let mut first_new = 0;
         let mut matvecs = 0;
         let mut restarts = 0;
@@ -226,10 +228,14 @@ impl<F: Float> TopEigen<F> {
                 matvecs += 1;
                 apply_checked(op, basis.row(j), w.view_mut(), matvecs)?;
                 let h = cgs2(basis.slice_axis(Axis(0), (0..=j).into()), &mut w);
-                projected[[j, j]] = h[j];
+                projected.diag[j] = h[j];
                 let beta = norm(w.view());
-                let row_sum: F = projected.row(j).iter().map(|v| v.abs()).sum();
-                norm_estimate = norm_estimate.max(row_sum + beta);
+                let coupling_before = if j > 0 {
+                    projected.off[j - 1].abs()
+                } else {
+                    F::zero()
+                };
+                norm_estimate = norm_estimate.max(coupling_before + h[j].abs() + beta);
                 if j + 1 == n {
                     // The basis spans the whole space: the projection is exact.
                     size = j + 1;
@@ -245,24 +251,18 @@ impl<F: Float> TopEigen<F> {
                 basis.row_mut(j + 1).assign(&next);
                 let beta = if coupled { beta } else { F::zero() };
                 if j + 1 < m {
-                    projected[[j, j + 1]] = beta;
-                    projected[[j + 1, j]] = beta;
+                    projected.off[j] = beta;
                     // Early exit: once the basis holds 2k vectors, test the Ritz pairs after
-                    // every step (eigenvalues and last eigenvector components of an m × m
-                    // matrix cost far less than a product with A); the vectors are formed
-                    // only when the test passes.
+                    // every step. Ritz values and last eigenvector components of the
+                    // tridiagonal projection cost O(j²), far less than a product with A; the
+                    // vectors are formed only when the test passes.
                     if coupled && j + 1 >= 2 * k {
                         let size = j + 1;
                         let quick =
-                            criterion.assess(projected.view(), size, beta, norm_estimate, false)?;
+                            criterion.assess(&projected, size, beta, norm_estimate, false)?;
                         if quick.n_converged == k {
-                            let a = criterion.assess(
-                                projected.view(),
-                                size,
-                                beta,
-                                norm_estimate,
-                                true,
-                            )?;
+                            let a =
+                                criterion.assess(&projected, size, beta, norm_estimate, true)?;
                             return Ok(finish(&basis, &a, matvecs, restarts));
                         }
                     }
@@ -271,7 +271,7 @@ impl<F: Float> TopEigen<F> {
                 }
             }
 
-            let a = criterion.assess(projected.view(), size, residual_beta, norm_estimate, true)?;
+            let a = criterion.assess(&projected, size, residual_beta, norm_estimate, true)?;
             if a.n_converged == k || size == n {
                 return Ok(finish(&basis, &a, matvecs, restarts));
             }
@@ -283,13 +283,23 @@ impl<F: Float> TopEigen<F> {
                     tolerance: tol.to_string(),
                 });
             }
-            let (theta, s, order, n_converged) = (&a.theta, a.vectors(), &a.order, a.n_converged);
 
             // Thick restart: keep the p most wanted Ritz vectors, append the residual vector.
-            let keep = keep_count(k, m, n_converged);
-            let kept = &order[..keep];
-            let ritz_vectors = s.select(Axis(1), kept);
-            let new_rows = ritz_vectors
+            // The kept block diag(θ) with couplings c_i = β·s_{m,i} to the residual is an
+            // arrowhead; an orthogonal change of basis Q inside the kept block makes it
+            // tridiagonal with a single coupling ‖c‖ to the residual, so the projection stays
+            // tridiagonal. Q is folded into the combination of basis rows at no O(n) cost.
+            let keep = keep_count(k, m, a.n_converged);
+            let kept = &a.order[..keep];
+            let s = a.vectors();
+            let theta: Vec<F> = kept.iter().map(|&i| a.theta[i]).collect();
+            let couplings: Vec<F> = kept
+                .iter()
+                .map(|&i| residual_beta * s[[size - 1, i]])
+                .collect();
+            let (diag, off, rotation) = tridiagonalise_arrowhead(&theta, &couplings);
+            let combination = s.select(Axis(1), kept).dot(&rotation);
+            let new_rows = combination
                 .t()
                 .dot(&basis.slice_axis(Axis(0), (0..size).into()));
             let residual_row = basis.row(m).to_owned();
@@ -297,17 +307,49 @@ impl<F: Float> TopEigen<F> {
                 .slice_axis_mut(Axis(0), (0..keep).into())
                 .assign(&new_rows);
             basis.row_mut(keep).assign(&residual_row);
-            projected.fill(F::zero());
-            for (c, &i) in kept.iter().enumerate() {
-                projected[[c, c]] = theta[i];
-                let coupling = residual_beta * s[[size - 1, i]];
-                projected[[c, keep]] = coupling;
-                projected[[keep, c]] = coupling;
-            }
+            projected.diag[..keep].copy_from_slice(&diag);
+            projected.off[..keep].copy_from_slice(&off);
             first_new = keep;
             restarts += 1;
         }
     }
+}
+
+/// A symmetric tridiagonal matrix of at most `m` rows: `diag[i]`, and `off[i]` coupling
+/// `i` and `i + 1`.
+struct Tridiagonal<F> {
+    diag: Vec<F>,
+    off: Vec<F>,
+}
+
+impl<F: Float> Tridiagonal<F> {
+    fn new(m: usize) -> Self {
+        Self {
+            diag: vec![F::zero(); m],
+            off: vec![F::zero(); m],
+        }
+    }
+}
+
+/// For the arrowhead `[[diag(θ), c], [cᵀ, ·]]` of a thick restart: an orthogonal `Q` (`p × p`)
+/// such that `Qᵀ·diag(θ)·Q` is tridiagonal (`diag`, `off[..p−1]`) and `Qᵀc = off[p−1]·e_p`,
+/// i.e. only the last kept vector couples to the residual. Householder reduction of the
+/// arrowhead with the residual ordered first (no reflector touches that index), then the
+/// order reversed.
+fn tridiagonalise_arrowhead<F: Float>(theta: &[F], couplings: &[F]) -> (Vec<F>, Vec<F>, Array2<F>) {
+    let p = theta.len();
+    let mut arrow = Array2::<F>::zeros((p + 1, p + 1));
+    for i in 0..p {
+        arrow[[i + 1, i + 1]] = theta[i];
+        arrow[[i + 1, 0]] = couplings[i];
+        arrow[[0, i + 1]] = couplings[i];
+    }
+    let (d, e, q) = householder_tridiagonalise(arrow.view(), Array2::eye(p + 1));
+    // Householder index i ≥ 1 becomes kept position p − i; index 0 (the residual) comes last.
+    let diag = (0..p).map(|r| d[p - r]).collect();
+    let off = (0..p).map(|r| e[p - 1 - r]).collect();
+    let rotation = Array2::from_shape_fn((p, p), |(t, r)| q[[t + 1, p - r]]);
+    (diag, off, rotation)
 }
 
 /// The acceptance test shared by the early and the end-of-cycle checks.
@@ -318,8 +360,8 @@ struct Criterion<F> {
     eps23: F,
 }
 
-/// Ritz values (and, when asked for, vectors) of the leading `size × size` projected matrix
-/// and their residuals.
+/// Ritz values (and, when asked for, vectors) of the leading `size × size` projection and
+/// their residuals.
 struct Assessment<F> {
     size: usize,
     theta: Array1<F>,
@@ -341,19 +383,29 @@ impl<F> Assessment<F> {
 impl<F: Float> Criterion<F> {
     fn assess(
         &self,
-        projected: ndarray::ArrayView2<'_, F>,
+        projected: &Tridiagonal<F>,
         size: usize,
         residual_beta: F,
         norm_estimate: F,
         with_vectors: bool,
     ) -> Result<Assessment<F>> {
-        let h = projected.slice_each_axis(|_| (0..size).into());
+        let diag = ArrayView1::from(&projected.diag[..size]);
+        let off = ArrayView1::from(&projected.off[..size - 1]);
         let (theta, last, vectors) = if with_vectors {
-            let (theta, vectors) = symmetric_eigen(h)?;
-            (theta, vectors.row(size - 1).to_owned(), Some(vectors))
+            let eig = tridiagonal_eigen(diag, off, EigenvectorMode::Full)?;
+            let vectors = eig.vectors.expect("vectors were requested");
+            (eig.values, vectors.row(size - 1).to_owned(), Some(vectors))
         } else {
-            let (theta, last) = symmetric_eigen_last_components(h)?;
-            (theta, last, None)
+            // The last components of T are the first components of T in reversed order.
+            let eig = tridiagonal_eigen(
+                diag.slice(s![..;-1]),
+                off.slice(s![..;-1]),
+                EigenvectorMode::FirstComponents,
+            )?;
+            let last = eig
+                .first_components
+                .expect("first components were requested");
+            (eig.values, last, None)
         };
         let order = self.which.order(&theta);
         let residuals = last.mapv(|s| (residual_beta * s).abs());
@@ -451,6 +503,65 @@ mod tests {
         assert!((sa.values[0] + 6.47).abs() < 1e-9 && (sa.values[1] - sorted[1]).abs() < 1e-9);
         let lm = top_eigenpairs(&a, 1, Which::LargestMagnitude, 1e-10).unwrap();
         assert!((lm.values[0] + 6.47).abs() < 1e-9);
+    }
+
+    #[test]
+    fn arrowhead_becomes_tridiagonal_with_one_coupling() {
+        let theta = [3.0f64, -1.0, 0.5, 2.0, 2.0 + 1e-9];
+        let couplings = [0.3f64, -1e-12, 0.7, 0.2, 1e-3];
+        let (diag, off, q) = tridiagonalise_arrowhead(&theta, &couplings);
+        let p = theta.len();
+        let t = q
+            .t()
+            .dot(&Array2::from_diag(&Array1::from(theta.to_vec())))
+            .dot(&q);
+        for i in 0..p {
+            for j in 0..p {
+                let want = match i.abs_diff(j) {
+                    0 => diag[i],
+                    1 => off[i.min(j)],
+                    _ => 0.0,
+                };
+                assert!((t[[i, j]] - want).abs() < 1e-14, "T[{i},{j}]");
+            }
+        }
+        let qc = q.t().dot(&Array1::from(couplings.to_vec()));
+        let c_norm = couplings.iter().map(|c| c * c).sum::<f64>().sqrt();
+        for i in 0..p - 1 {
+            assert!(qc[i].abs() < 1e-15);
+        }
+        assert!(
+            (qc[p - 1] - off[p - 1]).abs() < 1e-15 && (off[p - 1].abs() - c_norm).abs() < 1e-15
+        );
+        assert!((q.t().dot(&q) - Array2::<f64>::eye(p))
+            .iter()
+            .all(|v| v.abs() < 1e-14));
+    }
+
+    #[test]
+    fn many_restarts_with_a_small_basis() {
+        let d = Array1::from_shape_fn(400, |i| (i as f64 * 0.37).sin() * 3.0 + i as f64 * 1e-3);
+        let a = Array2::from_diag(&d);
+        let mut sorted = d.to_vec();
+        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let mut config = TopEigenConfig::new(3, Which::LargestAlgebraic, 1e-10);
+        config.basis_size = Some(8);
+        let pairs = TopEigen::new(config).unwrap().compute(&a).unwrap();
+        assert!(pairs.restarts > 5, "restarts {}", pairs.restarts);
+        for i in 0..3 {
+            assert!(
+                (pairs.values[i] - sorted[i]).abs() < 1e-9,
+                "{:?}",
+                pairs.values
+            );
+            let r = eigen_residual(&a, pairs.values[i], pairs.vectors.column(i)).unwrap();
+            assert!(r <= 1e-10 * sorted[i].abs() * 1.01 + 1e-14, "{r}");
+            assert!((r - pairs.residuals[i]).abs() < 1e-9);
+        }
+        let gram = pairs.vectors.t().dot(&pairs.vectors);
+        assert!((gram - Array2::<f64>::eye(3))
+            .iter()
+            .all(|v| v.abs() < 1e-12));
     }
 
     #[test]

@@ -288,7 +288,7 @@ fn pythag<F: Float>(a: F, b: F) -> F {
 /// Reduces the symmetric `a` (lower triangle) to `Qᵀ·a·Q = tridiag(d, e)`, returning
 /// `(d, e, R·Q)` with `e[i]` coupling `i` and `i + 1`: `rows = I` gives `Q`, a single unit
 /// row gives that row of `Q`.
-fn householder_tridiagonalise<F: Float>(
+pub(crate) fn householder_tridiagonalise<F: Float>(
     a: ArrayView2<'_, F>,
     rows: Array2<F>,
 ) -> (Array1<F>, Array1<F>, Array2<F>) {
