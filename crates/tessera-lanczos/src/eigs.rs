@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::operator::LinearOperator;
+use crate::operator::{LinearOperator, Prepared};
 use crate::tridiagonal::{householder_tridiagonalise, tridiagonal_eigen, EigenvectorMode};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
@@ -158,6 +158,7 @@ impl<F: Float> TopEigen<F> {
     /// Runs thick-restart Lanczos on `op`.
     pub fn compute<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<EigenPairs<F>> {
         let n = check_operator(op)?;
+        let op = &Prepared::new(op);
         let cfg = &self.config;
         let k = cfg.k;
         if k > n {

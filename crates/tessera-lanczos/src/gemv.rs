@@ -21,16 +21,27 @@ pub trait DenseKernel: Sized {
     /// Callers guarantee `a.len() == h.len() * y.len()`.
     fn gemv_transposed_sub(a: &[Self], h: &[Self], y: &mut [Self]);
 
-    /// `y ← y + (contribution of rows `rows`)` for a symmetric `A` stored row-packed (row `i`
-    /// as `a[i, i..n]`; `packed` holds exactly the rows `rows`): each stored entry is applied
-    /// with its mirror, `y_i += a_ij·x_j` and, for `j > i`, `y_j += a_ij·x_i`. Summed over a
-    /// partition of the rows this is `y = A·x`.
-    fn symmetric_packed_rows(
-        packed: &[Self],
+    /// `y ← y + (contribution of rows `rows`)` for a symmetric `A` of which only the upper
+    /// triangle is read: each entry `a_ij` (`j ≥ i`) is applied with its mirror,
+    /// `y_i += a_ij·x_j` and, for `j > i`, `y_j += a_ij·x_i`. Summed over a partition of the
+    /// rows this is `y = A·x`. `storage` starts at row `rows.start` and is laid out as
+    /// `layout` says.
+    fn symmetric_rows(
+        storage: &[Self],
+        layout: TriangleLayout,
         rows: std::ops::Range<usize>,
         x: &[Self],
         y: &mut [Self],
     );
+}
+
+/// Where row `i` of the upper triangle (`a[i, i..n]`) lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriangleLayout {
+    /// Row-packed: rows of lengths `n, n − 1, …, 1` back to back.
+    Packed,
+    /// Full row-major storage with this row stride; the lower triangle is never read.
+    Full(usize),
 }
 
 pub(crate) fn gemv_row_major<F: DenseKernel>(a: &[F], ncols: usize, x: &[F], y: &mut [F]) {
@@ -179,7 +190,8 @@ macro_rules! dense_kernel {
         }
 
         struct $packed<'a> {
-            packed: &'a [$t],
+            storage: &'a [$t],
+            layout: TriangleLayout,
             rows: std::ops::Range<usize>,
             x: &'a [$t],
             y: &'a mut [$t],
@@ -190,12 +202,21 @@ macro_rules! dense_kernel {
 
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, simd: S) {
-                let Self { packed, rows, x, y } = self;
+                let Self {
+                    storage,
+                    layout,
+                    rows,
+                    x,
+                    y,
+                } = self;
                 let n = x.len();
                 let base = packed_row_offset(n, rows.start);
                 let row_of = |i: usize| {
-                    let start = packed_row_offset(n, i) - base;
-                    &packed[start..start + n - i]
+                    let start = match layout {
+                        TriangleLayout::Packed => packed_row_offset(n, i) - base,
+                        TriangleLayout::Full(stride) => (i - rows.start) * stride + i,
+                    };
+                    &storage[start..start + n - i]
                 };
                 // Rows in groups of four: past the 4 × 4 diagonal block every column j
                 // feeds four dot products (a_rj·x_j) and one mirrored update of y_j
@@ -274,13 +295,20 @@ macro_rules! dense_kernel {
                 pulp::Arch::new().dispatch($transposed { a, h, y });
             }
 
-            fn symmetric_packed_rows(
-                packed: &[$t],
+            fn symmetric_rows(
+                storage: &[$t],
+                layout: TriangleLayout,
                 rows: std::ops::Range<usize>,
                 x: &[$t],
                 y: &mut [$t],
             ) {
-                pulp::Arch::new().dispatch($packed { packed, rows, x, y });
+                pulp::Arch::new().dispatch($packed {
+                    storage,
+                    layout,
+                    rows,
+                    x,
+                    y,
+                });
             }
         }
     };
@@ -372,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn packed_rows_over_any_partition_give_the_product() {
+    fn triangle_rows_over_any_partition_give_the_product() {
         for n in [1usize, 4, 5, 11, 38] {
             let a = |i: usize, j: usize| ((i.min(j) * 13 + i.max(j) * 7) % 17) as f64 - 8.0;
             let mut packed = Vec::new();
@@ -388,11 +416,37 @@ mod tests {
                 let mut start = 0;
                 for &end in &cut {
                     let rows = &packed[packed_row_offset(n, start)..packed_row_offset(n, end)];
-                    f64::symmetric_packed_rows(rows, start..end, &x, &mut y);
+                    f64::symmetric_rows(rows, TriangleLayout::Packed, start..end, &x, &mut y);
                     start = end;
                 }
                 for i in 0..n {
                     assert!((y[i] - want[i]).abs() < 1e-11, "n={n} cut={cut:?} i={i}");
+                }
+                // Full storage with a row stride: NaN below the diagonal proves it unread.
+                let stride = n + 3;
+                let full: Vec<f64> = (0..n * stride)
+                    .map(|t| {
+                        let (i, j) = (t / stride, t % stride);
+                        if j >= n || j < i {
+                            f64::NAN
+                        } else {
+                            a(i, j)
+                        }
+                    })
+                    .collect();
+                let mut y = vec![0.0; n];
+                let mut start = 0;
+                for &end in &cut {
+                    let rows = &full[start * stride..end * stride];
+                    let layout = TriangleLayout::Full(stride);
+                    f64::symmetric_rows(rows, layout, start..end, &x, &mut y);
+                    start = end;
+                }
+                for i in 0..n {
+                    assert!(
+                        (y[i] - want[i]).abs() < 1e-11,
+                        "full n={n} cut={cut:?} i={i}"
+                    );
                 }
             }
         }

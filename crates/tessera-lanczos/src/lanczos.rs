@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::operator::LinearOperator;
+use crate::operator::{LinearOperator, Prepared};
 use crate::tridiagonal::{golub_welsch, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen};
 use crate::util::{apply_batch_checked, apply_checked, cgs2, check_finite, check_operator, norm};
 
@@ -154,6 +154,7 @@ impl<F: Float> Lanczos<F> {
         start: ArrayView1<'_, F>,
     ) -> Result<LanczosDecomposition<F>> {
         let n = check_operator(op)?;
+        let op = &Prepared::new(op);
         let mut state = self.start_state(n, start, "start")?;
         let mut w = Array1::zeros(n);
         while !state.done {

@@ -8,7 +8,7 @@ pub mod float;
 pub use float::Float;
 
 pub mod operator;
-pub use operator::{FnOperator, LinearOperator, ScaledOperator, ShiftedOperator};
+pub use operator::{FnOperator, LinearOperator, RepeatedApply, ScaledOperator, ShiftedOperator};
 
 pub mod tridiagonal;
 pub use tridiagonal::{

@@ -8,7 +8,8 @@ use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::gemv::gemv_row_major;
+use crate::gemv::{gemv_row_major, TriangleLayout};
+use crate::symmetric::triangle_product;
 
 /// A square linear operator `A` of dimension `n` (symmetric for the algorithms of this crate),
 /// known only through products `y ← A·x`.
@@ -35,7 +36,21 @@ pub trait LinearOperator<F> {
     fn validate(&self) -> Result<()> {
         Ok(())
     }
+
+    /// A faster stand-in for [`apply`](Self::apply), for an algorithm about to apply the
+    /// operator to many single vectors (Lanczos, top eigenpairs, power iteration), which asks
+    /// once per run. Dense matrices that are exactly symmetric (`a_ij == a_ji`, checked here
+    /// in one pass) return a product that reads only the upper triangle: half the bytes of a
+    /// memory-bound product, and the same result up to rounding. The default returns `None`
+    /// (use `apply`).
+    fn repeated_apply(&self) -> Option<RepeatedApply<'_, F>> {
+        None
+    }
 }
+
+/// A product `y ← A·x` returned by [`LinearOperator::repeated_apply`].
+pub type RepeatedApply<'a, F> =
+    Box<dyn Fn(ArrayView1<'_, F>, ArrayViewMut1<'_, F>) + Send + Sync + 'a>;
 
 /// Rows per parallel task of the dense products: large enough that a task streams a few
 /// hundred kilobytes of the matrix, small enough to balance two to sixteen cores.
@@ -108,6 +123,39 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
         }
         Ok(())
     }
+
+    fn repeated_apply(&self) -> Option<RepeatedApply<'_, F>> {
+        let n = self.nrows();
+        if n != self.ncols() || self.len() < DENSE_PARALLEL_MIN_ENTRIES {
+            return None;
+        }
+        let a = self.as_slice()?;
+        if !is_exactly_symmetric(a, n) {
+            return None;
+        }
+        Some(Box::new(move |x, y| {
+            triangle_product(a, TriangleLayout::Full(n), n, x, y)
+        }))
+    }
+}
+
+/// Whether the row-major `n × n` matrix `a` equals its transpose entry for entry; compares
+/// 64 × 64 tiles with their mirrors (both in cache), tile rows in parallel, and stops at the
+/// first difference.
+fn is_exactly_symmetric<F: Float>(a: &[F], n: usize) -> bool {
+    const TILE: usize = 64;
+    let tiles = n.div_ceil(TILE);
+    (0..tiles).into_par_iter().all(|ti| {
+        let rows = ti * TILE..((ti + 1) * TILE).min(n);
+        (ti..tiles).all(|tj| {
+            let cols = tj * TILE..((tj + 1) * TILE).min(n);
+            rows.clone().all(|i| {
+                cols.clone()
+                    .filter(|&j| j > i)
+                    .all(|j| a[i * n + j] == a[j * n + i])
+            })
+        })
+    })
 }
 
 /// An operator given by a closure `f(x, y)` that writes `A·x` into `y`.
@@ -199,6 +247,15 @@ impl<F: Float, O: LinearOperator<F> + ?Sized> LinearOperator<F> for ShiftedOpera
     fn validate(&self) -> Result<()> {
         self.op.validate()
     }
+
+    fn repeated_apply(&self) -> Option<RepeatedApply<'_, F>> {
+        let inner = self.op.repeated_apply()?;
+        let shift = self.shift;
+        Some(Box::new(move |x, mut y| {
+            inner(x, y.view_mut());
+            y.scaled_add(shift, &x);
+        }))
+    }
 }
 
 /// `c·A` for a borrowed operator `A` (e.g. `c = −1` turns smallest into largest).
@@ -231,6 +288,52 @@ impl<F: Float, O: LinearOperator<F> + ?Sized> LinearOperator<F> for ScaledOperat
     fn apply_batch(&self, x: ArrayView2<'_, F>, mut y: ArrayViewMut2<'_, F>) {
         self.op.apply_batch(x, y.view_mut());
         y.mapv_inplace(|v| v * self.scale);
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.op.validate()
+    }
+
+    fn repeated_apply(&self) -> Option<RepeatedApply<'_, F>> {
+        let inner = self.op.repeated_apply()?;
+        let scale = self.scale;
+        Some(Box::new(move |x, mut y| {
+            inner(x, y.view_mut());
+            y.mapv_inplace(|v| v * scale);
+        }))
+    }
+}
+
+/// `op` with the fast product of [`LinearOperator::repeated_apply`] when it offers one; batched
+/// products keep using `op` (a blocked product reads the matrix once for all columns).
+pub(crate) struct Prepared<'a, F, O: ?Sized> {
+    op: &'a O,
+    fast: Option<RepeatedApply<'a, F>>,
+}
+
+impl<'a, F, O: LinearOperator<F> + ?Sized> Prepared<'a, F, O> {
+    pub(crate) fn new(op: &'a O) -> Self {
+        Self {
+            op,
+            fast: op.repeated_apply(),
+        }
+    }
+}
+
+impl<F, O: LinearOperator<F> + ?Sized> LinearOperator<F> for Prepared<'_, F, O> {
+    fn dim(&self) -> usize {
+        self.op.dim()
+    }
+
+    fn apply(&self, x: ArrayView1<'_, F>, y: ArrayViewMut1<'_, F>) {
+        match &self.fast {
+            Some(fast) => fast(x, y),
+            None => self.op.apply(x, y),
+        }
+    }
+
+    fn apply_batch(&self, x: ArrayView2<'_, F>, y: ArrayViewMut2<'_, F>) {
+        self.op.apply_batch(x, y)
     }
 
     fn validate(&self) -> Result<()> {
@@ -277,6 +380,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn symmetric_dense_matrices_get_the_triangle_product() {
+        let n = 300;
+        let a = Array2::from_shape_fn((n, n), |(i, j)| {
+            ((i.min(j) * 31 + i.max(j) * 17) % 23) as f64 / 7.0 - 1.5
+        });
+        let x = Array1::from_shape_fn(n, |i| (i as f64 * 0.37).sin());
+        let want = dense_reference(&a, &x);
+        let fast = a.repeated_apply().expect("symmetric and large enough");
+        let mut y = Array1::zeros(n);
+        fast(x.view(), y.view_mut());
+        assert!(y.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-10));
+        // Wrappers forward the fast path.
+        let shifted = ShiftedOperator::new(&a, 2.0).unwrap();
+        let scaled = ScaledOperator::new(&shifted, -0.5).unwrap();
+        scaled.repeated_apply().unwrap()(x.view(), y.view_mut());
+        for i in 0..n {
+            assert!((y[i] + 0.5 * (want[i] + 2.0 * x[i])).abs() < 1e-10);
+        }
+        // Any asymmetry, even in the last tile, disables it; so do small or non-row-major
+        // matrices.
+        for (i, j) in [(0, 1), (299, 298), (10, 250), (130, 131)] {
+            let mut b = a.clone();
+            b[[i, j]] += 1e-15;
+            assert!(b.repeated_apply().is_none(), "({i}, {j})");
+        }
+        let small = a.slice(ndarray::s![..100, ..100]).to_owned();
+        assert!(small.repeated_apply().is_none());
+        let mut column_major = Array2::zeros((n, n).f());
+        column_major.assign(&a);
+        assert!(column_major.repeated_apply().is_none());
+        assert!(Array2::<f64>::zeros((300, 301)).repeated_apply().is_none());
+        // Prepared uses the fast product for single vectors and `op` for batches.
+        let prepared = Prepared::new(&a);
+        prepared.apply(x.view(), y.view_mut());
+        assert!(y.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-10));
+        let xb = Array2::from_shape_fn((n, 2), |(i, c)| ((i + c) as f64).cos());
+        let mut yb = Array2::zeros((n, 2));
+        prepared.apply_batch(xb.view(), yb.view_mut());
+        assert!((yb - a.dot(&xb)).iter().all(|v| v.abs() < 1e-10));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::operator::LinearOperator;
+use crate::operator::{LinearOperator, Prepared};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
 };
@@ -105,6 +105,7 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
     config: &PowerConfig<F>,
 ) -> Result<Vec<PowerResult<F>>> {
     let n = check_operator(op)?;
+    let op = &Prepared::new(op);
     if count == 0 || count > n {
         return Err(Error::invalid(
             "count",

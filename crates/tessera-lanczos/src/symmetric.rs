@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::gemv::packed_row_offset;
+use crate::gemv::{packed_row_offset, TriangleLayout};
 use crate::operator::LinearOperator;
 
 /// Below this many stored entries the product runs on the calling thread.
@@ -95,29 +95,6 @@ impl<F: Float> SymmetricMatrix<F> {
             self.get(i, j).expect("indices inside the matrix")
         })
     }
-
-    /// Row ranges of about equal packed area, `parts` of them (fewer for tiny matrices).
-    fn balanced_row_ranges(&self, parts: usize) -> Vec<std::ops::Range<usize>> {
-        let n = self.n;
-        let total = self.packed.len();
-        let mut ranges = Vec::with_capacity(parts);
-        let mut start = 0;
-        for p in 1..=parts {
-            let target = total * p / parts;
-            let mut end = start;
-            while end < n && packed_row_offset(n, end + 1).min(total) <= target {
-                end += 1;
-            }
-            if p == parts {
-                end = n;
-            }
-            if end > start {
-                ranges.push(start..end);
-                start = end;
-            }
-        }
-        ranges
-    }
 }
 
 fn check_square<F: Float>(a: ArrayView2<'_, F>) -> Result<usize> {
@@ -144,42 +121,79 @@ impl<F: Float> LinearOperator<F> for SymmetricMatrix<F> {
         self.n
     }
 
-    fn apply(&self, x: ArrayView1<'_, F>, mut y: ArrayViewMut1<'_, F>) {
-        let n = self.n;
-        let x_owned;
-        let x = match x.as_slice() {
-            Some(x) => x,
-            None => {
-                x_owned = x.to_vec();
-                &x_owned
-            }
-        };
-        let rows_of = |range: &std::ops::Range<usize>| {
-            &self.packed[packed_row_offset(n, range.start)..packed_row_offset(n, range.end)]
-        };
-        let result = if self.packed.len() < PARALLEL_MIN_ENTRIES {
-            let mut out = vec![F::zero(); n];
-            F::symmetric_packed_rows(&self.packed, 0..n, x, &mut out);
-            out
-        } else {
-            // Every row range scatters into all of y (the mirrored entries), so each task
-            // accumulates into its own buffer and the buffers are summed.
-            let ranges = self.balanced_row_ranges(rayon::current_num_threads().max(1));
-            ranges
-                .par_iter()
-                .map(|range| {
-                    let mut out = vec![F::zero(); n];
-                    F::symmetric_packed_rows(rows_of(range), range.clone(), x, &mut out);
-                    out
-                })
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(p, &q)| *p += q);
-                    a
-                })
-                .expect("at least one row range")
-        };
-        y.assign(&ArrayView1::from(&result));
+    fn apply(&self, x: ArrayView1<'_, F>, y: ArrayViewMut1<'_, F>) {
+        triangle_product(&self.packed, TriangleLayout::Packed, self.n, x, y)
     }
+}
+
+/// `y = A·x` for a symmetric `A` of which `storage` holds the upper triangle in `layout`:
+/// row ranges of about equal area run in parallel, each scattering into its own buffer
+/// (the mirrored entries reach all of y), and the buffers are summed.
+pub(crate) fn triangle_product<F: Float>(
+    storage: &[F],
+    layout: TriangleLayout,
+    n: usize,
+    x: ArrayView1<'_, F>,
+    mut y: ArrayViewMut1<'_, F>,
+) {
+    let x_owned;
+    let x = match x.as_slice() {
+        Some(x) => x,
+        None => {
+            x_owned = x.to_vec();
+            &x_owned
+        }
+    };
+    let rows_of = |range: &std::ops::Range<usize>| match layout {
+        TriangleLayout::Packed => {
+            &storage[packed_row_offset(n, range.start)..packed_row_offset(n, range.end)]
+        }
+        TriangleLayout::Full(stride) => {
+            &storage[range.start * stride..(range.end - 1) * stride + n]
+        }
+    };
+    let entries = n * (n + 1) / 2;
+    let result = if entries < PARALLEL_MIN_ENTRIES {
+        let mut out = vec![F::zero(); n];
+        F::symmetric_rows(rows_of(&(0..n)), layout, 0..n, x, &mut out);
+        out
+    } else {
+        balanced_row_ranges(n, rayon::current_num_threads().max(1))
+            .par_iter()
+            .map(|range| {
+                let mut out = vec![F::zero(); n];
+                F::symmetric_rows(rows_of(range), layout, range.clone(), x, &mut out);
+                out
+            })
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(p, &q)| *p += q);
+                a
+            })
+            .expect("at least one row range")
+    };
+    y.assign(&ArrayView1::from(&result));
+}
+
+/// Row ranges of about equal triangle area, `parts` of them (fewer for tiny matrices).
+fn balanced_row_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let total = n * (n + 1) / 2;
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 1..=parts {
+        let target = total * p / parts;
+        let mut end = start;
+        while end < n && packed_row_offset(n, end + 1).min(total) <= target {
+            end += 1;
+        }
+        if p == parts {
+            end = n;
+        }
+        if end > start {
+            ranges.push(start..end);
+            start = end;
+        }
+    }
+    ranges
 }
 
 #[cfg(test)]
@@ -234,7 +248,7 @@ mod tests {
         assert_eq!(s.get(3, 40), Some(a[[3, 40]]));
         assert_eq!(s.get(41, 0), None);
         for parts in 1..9 {
-            let ranges = s.balanced_row_ranges(parts);
+            let ranges = balanced_row_ranges(41, parts);
             assert_eq!(ranges.first().unwrap().start, 0);
             assert_eq!(ranges.last().unwrap().end, 41);
             assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
