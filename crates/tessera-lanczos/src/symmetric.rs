@@ -15,7 +15,11 @@ const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
 /// `a[i, i..n]`, LAPACK's packed row-major layout): half the memory of a full matrix, and a
 /// product `y = A·x` that reads each stored entry once for both `a_ij·x_j` and its mirror
 /// `a_ji·x_i` (like BLAS `dspmv`). Dense symmetric operators are memory-bound, so this
-/// roughly halves the time of every Lanczos step (docs/PERFORMANCE.md).
+/// roughly halves the time of every product against a full row-major product
+/// (docs/PERFORMANCE.md). A plain `Array2` that is exactly symmetric gets the same
+/// upper-triangle product in the Lanczos-type algorithms (see
+/// [`LinearOperator::repeated_apply`]); this type also halves the memory, accepts matrices
+/// that are symmetric only up to rounding, and uses the fast product everywhere.
 ///
 /// ```
 /// use ndarray::arr2;
