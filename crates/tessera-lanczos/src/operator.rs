@@ -73,14 +73,8 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
             return;
         };
         let n = self.ncols();
-        let x_owned;
-        let x = match x.as_slice() {
-            Some(x) => x,
-            None => {
-                x_owned = x.to_vec();
-                &x_owned
-            }
-        };
+        let x = crate::util::contiguous(&x);
+        let x = &*x;
         let product = |out: &mut [F]| {
             if a.len() < DENSE_PARALLEL_MIN_ENTRIES {
                 gemv_row_major(a, n, x, out);

@@ -140,14 +140,8 @@ pub(crate) fn triangle_product<F: Float>(
     x: ArrayView1<'_, F>,
     mut y: ArrayViewMut1<'_, F>,
 ) {
-    let x_owned;
-    let x = match x.as_slice() {
-        Some(x) => x,
-        None => {
-            x_owned = x.to_vec();
-            &x_owned
-        }
-    };
+    let x = crate::util::contiguous(&x);
+    let x = &*x;
     let rows_of = |range: &std::ops::Range<usize>| match layout {
         TriangleLayout::Packed => {
             &storage[packed_row_offset(n, range.start)..packed_row_offset(n, range.end)]

@@ -9,6 +9,14 @@ use crate::float::Float;
 use crate::gemv::{gemv_row_major, gemv_transposed_sub};
 use crate::operator::LinearOperator;
 
+/// `x` as a contiguous slice, copied only when the view is strided.
+pub(crate) fn contiguous<'a, F: Clone>(x: &'a ArrayView1<'_, F>) -> std::borrow::Cow<'a, [F]> {
+    match x.as_slice() {
+        Some(slice) => std::borrow::Cow::Borrowed(slice),
+        None => std::borrow::Cow::Owned(x.to_vec()),
+    }
+}
+
 /// Errors on the first NaN/±∞ of `values`.
 pub(crate) fn check_finite<'a, F: Float>(
     name: &'static str,
