@@ -2,10 +2,11 @@
 """Side-by-side: one SGD training step (forward + backward + update) of a 784->512->512->10
 ReLU MLP with softmax cross-entropy on a batch of 256, in numpy and in tessera-nn.
 
-numpy runs twice in fresh subprocesses (the BLAS thread count must be set before numpy is
-imported): single-threaded (OPENBLAS_NUM_THREADS=1 etc.) and with the default thread count.
-tessera-nn runs its release example `step_throughput` (single-threaded matrixmultiply gemm)
-in the same invocation. Prints medians in milliseconds and the ratios numpy / tessera.
+Both run twice, single-threaded and with the default thread count: numpy in fresh
+subprocesses (the BLAS thread count must be set before numpy is imported:
+OPENBLAS_NUM_THREADS=1 etc.), tessera-nn's release example `step_throughput` with
+RAYON_NUM_THREADS=1 and unset (its gemms split their output across the rayon pool). Prints
+medians in milliseconds and the ratios numpy / tessera at equal thread counts.
 
     python3 benches/compare/nn_numpy.py [--steps 20] [--precision f32|f64] [--workspace DIR]
 """
@@ -93,10 +94,15 @@ def parse(text):
     return values
 
 
-def run_tessera(steps, precision, workspace):
+def run_tessera(steps, precision, workspace, single_thread):
     cmd = ["cargo", "run", "--release", "--quiet", "-p", "tessera-nn", "--example",
            "step_throughput", "--", str(steps), precision]
-    out = subprocess.run(cmd, cwd=workspace, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    env.pop("RAYON_NUM_THREADS", None)
+    if single_thread:
+        env["RAYON_NUM_THREADS"] = "1"
+    out = subprocess.run(cmd, cwd=workspace, env=env, check=True, capture_output=True,
+                         text=True).stdout
     return parse(out)
 
 
@@ -111,19 +117,18 @@ def main():
         numpy_worker(args.steps, args.precision)
         return
 
-    tessera = run_tessera(args.steps, args.precision, args.workspace)
+    ours_single = run_tessera(args.steps, args.precision, args.workspace, single_thread=True)
+    ours_default = run_tessera(args.steps, args.precision, args.workspace, single_thread=False)
     np_single = run_numpy(args.steps, args.precision, single_thread=True)
     np_default = run_numpy(args.steps, args.precision, single_thread=False)
-    ours = tessera["step_ms"]
     print(f"784->512->512->10 ReLU MLP, batch 256, SGD step, {args.precision}, "
-          f"median of {args.steps} steps (ms)")
-    print(f"{'implementation':<36}{'step ms':>10}{'numpy / tessera':>18}")
-    print(f"{'tessera-nn (1 thread, matrixmultiply)':<36}{ours:>10.2f}{'':>18}")
-    print(f"{'numpy (OpenBLAS, 1 thread)':<36}{np_single:>10.2f}{np_single / ours:>18.2f}")
-    print(f"{'numpy (OpenBLAS, default threads)':<36}{np_default:>10.2f}{np_default / ours:>18.2f}")
-    print(f"tessera-nn Hessian-vector product on the same batch: {tessera['hvp_ms']:.2f} ms "
-          f"({tessera['hvp_ms'] / ours:.2f} x one training step)")
-
+          f"median of {args.steps} steps (ms); {os.cpu_count()} CPUs")
+    print(f"{'threads':<18}{'tessera-nn':>12}{'numpy':>10}{'numpy / tessera':>18}")
+    for label, ours, theirs in (("1", ours_single, np_single), ("default", ours_default, np_default)):
+        print(f"{label:<18}{ours['step_ms']:>12.2f}{theirs:>10.2f}{theirs / ours['step_ms']:>18.2f}")
+    for label, ours in (("1 thread", ours_single), ("default threads", ours_default)):
+        print(f"tessera-nn Hessian-vector product on the same batch, {label}: {ours['hvp_ms']:.2f} ms "
+              f"({ours['hvp_ms'] / ours['step_ms']:.2f} x one training step)")
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 //! Exact Hessian-vector and Gauss–Newton-vector products (Pearlmutter's R-operator) on a
 //! fixed batch, as `tessera_lanczos::LinearOperator`s.
 
-use ndarray::linalg::general_mat_mul;
+use crate::gemm::gemm;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
 use tessera_lanczos::LinearOperator;
 
@@ -93,7 +93,7 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
             if j > 0 {
                 let sm = F::c(layer.branch_scale * layer.forward_multiplier);
                 let mut back = Array2::zeros((delta.nrows(), layer.fan_in));
-                general_mat_mul(sm, &delta, &mlp.w(j), F::zero(), &mut back);
+                gemm(sm, &delta, &mlp.w(j), F::zero(), &mut back);
                 add_owned_into(&mut pending[j], back);
             }
             output_grads[j] = out_grad;
@@ -191,9 +191,9 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
                 .expect("weight slice is contiguous");
             let vb = v.slice_axis(Axis(0), Slice::from(layer.bias_range()));
             let mut rpre = Array2::zeros((batch, layer.fan_out));
-            general_mat_mul(sm, &trace.node(j), &vw.t(), F::zero(), &mut rpre);
+            gemm(sm, &trace.node(j), &vw.t(), F::zero(), &mut rpre);
             if let Some(ra) = &r_nodes[j] {
-                general_mat_mul(sm, ra, &mlp.w(j).t(), F::one(), &mut rpre);
+                gemm(sm, ra, &mlp.w(j).t(), F::one(), &mut rpre);
             }
             Zip::from(rpre.rows_mut()).for_each(|mut row| row.scaled_add(s, &vb));
             if let Some(k) = layer.skip_from {
@@ -247,9 +247,9 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
             let s = F::c(layer.branch_scale);
             let delta = &self.pre_grads[j];
             let (mut ow, mut ob) = split_layer_mut(out.view_mut(), layer);
-            general_mat_mul(sm, &r_delta.t(), &trace.node(j), F::zero(), &mut ow);
+            gemm(sm, &r_delta.t(), &trace.node(j), F::zero(), &mut ow);
             if let Some(ra) = &r_nodes[j] {
-                general_mat_mul(sm, &delta.t(), ra, F::one(), &mut ow);
+                gemm(sm, &delta.t(), ra, F::one(), &mut ow);
             }
             ob.assign(&r_delta.sum_axis(Axis(0)));
             ob.mapv_inplace(|x| x * s);
@@ -259,8 +259,8 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
                     .into_shape_with_order((layer.fan_out, layer.fan_in))
                     .expect("weight slice is contiguous");
                 let mut back = Array2::zeros((batch, layer.fan_in));
-                general_mat_mul(sm, &r_delta, &mlp.w(j), F::zero(), &mut back);
-                general_mat_mul(sm, delta, &vw, F::one(), &mut back);
+                gemm(sm, &r_delta, &mlp.w(j), F::zero(), &mut back);
+                gemm(sm, delta, &vw, F::one(), &mut back);
                 add_owned_into(&mut pending[j], back);
             }
         }

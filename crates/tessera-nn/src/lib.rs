@@ -5,6 +5,7 @@ pub mod activation;
 pub mod curvature;
 pub mod error;
 pub mod float;
+mod gemm;
 mod io;
 pub mod loss;
 pub mod model;

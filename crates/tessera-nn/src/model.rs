@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use ndarray::linalg::general_mat_mul;
+use crate::gemm::gemm;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Slice, Zip,
 };
@@ -460,7 +460,7 @@ impl<F: Float> Mlp<F> {
             let s = F::c(layer.branch_scale);
             let m = F::c(layer.forward_multiplier);
             let mut pre = Array2::zeros((batch, layer.fan_out));
-            general_mat_mul(s * m, &trace.node(j), &self.w(j).t(), F::zero(), &mut pre);
+            gemm(s * m, &trace.node(j), &self.w(j).t(), F::zero(), &mut pre);
             let bias = self.b(j);
             match layer.skip_from {
                 Some(k) => {
@@ -597,13 +597,13 @@ impl<F: Float> Mlp<F> {
             let sm = F::c(layer.branch_scale * layer.forward_multiplier);
             let s = F::c(layer.branch_scale);
             let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
-            general_mat_mul(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
+            gemm(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
             gb.assign(&delta.sum_axis(Axis(0)));
             gb.mapv_inplace(|v| v * s);
             if j > 0 || want_input {
                 let back = {
                     let mut back = Array2::zeros((delta.nrows(), layer.fan_in));
-                    general_mat_mul(sm, &delta, &self.w(j), F::zero(), &mut back);
+                    gemm(sm, &delta, &self.w(j), F::zero(), &mut back);
                     back
                 };
                 add_owned_into(&mut pending[j], back);
