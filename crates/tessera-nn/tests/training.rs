@@ -126,6 +126,56 @@ fn same_seed_gives_bit_identical_training() {
     assert_ne!(a, c);
 }
 
+/// A few steps of a network large enough that its products are split across threads.
+fn wide_run(threads: usize) -> Array1<f32> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = Array2::from_shape_fn((256, 96), |_| rng.random_range(-1.0f32..1.0));
+        let y: Vec<usize> = (0..256).map(|i| i % 10).collect();
+        let mut mlp = Mlp::<f32>::new(MlpConfig::new(96, vec![320, 192], 10), 5).unwrap();
+        let mut trainer = Trainer::new(
+            &mut mlp,
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            }),
+            LrSchedule::constant(0.05).unwrap(),
+            None,
+        )
+        .unwrap();
+        for _ in 0..3 {
+            trainer
+                .step(
+                    &mut mlp,
+                    x.view(),
+                    &Targets::Hard(&y),
+                    Loss::SoftmaxCrossEntropy,
+                )
+                .unwrap();
+        }
+        mlp.params().to_owned()
+    })
+}
+
+#[test]
+fn training_is_bit_identical_for_any_thread_count() {
+    let one = wide_run(1);
+    for threads in [2, 3] {
+        let many = wide_run(threads);
+        assert!(
+            one.iter()
+                .zip(&many)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{threads}"
+        );
+    }
+}
+
 fn random_masks(mlp: &Mlp<f64>, density: f64, seed: u64) -> Vec<Option<Mask>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     mlp.layers()
