@@ -158,7 +158,6 @@ impl<F: Float> TopEigen<F> {
     /// Runs thick-restart Lanczos on `op`.
     pub fn compute<O: LinearOperator<F> + ?Sized>(&self, op: &O) -> Result<EigenPairs<F>> {
         let n = check_operator(op)?;
-        let op = &Prepared::new(op);
         let cfg = &self.config;
         let k = cfg.k;
         if k > n {
@@ -187,6 +186,8 @@ impl<F: Float> TopEigen<F> {
             Some(s) => s.clone(),
             None => gaussian(n, &mut rng),
         };
+        // Asked once the input is known to be valid: a dense matrix checks its symmetry here.
+        let op = &Prepared::new(op);
         let breakdown_tol = F::c(100.0) * F::epsilon();
         let eps23 = F::epsilon().powf(F::c(2.0 / 3.0));
 
@@ -345,7 +346,7 @@ fn tridiagonalise_arrowhead<F: Float>(theta: &[F], couplings: &[F]) -> (Vec<F>, 
         arrow[[i + 1, 0]] = couplings[i];
         arrow[[0, i + 1]] = couplings[i];
     }
-    let (d, e, q) = householder_tridiagonalise(arrow.view(), Array2::eye(p + 1));
+    let (d, e, q) = householder_tridiagonalise(arrow.view());
     // Householder index i ≥ 1 becomes kept position p − i; index 0 (the residual) comes last.
     let diag = (0..p).map(|r| d[p - r]).collect();
     let off = (0..p).map(|r| e[p - 1 - r]).collect();

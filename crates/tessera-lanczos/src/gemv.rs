@@ -1,9 +1,10 @@
-//! The dense matrix–vector kernel behind `LinearOperator::apply` for row-major matrices.
+//! The dense kernels behind the products of this crate: row-major matrix–vector, the
+//! transposed product of Gram–Schmidt, and the upper-triangle product of symmetric matrices.
 //!
 //! Written by hand because ndarray's own product (without a BLAS) reduces each row with one
 //! scalar-width accumulator chain and is compiled for the baseline instruction set; the
 //! Lanczos algorithms of this crate spend almost all their time here on dense operators, so
-//! the product has to stream the matrix at memory speed. The kernel walks four rows at once
+//! the product has to stream the matrix at memory speed. The row-major kernel walks four rows at once
 //! (each load of `x` feeds four fused multiply–adds) with two vector accumulators per row,
 //! written with `pulp`'s explicit SIMD types so that it does not depend on the
 //! auto-vectoriser; `pulp` picks the best instruction set at run time (AVX2/FMA on x86-64)

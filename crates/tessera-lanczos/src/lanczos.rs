@@ -154,8 +154,8 @@ impl<F: Float> Lanczos<F> {
         start: ArrayView1<'_, F>,
     ) -> Result<LanczosDecomposition<F>> {
         let n = check_operator(op)?;
-        let op = &Prepared::new(op);
         let mut state = self.start_state(n, start, "start")?;
+        let op = &Prepared::new(op);
         let mut w = Array1::zeros(n);
         while !state.done {
             apply_checked(

@@ -12,8 +12,7 @@ pub use operator::{FnOperator, LinearOperator, RepeatedApply, ScaledOperator, Sh
 
 pub mod tridiagonal;
 pub use tridiagonal::{
-    golub_welsch, symmetric_eigen, symmetric_eigen_last_components, tridiagonal_eigen,
-    EigenvectorMode, TridiagonalEigen,
+    golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen,
 };
 
 pub mod csr;

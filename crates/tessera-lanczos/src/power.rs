@@ -105,7 +105,6 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
     config: &PowerConfig<F>,
 ) -> Result<Vec<PowerResult<F>>> {
     let n = check_operator(op)?;
-    let op = &Prepared::new(op);
     if count == 0 || count > n {
         return Err(Error::invalid(
             "count",
@@ -120,6 +119,7 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
     if let Some(r) = config.relative_change_tol {
         check_tolerance("relative_change_tol", r)?;
     }
+    let op = &Prepared::new(op);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut found = Array2::<F>::zeros((0, n));
     let mut results = Vec::with_capacity(count);
