@@ -15,3 +15,7 @@ pub use tessera_sparse as sparse;
 pub use tessera_spectro as spectro;
 #[cfg(feature = "ssl")]
 pub use tessera_ssl as ssl;
+
+/// The shared vocabulary every crate builds on: the sealed `Float`, `InputError` and the
+/// boundary checks (tessera-core).
+pub use tessera_core::{check, softmax, Float, InputError, RejectInput};

@@ -2,8 +2,9 @@
 //!
 //! * `cargo xtask repro [--out DIR] [--only NAME] [--quick] [--list]` builds the release binary
 //!   `tessera-repro` and runs the paper reproductions.
-//! * `cargo xtask ci` runs what CI checks: fmt, clippy `-D warnings`, tests, docs `-D warnings`,
-//!   and compiles the benches.
+//! * `cargo xtask ci` runs `.ci/run`, the one definition of what CI checks (fmt, clippy
+//!   `-D warnings`, tests, docs `-D warnings`, bench compilation, the `lapack` feature, the
+//!   repro smoke test).
 //! * `cargo xtask bench [ARGS]` runs the criterion benches in release mode.
 
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ enum Task {
         #[arg(long)]
         list: bool,
     },
-    /// Everything CI checks: fmt, clippy, tests, docs, bench compilation.
+    /// Everything CI checks: runs `.ci/run`.
     Ci,
     /// Run the criterion benches (arguments go to `cargo bench`).
     Bench {
@@ -85,29 +86,11 @@ fn main() -> Result<()> {
             run(cmd)
         }
         Task::Ci => {
-            let mut fmt = cargo();
-            fmt.args(["fmt", "--all", "--check"]);
-            run(fmt)?;
-            let mut clippy = cargo();
-            clippy.args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]);
-            run(clippy)?;
-            let mut test = cargo();
-            test.args(["test", "--workspace"]);
-            run(test)?;
-            let mut doc = cargo();
-            doc.args(["doc", "--workspace", "--no-deps"])
-                .env("RUSTDOCFLAGS", "-D warnings");
-            run(doc)?;
-            let mut bench = cargo();
-            bench.args(["bench", "--workspace", "--no-run"]);
-            run(bench)
+            // `.ci/run` is the one definition of what CI checks; running it here keeps the two
+            // from drifting apart.
+            let mut ci = Command::new("bash");
+            ci.arg(".ci/run");
+            run(ci)
         }
         Task::Bench { args } => {
             let mut cmd = cargo();

@@ -42,8 +42,20 @@ fn bench_fourier(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let images32 = Array4::from_shape_fn((32, 3, 224, 224), |_| rng.random::<f32>());
     let images64 = images32.mapv(f64::from);
-    let plan32 = FourierCrop::<f32>::new(224, 224, 160, 160).unwrap();
-    let plan64 = FourierCrop::<f64>::new(224, 224, 160, 160).unwrap();
+    let plan32 = FourierCrop::<f32>::new(tessera_augment::FourierCropConfig {
+        height: 224,
+        width: 224,
+        out_height: 160,
+        out_width: 160,
+    })
+    .unwrap();
+    let plan64 = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
+        height: 224,
+        width: 224,
+        out_height: 160,
+        out_width: 160,
+    })
+    .unwrap();
     let mut group = c.benchmark_group("fourier_crop_32x3x224x224_to_160");
     group
         .sample_size(10)

@@ -19,9 +19,17 @@ fn parse(args: &[String], index: usize, default: usize) -> usize {
 fn time<F: Float>(batch: usize, size: usize, crop: usize, repeats: usize) -> (f64, f64, f64) {
     // A deterministic, non-trivial image: smooth ramps plus a checkerboard.
     let images = Array4::from_shape_fn((batch, 3, size, size), |(n, c, i, j)| {
-        F::of(((n + 3 * c + i * j) % 17) as f64 / 16.0 + if (i + j) % 2 == 0 { 0.1 } else { 0.0 })
+        F::from_f64_rounded(
+            ((n + 3 * c + i * j) % 17) as f64 / 16.0 + if (i + j) % 2 == 0 { 0.1 } else { 0.0 },
+        )
     });
-    let plan = FourierCrop::<F>::new(size, size, crop, crop).expect("valid crop");
+    let plan = FourierCrop::<F>::new(tessera_augment::FourierCropConfig {
+        height: size,
+        width: size,
+        out_height: crop,
+        out_width: crop,
+    })
+    .expect("valid crop");
     let mut out = plan.crop_batch(images.view()).expect("crop"); // warm-up (plans, pages)
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
@@ -34,7 +42,7 @@ fn time<F: Float>(batch: usize, size: usize, crop: usize, repeats: usize) -> (f6
         .index_axis(ndarray::Axis(0), 0)
         .index_axis(ndarray::Axis(0), 0)
         .iter()
-        .map(|v| v.to_f64_lossless())
+        .map(|v| v.to_f64_exact())
         .sum::<f64>()
         / (crop * crop) as f64;
     (times[times.len() / 2], times[0], mean)

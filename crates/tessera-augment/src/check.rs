@@ -1,94 +1,14 @@
-//! Input validation shared by every transform.
+//! Input validation specific to this crate (paired batches); the generic checks come from
+//! tessera-core.
 
-use ndarray::{ArrayBase, ArrayView, ArrayView2, Data, Dimension};
+use ndarray::{ArrayView, ArrayView2, Dimension};
+use tessera_core::RejectInput;
+
+pub(crate) use tessera_core::check::{
+    finite, finite_scalar, non_empty_batch, positive, probability, range,
+};
 
 use crate::{Error, Float, Result};
-
-/// Errors on the first NaN or infinity of `array`, naming the parameter.
-pub(crate) fn finite<F: Float, S: Data<Elem = F>, D: Dimension>(
-    name: &'static str,
-    array: &ArrayBase<S, D>,
-) -> Result<()> {
-    // The contiguous fast path keeps this scan at memory speed on large batches.
-    let position = match array.as_slice() {
-        Some(slice) => slice.iter().position(|v| !v.is_finite()),
-        None => array.iter().position(|v| !v.is_finite()),
-    };
-    match position {
-        None => Ok(()),
-        Some(index) => Err(Error::NonFinite {
-            name,
-            value: array
-                .iter()
-                .nth(index)
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            index,
-        }),
-    }
-}
-
-/// A probability in `[0, 1]`.
-pub(crate) fn probability(name: &'static str, p: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&p) {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, p, "must be a probability in [0, 1]"))
-    }
-}
-
-/// A finite value `> 0`.
-pub(crate) fn positive(name: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, value, "must be finite and > 0"))
-    }
-}
-
-/// A finite scalar.
-pub(crate) fn finite_scalar(name: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, value, "must be finite"))
-    }
-}
-
-/// A range `[low, high]` with `lower_bound <= low <= high <= upper_bound`, both finite.
-pub(crate) fn range(
-    name: &'static str,
-    (low, high): (f64, f64),
-    lower_bound: f64,
-    upper_bound: f64,
-) -> Result<()> {
-    if low.is_finite()
-        && high.is_finite()
-        && lower_bound <= low
-        && low <= high
-        && high <= upper_bound
-    {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            name,
-            format!("({low}, {high})"),
-            format!("must satisfy {lower_bound} <= low <= high <= {upper_bound}"),
-        ))
-    }
-}
-
-/// A batch must have at least one item.
-pub(crate) fn non_empty_batch(name: &'static str, shape: &[usize]) -> Result<usize> {
-    match shape.first() {
-        Some(&n) if n > 0 => Ok(n),
-        _ => Err(Error::shape(
-            name,
-            "a non-empty batch (first axis length >= 1)",
-            shape,
-        )),
-    }
-}
 
 /// Validates two (inputs, targets) operands of a pairwise mix (same input shapes, one target
 /// row per item, everything finite) and returns the batch size. An operand that is the same

@@ -5,6 +5,7 @@
 //! share of the item that survives: $\lambda_{\text{adj}} = 1 - \frac{|\text{box}|}{H W}$.
 
 use std::ops::Range;
+use tessera_core::RejectInput;
 
 use ndarray::{Array, Array1, ArrayView, ArrayView2, Axis, Dimension, IxDyn, Slice, Zip};
 use rand::seq::SliceRandom;
@@ -175,7 +176,7 @@ impl CutMix {
         let total = (rows * cols) as f64;
         let lambdas: Array1<F> = boxes
             .iter()
-            .map(|b| F::of(1.0 - b.area() as f64 / total))
+            .map(|b| F::from_f64_rounded(1.0 - b.area() as f64 / total))
             .collect();
         let mut inputs = inputs_a.to_owned();
         for (i, (region, &partner)) in boxes.iter().zip(&permutation).enumerate() {
@@ -219,6 +220,7 @@ impl CutMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{Array2, Array4};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -237,9 +239,9 @@ mod tests {
         for i in 0..6 {
             // The share of ones left per channel is exactly λ_adj.
             let kept = mixed.inputs.index_axis(Axis(0), i).sum() / (2.0 * 9.0 * 13.0);
-            assert!((kept - mixed.lambdas[i]).abs() < 1e-12);
-            assert!((mixed.targets[[i, 0]] - kept).abs() < 1e-12);
-            assert!((mixed.targets.row(i).sum() - 1.0).abs() < 1e-12);
+            assert_abs_diff_eq!(kept, mixed.lambdas[i], epsilon = 1e-12);
+            assert_abs_diff_eq!(mixed.targets[[i, 0]], kept, epsilon = 1e-12);
+            assert_abs_diff_eq!(mixed.targets.row(i).sum(), 1.0, epsilon = 1e-12);
             let region = &mixed.boxes[i];
             assert!(region.rows.end <= 9 && region.cols.end <= 13);
         }

@@ -14,6 +14,7 @@
 //! the input mean; at $m = n$ the crop is the identity.
 
 use std::sync::Arc;
+use tessera_core::RejectInput;
 
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, Axis};
 use num_complex::Complex;
@@ -70,9 +71,41 @@ struct Workspace<F> {
     scratch: Vec<Complex<F>>,
 }
 
+/// The sizes of a [`FourierCrop`]: an `height × width` image low-passed to
+/// `out_height × out_width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FourierCropConfig {
+    /// Input image height $H$.
+    pub height: usize,
+    /// Input image width $W$.
+    pub width: usize,
+    /// Output height $B_h \le H$.
+    pub out_height: usize,
+    /// Output width $B_w \le W$.
+    pub out_width: usize,
+}
+
+impl FourierCropConfig {
+    /// A square `size × size` image cropped to `out_size × out_size`.
+    pub fn square(size: usize, out_size: usize) -> Self {
+        FourierCropConfig {
+            height: size,
+            width: size,
+            out_height: out_size,
+            out_width: out_size,
+        }
+    }
+}
+
 impl<F: Float> FourierCrop<F> {
     /// Plans a crop; errors when a size is zero or the output is larger than the input.
-    pub fn new(height: usize, width: usize, out_height: usize, out_width: usize) -> Result<Self> {
+    pub fn new(config: FourierCropConfig) -> Result<Self> {
+        let FourierCropConfig {
+            height,
+            width,
+            out_height,
+            out_width,
+        } = config;
         for (name, value) in [
             ("height", height),
             ("width", width),
@@ -235,7 +268,7 @@ impl<F: Float> FourierCrop<F> {
         self.col_forward
             .process_with_scratch(&mut ws.columns, &mut ws.scratch);
         // Scale (B1/H)(B2/W) and the 1/(B1·B2) of the inverse fold into 1/(H·W).
-        let scale = F::one() / F::of((h * w) as f64);
+        let scale = F::one() / F::from_f64_rounded((h * w) as f64);
         for j in 0..bw {
             let column = &ws.columns[j * h..(j + 1) * h];
             for (i, &k) in self.kept_rows.iter().enumerate() {
@@ -355,7 +388,13 @@ mod tests {
 
     #[test]
     fn constant_image_stays_constant() {
-        let plan = FourierCrop::<f64>::new(12, 9, 5, 4).unwrap();
+        let plan = FourierCrop::<f64>::new(crate::FourierCropConfig {
+            height: 12,
+            width: 9,
+            out_height: 5,
+            out_width: 4,
+        })
+        .unwrap();
         let image = Array3::from_elem((2, 12, 9), 3.5);
         let out = plan.crop(image.view()).unwrap();
         assert!(out.iter().all(|&v| (v - 3.5).abs() < 1e-12));
@@ -363,9 +402,27 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert!(FourierCrop::<f32>::new(8, 8, 9, 4).is_err());
-        assert!(FourierCrop::<f32>::new(8, 8, 4, 0).is_err());
-        let plan = FourierCrop::<f32>::new(8, 8, 4, 4).unwrap();
+        assert!(FourierCrop::<f32>::new(crate::FourierCropConfig {
+            height: 8,
+            width: 8,
+            out_height: 9,
+            out_width: 4
+        })
+        .is_err());
+        assert!(FourierCrop::<f32>::new(crate::FourierCropConfig {
+            height: 8,
+            width: 8,
+            out_height: 4,
+            out_width: 0
+        })
+        .is_err());
+        let plan = FourierCrop::<f32>::new(crate::FourierCropConfig {
+            height: 8,
+            width: 8,
+            out_height: 4,
+            out_width: 4,
+        })
+        .unwrap();
         assert!(plan.crop(Array3::zeros((1, 8, 7)).view()).is_err());
         let mut bad = Array3::<f32>::zeros((1, 8, 8));
         bad[[0, 3, 3]] = f32::INFINITY;

@@ -4,7 +4,6 @@
 mod check;
 pub mod cutmix;
 pub mod error;
-pub mod float;
 pub mod fourier;
 pub mod mixup;
 pub mod poison;
@@ -14,13 +13,19 @@ pub mod spectrogram;
 pub mod waveform;
 
 pub use cutmix::{BoxRegion, CutMix, CutMixed};
-pub use error::{Error, Result};
-pub use float::Float;
-pub use fourier::{kept_bins, CurriculumStage, EfficientTrainSchedule, FourierCrop};
+pub use error::{Error, InputError, Result};
+pub use fourier::{
+    kept_bins, CurriculumStage, EfficientTrainSchedule, FourierCrop, FourierCropConfig,
+};
 pub use mixup::{mix_items, LambdaRule, LambdaScope, Mixed, Mixup};
-pub use poison::{depthwise_correlate, ClassWiseConvolution, PoisonedDataset};
+pub use poison::{
+    depthwise_correlate, ClassWiseConvolution, ClassWiseConvolutionConfig, PoisonedDataset,
+};
 pub use pool::{AudioAugment, AugmentPool, Domain};
-pub use spectrogram::{CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecBox, TimeShift};
+pub use spectrogram::{
+    CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecAugmentConfig, SpecBox, TimeShift,
+};
+pub use tessera_core::Float;
 pub use waveform::{
     add_noise_at_snr, resample_nearest, AdditiveNoise, Align, Gain, Occlusion, SpeedPerturbation,
 };

@@ -11,6 +11,7 @@ use ndarray::{
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
+use tessera_core::RejectInput;
 
 use crate::check;
 use crate::{Error, Float, Result};
@@ -104,8 +105,12 @@ impl Mixup {
         rng: &mut R,
     ) -> Array1<F> {
         match self.scope {
-            LambdaScope::PerBatch => Array1::from_elem(batch, F::of(self.sample_lambda(rng))),
-            LambdaScope::PerItem => (0..batch).map(|_| F::of(self.sample_lambda(rng))).collect(),
+            LambdaScope::PerBatch => {
+                Array1::from_elem(batch, F::from_f64_rounded(self.sample_lambda(rng)))
+            }
+            LambdaScope::PerItem => (0..batch)
+                .map(|_| F::from_f64_rounded(self.sample_lambda(rng)))
+                .collect(),
         }
     }
 
@@ -269,6 +274,8 @@ fn into_dim<F: Float, D: Dimension>(array: Array<F, IxDyn>) -> Result<Array<F, D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::InputError;
+    use approx::assert_abs_diff_eq;
     use ndarray::{array, Array3};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -302,9 +309,9 @@ mod tests {
                 .iter()
                 .zip(a.index_axis(Axis(0), i))
             {
-                assert!((m - (2.0 * l - 1.0) * x).abs() < 1e-12);
+                assert_abs_diff_eq!(*m, (2.0 * l - 1.0) * x, epsilon = 1e-12);
             }
-            assert!((mixed.targets.row(i).sum() - 1.0).abs() < 1e-12);
+            assert_abs_diff_eq!(mixed.targets.row(i).sum(), 1.0, epsilon = 1e-12);
         }
         // Per-item λ really differ.
         assert!(mixed.lambdas.iter().any(|&l| l != mixed.lambdas[0]));
@@ -325,8 +332,12 @@ mod tests {
         for i in 0..16 {
             let p = mixed.permutation[i];
             let expected = l * x[i] + (1.0 - l) * x[p];
-            assert!((mixed.inputs[i] - expected).abs() < 1e-5);
-            assert!((mixed.targets[[i, p]] - if p == i { 1.0 } else { 1.0 - l }).abs() < 1e-6);
+            assert_abs_diff_eq!(mixed.inputs[i], expected, epsilon = 1e-5);
+            assert_abs_diff_eq!(
+                mixed.targets[[i, p]],
+                if p == i { 1.0 } else { 1.0 - l },
+                epsilon = 1e-6
+            );
         }
     }
 
@@ -352,11 +363,11 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::NonFinite {
+                Error::Input(InputError::NonFinite {
                     name: "inputs_a",
                     index: 6,
                     ..
-                }
+                })
             ),
             "{err}"
         );

@@ -15,6 +15,7 @@ use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, Axis, 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tessera_core::RejectInput;
 
 use crate::check;
 use crate::{Error, Float, Result};
@@ -35,7 +36,32 @@ fn derived_seed(key: u64, domain: u64, index: u64) -> u64 {
 const FILTER_DOMAIN: u64 = 0x4355_4441_4649_4C54; // "CUDAFILT"
 const SELECTION_DOMAIN: u64 = 0x4355_4441_4D49_5845; // "CUDAMIXE"
 
-/// A checked class-wise convolution configuration.
+/// The checked configuration of a [`ClassWiseConvolution`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassWiseConvolutionConfig {
+    /// The secret key every filter (and the poisoned-item selection) is derived from.
+    pub key: u64,
+    /// Side $k$ of the filters: odd and $\ge 1$, so zero padding $(k-1)/2$ keeps the size.
+    pub kernel_size: usize,
+    /// Blur parameter $p_b \in [0, 1]$: filter entries are drawn from $U(0, p_b)$.
+    pub blur_parameter: f64,
+    /// Round outputs to multiples of 1/255 (8-bit images).
+    pub quantize: bool,
+}
+
+impl ClassWiseConvolutionConfig {
+    /// The paper's defaults: $k = 3$, $p_b = 0.3$, quantised to 8 bits.
+    pub fn paper(key: u64) -> Self {
+        ClassWiseConvolutionConfig {
+            key,
+            kernel_size: 3,
+            blur_parameter: 0.3,
+            quantize: true,
+        }
+    }
+}
+
+/// A checked class-wise convolution: per class, a $k \times k$ filter derived from the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassWiseConvolution {
     key: u64,
@@ -47,17 +73,29 @@ pub struct ClassWiseConvolution {
 impl ClassWiseConvolution {
     /// The paper's defaults: $k = 3$, $p_b = 0.3$, quantised to 8 bits.
     pub fn paper(key: u64) -> Self {
+        let ClassWiseConvolutionConfig {
+            key,
+            kernel_size,
+            blur_parameter,
+            quantize,
+        } = ClassWiseConvolutionConfig::paper(key);
         ClassWiseConvolution {
             key,
-            kernel_size: 3,
-            blur_parameter: 0.3,
-            quantize: true,
+            kernel_size,
+            blur_parameter,
+            quantize,
         }
     }
 
     /// Checks an odd `kernel_size ≥ 1` (so zero padding `(k−1)/2` keeps the size) and
     /// `blur_parameter` $p_b \in [0, 1]$.
-    pub fn new(key: u64, kernel_size: usize, blur_parameter: f64, quantize: bool) -> Result<Self> {
+    pub fn new(config: ClassWiseConvolutionConfig) -> Result<Self> {
+        let ClassWiseConvolutionConfig {
+            key,
+            kernel_size,
+            blur_parameter,
+            quantize,
+        } = config;
         if kernel_size == 0 || kernel_size % 2 == 0 {
             return Err(Error::invalid(
                 "kernel_size",
@@ -98,7 +136,7 @@ impl ClassWiseConvolution {
             Array2::from_shape_fn((k, k), |_| rng.random::<f64>() * self.blur_parameter);
         let tap = rng.random_range(0..k * k);
         filter[[tap / k, tap % k]] = 1.0;
-        filter.mapv(F::of)
+        filter.mapv(F::from_f64_rounded)
     }
 
     /// Perturbs one image `(channels, height, width)` with non-negative pixels (the paper
@@ -141,7 +179,7 @@ impl ClassWiseConvolution {
             out.mapv_inplace(|v| v / max);
         }
         if self.quantize {
-            let levels = F::of(255.0);
+            let levels = F::from_f64_rounded(255.0);
             out.mapv_inplace(|v| (v * levels).round() / levels);
         }
         out
@@ -306,6 +344,7 @@ impl PoisonedDataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn filters_have_one_unit_tap_and_small_others() {
@@ -340,7 +379,7 @@ mod tests {
                             }
                         }
                     }
-                    assert!((out[[c, i as usize, j as usize]] - sum).abs() < 1e-12);
+                    assert_abs_diff_eq!(out[[c, i as usize, j as usize]], sum, epsilon = 1e-12);
                 }
             }
         }
@@ -352,15 +391,31 @@ mod tests {
         let image = Array3::from_shape_fn((3, 8, 8), |(c, i, j)| ((c + i * j) % 5) as f32 / 4.0);
         let out = conv.apply(image.view(), 3).unwrap();
         let max = out.iter().cloned().fold(0.0f32, f32::max);
-        assert!((max - 1.0).abs() < 1e-6);
+        assert_abs_diff_eq!(max, 1.0, epsilon = 1e-6);
         assert!(out
             .iter()
             .all(|&v| ((v * 255.0).round() - v * 255.0).abs() < 1e-3));
         let mut negative = image.clone();
         negative[[0, 0, 0]] = -0.1;
         assert!(conv.apply(negative.view(), 0).is_err());
-        assert!(ClassWiseConvolution::new(1, 2, 0.3, false).is_err());
-        assert!(ClassWiseConvolution::new(1, 3, 1.3, false).is_err());
+        assert!(
+            ClassWiseConvolution::new(crate::ClassWiseConvolutionConfig {
+                key: 1,
+                kernel_size: 2,
+                blur_parameter: 0.3,
+                quantize: false
+            })
+            .is_err()
+        );
+        assert!(
+            ClassWiseConvolution::new(crate::ClassWiseConvolutionConfig {
+                key: 1,
+                kernel_size: 3,
+                blur_parameter: 1.3,
+                quantize: false
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1};
 use rand::Rng;
+use tessera_core::RejectInput;
 
 use crate::check;
 use crate::spectrogram::{CutOutSpec, SpecAugment, TimeShift};

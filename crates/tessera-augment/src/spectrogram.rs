@@ -5,6 +5,7 @@
 //! frames on the last.
 
 use std::ops::Range;
+use tessera_core::RejectInput;
 
 use ndarray::{Array, Array3, ArrayView, ArrayView3, ArrayViewMutD, Axis, Dimension, Slice, Zip};
 use rand::Rng;
@@ -106,7 +107,11 @@ impl CutOutSpec {
         check::finite("spectrogram", &spectrogram)?;
         let region = self.sample_box(n_freq, n_time, rng);
         let mut out = spectrogram.to_owned();
-        fill_box(out.view_mut().into_dyn(), &region, F::of(self.fill_value));
+        fill_box(
+            out.view_mut().into_dyn(),
+            &region,
+            F::from_f64_rounded(self.fill_value),
+        );
         Ok(out)
     }
 
@@ -124,7 +129,7 @@ impl CutOutSpec {
             .map(|_| self.sample_box(n_freq, n_time, rng))
             .collect();
         let mut out = spectrograms.to_owned();
-        let fill = F::of(self.fill_value);
+        let fill = F::from_f64_rounded(self.fill_value);
         let mut dynamic = out.view_mut().into_dyn();
         Zip::from(dynamic.axis_iter_mut(Axis(0)))
             .and(&ndarray::ArrayView1::from(&boxes[..]))
@@ -181,16 +186,46 @@ pub struct ItemMasks {
     pub valid_length: usize,
 }
 
+/// The configuration of a [`SpecAugment`]. Widths are maxima in cells (frames / bins); zero
+/// masks or zero width disable that kind of mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpecAugmentConfig {
+    /// Number of time masks $m_T$.
+    pub n_time_masks: usize,
+    /// Largest time-mask width $T$ in frames.
+    pub max_time_width: usize,
+    /// Number of frequency masks $m_F$.
+    pub n_freq_masks: usize,
+    /// Largest frequency-mask width $F$ in bins.
+    pub max_freq_width: usize,
+    /// The value written into masked cells (finite).
+    pub fill_value: f64,
+}
+
+impl Default for SpecAugmentConfig {
+    /// The SpecAugment paper's LibriSpeech-basic policy: one time mask of up to 100 frames,
+    /// one frequency mask of up to 27 bins, filled with 0.
+    fn default() -> Self {
+        SpecAugmentConfig {
+            n_time_masks: 1,
+            max_time_width: 100,
+            n_freq_masks: 1,
+            max_freq_width: 27,
+            fill_value: 0.0,
+        }
+    }
+}
+
 impl SpecAugment {
-    /// Checks a finite fill value. Widths are maxima in cells (frames / bins); zero masks or
-    /// zero width disable that kind of mask.
-    pub fn new(
-        n_time_masks: usize,
-        max_time_width: usize,
-        n_freq_masks: usize,
-        max_freq_width: usize,
-        fill_value: f64,
-    ) -> Result<Self> {
+    /// Checks a finite fill value.
+    pub fn new(config: SpecAugmentConfig) -> Result<Self> {
+        let SpecAugmentConfig {
+            n_time_masks,
+            max_time_width,
+            n_freq_masks,
+            max_freq_width,
+            fill_value,
+        } = config;
         check::finite_scalar("fill_value", fill_value)?;
         Ok(SpecAugment {
             n_time_masks,
@@ -278,7 +313,7 @@ impl SpecAugment {
             }
         }
         check::finite("spectrograms", &spectrograms)?;
-        let fill = F::of(self.fill_value);
+        let fill = F::from_f64_rounded(self.fill_value);
         let mut out = spectrograms.to_owned();
         Zip::from(out.axis_iter_mut(Axis(0)))
             .and(&ndarray::ArrayView1::from(masks))
@@ -403,7 +438,7 @@ impl TimeShift {
                     .assign(&dynamic_in.slice_axis(last, Slice::from(..n - s)));
             }
             ShiftMode::Pad(value) => {
-                let fill = F::of(value);
+                let fill = F::from_f64_rounded(value);
                 let s = shift.clamp(-n, n);
                 if s >= 0 {
                     dynamic_out
@@ -467,7 +502,14 @@ mod tests {
     #[test]
     fn specaugment_respects_padding() {
         let specs = Array3::<f64>::ones((3, 16, 50));
-        let aug = SpecAugment::new(3, 20, 2, 8, 0.0).unwrap();
+        let aug = SpecAugment::new(crate::SpecAugmentConfig {
+            n_time_masks: 3,
+            max_time_width: 20,
+            n_freq_masks: 2,
+            max_freq_width: 8,
+            fill_value: 0.0,
+        })
+        .unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let lengths = [50, 10, 0];
         let out = aug

@@ -4,6 +4,7 @@
 use ndarray::{Array1, ArrayView1, Axis, Slice};
 use rand::Rng;
 use rand_distr::StandardNormal;
+use tessera_core::RejectInput;
 
 use crate::check;
 use crate::region::random_extent;
@@ -59,7 +60,7 @@ impl Occlusion {
         let segment = random_extent(waveform.len(), self.scales, rng);
         let mut out = waveform.to_owned();
         out.slice_axis_mut(Axis(0), Slice::from(segment.clone()))
-            .fill(F::of(self.fill_value));
+            .fill(F::from_f64_rounded(self.fill_value));
         Ok((out, segment))
     }
 }
@@ -174,7 +175,7 @@ impl SpeedPerturbation {
                 .slice_axis(Axis(0), Slice::from(offset..offset + target))
                 .to_owned()
         } else {
-            let mut out = Array1::from_elem(target, F::of(self.fill_value));
+            let mut out = Array1::from_elem(target, F::from_f64_rounded(self.fill_value));
             out.slice_axis_mut(Axis(0), Slice::from(offset..offset + m))
                 .assign(&stretched);
             out
@@ -234,7 +235,7 @@ pub fn add_noise_at_snr<F: Float, R: Rng + ?Sized>(
     let n = waveform.len() as f64;
     let signal_power = waveform
         .iter()
-        .map(|v| v.to_f64_lossless().powi(2))
+        .map(|v| v.to_f64_exact().powi(2))
         .sum::<f64>()
         / n;
     let noise: Vec<f64> = (0..waveform.len())
@@ -249,7 +250,7 @@ pub fn add_noise_at_snr<F: Float, R: Rng + ?Sized>(
         waveform
             .iter()
             .zip(&noise)
-            .map(|(&x, &e)| x + F::of(scale * e)),
+            .map(|(&x, &e)| x + F::from_f64_rounded(scale * e)),
     ))
 }
 
@@ -274,7 +275,7 @@ impl Gain {
     ) -> Result<(Array1<F>, f64)> {
         check_waveform(&waveform)?;
         let gain = rng.random_range(self.gain_db.0..=self.gain_db.1);
-        let factor = F::of(10f64.powf(gain / 20.0));
+        let factor = F::from_f64_rounded(10f64.powf(gain / 20.0));
         Ok((waveform.mapv(|v| v * factor), gain))
     }
 }
@@ -287,12 +288,13 @@ fn check_waveform<F: Float>(waveform: &ArrayView1<F>) -> Result<()> {
             waveform.shape(),
         ));
     }
-    check::finite("waveform", waveform)
+    Ok(check::finite("waveform", waveform)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -336,7 +338,11 @@ mod tests {
         let y = add_noise_at_snr(x.view(), 10.0, &mut rng).unwrap();
         let noise_power = (&y - &x).mapv(|v| v * v).sum();
         let signal_power = x.mapv(|v| v * v).sum();
-        assert!((10.0 * (signal_power / noise_power).log10() - 10.0).abs() < 1e-9);
+        assert_abs_diff_eq!(
+            10.0 * (signal_power / noise_power).log10(),
+            10.0,
+            epsilon = 1e-9
+        );
         let silent = Array1::<f64>::zeros(10);
         assert_eq!(
             add_noise_at_snr(silent.view(), 10.0, &mut rng).unwrap(),
@@ -355,7 +361,7 @@ mod tests {
             .unwrap()
             .apply(x.view(), &mut rng)
             .unwrap();
-        assert!((g[0] - 10f64.powf(db / 20.0)).abs() < 1e-12);
+        assert_abs_diff_eq!(g[0], 10f64.powf(db / 20.0), epsilon = 1e-12);
         assert!(Occlusion::new((0.0, 1.2), 0.0).is_err());
         let empty = Array1::<f64>::zeros(0);
         assert!(Occlusion::sslh_weak()

@@ -1,6 +1,7 @@
 //! WAV input/output (hound), mono mixdown, resampling (rubato) and crop/pad to a clip length.
 
 use std::path::Path;
+use tessera_core::RejectInput;
 
 use ndarray::{Array1, ArrayView1, Axis, Slice};
 use rubato::{FftFixedIn, Resampler};
@@ -154,7 +155,7 @@ pub fn read_wav_mono(path: impl AsRef<Path>) -> Result<MonoAudio> {
 ///
 /// # Errors
 /// [`Error::Io`] / [`Error::CorruptWav`] if the file cannot be written; a zero rate or a
-/// non-finite sample is an [`Error::InvalidParameter`].
+/// non-finite sample is an [`Error::Input`].
 pub fn write_wav_mono(
     path: impl AsRef<Path>,
     samples: ArrayView1<f32>,

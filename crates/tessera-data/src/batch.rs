@@ -3,6 +3,7 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 

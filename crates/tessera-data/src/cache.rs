@@ -8,6 +8,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use tessera_core::RejectInput;
 
 use ndarray::{Array2, Array3, ArrayView1};
 use ndarray_npy::{read_npy, write_npy};

@@ -1,6 +1,7 @@
 //! In-memory labelled datasets: fixed-length audio clips and images.
 
 use ndarray::{Array2, Array4, ArrayView1, Axis};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::split::class_counts;

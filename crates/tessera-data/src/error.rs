@@ -1,5 +1,7 @@
 //! Errors of this crate.
 
+pub use tessera_core::InputError;
+
 use std::path::PathBuf;
 
 /// Everything that can go wrong in this crate.
@@ -9,16 +11,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A parameter is outside its valid range.
-    #[error("invalid parameter `{name}` = {value}: {reason}")]
-    InvalidParameter {
-        /// Parameter name.
-        name: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// A metadata file that the dataset layout requires does not exist.
     #[error("missing metadata file {path}: {hint}")]
     MissingMetadata {
@@ -117,20 +112,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Shorthand for [`Error::InvalidParameter`].
-    pub(crate) fn invalid(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidParameter {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Shorthand for [`Error::Io`].
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

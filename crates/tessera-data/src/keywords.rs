@@ -7,6 +7,7 @@
 //! learn the pattern rather than memorise a template.
 
 use std::f64::consts::PI;
+use tessera_core::RejectInput;
 
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};

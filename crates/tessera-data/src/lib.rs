@@ -26,7 +26,7 @@ pub use batch::{BatchConfig, MiniBatches};
 pub use cache::FeatureCache;
 pub use dataset::{AudioDataset, ImageDataset};
 pub use digits::{digits_raw, load_digits, parse_digits, DigitsRaw, DIGITS_LEN};
-pub use error::{Error, Result};
+pub use error::{Error, InputError, Result};
 pub use keywords::{KeywordConfig, SyntheticKeywords, KEYWORD_CLASSES};
 #[cfg(feature = "wav")]
 pub use loaders::{

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use tessera_core::RejectInput;
 
 use ndarray::{Array1, Array2};
 

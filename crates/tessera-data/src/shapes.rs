@@ -5,6 +5,7 @@ use ndarray::{Array3, Array4, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use tessera_core::RejectInput;
 
 use crate::dataset::ImageDataset;
 use crate::error::{Error, Result};

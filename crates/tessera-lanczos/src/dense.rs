@@ -2,11 +2,12 @@
 
 use ndarray::Array2;
 use ndarray_linalg::{EigValsh, Lapack, Scalar, UPLO};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::operator::LinearOperator;
 use crate::util::{apply_batch_checked, check_operator};
+use crate::Float;
 
 /// Largest dimension [`dense_spectrum`] materialises (`n²` entries).
 pub const DENSE_SPECTRUM_MAX_DIM: usize = 8192;

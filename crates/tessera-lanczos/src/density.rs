@@ -4,10 +4,11 @@
 //! the Wasserstein-1 distance to a set of eigenvalues.
 
 use ndarray::{Array1, ArrayView1};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::util::check_finite;
+use crate::Float;
 
 /// The spectral measure estimate `φ(t) ≈ (1/N)·Σ_probes Σ_j w_j·δ(t − θ_j)`.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ impl<F: Float> Default for DensityConfig<F> {
         Self {
             bandwidth: Bandwidth::SpanOverSteps,
             grid_points: None,
-            padding_sigmas: F::c(4.0),
+            padding_sigmas: F::from_f64_rounded(4.0),
         }
     }
 }
@@ -73,11 +74,11 @@ impl<F: Float> SpectralDensity<F> {
             ));
         }
         if nodes.len() != weights.len() {
-            return Err(Error::DimensionMismatch {
-                name: "weights",
-                expected: nodes.len(),
-                found: weights.len(),
-            });
+            return Err(Error::shape(
+                "weights",
+                format!("length {}", nodes.len()),
+                format!("length {}", weights.len()),
+            ));
         }
         for (p, (x, w)) in nodes.iter().zip(&weights).enumerate() {
             if x.is_empty() || x.len() != w.len() {
@@ -98,7 +99,7 @@ impl<F: Float> SpectralDensity<F> {
             }
             let total: F = w.sum();
             if (total - F::one()).abs()
-                > F::c(1e3) * F::epsilon() * F::from_count(w.len()).max(F::one())
+                > F::from_f64_rounded(1e3) * F::epsilon() * F::from_count(w.len()).max(F::one())
             {
                 return Err(Error::invalid(
                     "weights",
@@ -180,7 +181,7 @@ impl<F: Float> SpectralDensity<F> {
 
     /// The Gaussian-smoothed density on a grid.
     pub fn smoothed(&self, config: &DensityConfig<F>) -> Result<SmoothedDensity<F>> {
-        if !config.padding_sigmas.is_finite() || config.padding_sigmas < F::c(4.0) {
+        if !config.padding_sigmas.is_finite() || config.padding_sigmas < F::from_f64_rounded(4.0) {
             return Err(Error::invalid(
                 "padding_sigmas",
                 config.padding_sigmas,
@@ -197,7 +198,7 @@ impl<F: Float> SpectralDensity<F> {
             .expect("at least one probe");
         let sigma = match config.bandwidth {
             Bandwidth::SpanOverSteps => span / F::from_count(steps),
-            Bandwidth::PyHessian => (F::c(1e-5) * span.max(F::one())).sqrt(),
+            Bandwidth::PyHessian => (F::from_f64_rounded(1e-5) * span.max(F::one())).sqrt(),
             Bandwidth::Fixed(s) => {
                 if !s.is_finite() || s <= F::zero() {
                     return Err(Error::invalid(
@@ -213,7 +214,7 @@ impl<F: Float> SpectralDensity<F> {
         let sigma = if sigma > F::zero() {
             sigma
         } else {
-            F::c(1e-3) * lo.abs().max(F::one())
+            F::from_f64_rounded(1e-3) * lo.abs().max(F::one())
         };
         let (a, b) = (
             lo - config.padding_sigmas * sigma,
@@ -223,20 +224,23 @@ impl<F: Float> SpectralDensity<F> {
             Some(p) if p < 2 => return Err(Error::invalid("grid_points", p, "must be ≥ 2")),
             Some(p) => p,
             None => {
-                let by_spacing = ((b - a) / (sigma / F::c(4.0))).ceil().as_f64();
+                let by_spacing = ((b - a) / (sigma / F::from_f64_rounded(4.0)))
+                    .ceil()
+                    .to_f64_exact();
                 (by_spacing as usize + 1).clamp(512, 1 << 22)
             }
         };
         let grid = Array1::linspace(a, b, points);
-        let two_s2 = F::c(2.0) * sigma * sigma;
-        let norm = F::one() / (sigma * F::c(std::f64::consts::TAU).sqrt());
-        let cutoff = F::c(8.0) * sigma;
+        let two_s2 = F::from_f64_rounded(2.0) * sigma * sigma;
+        let norm = F::one() / (sigma * F::from_f64_rounded(std::f64::consts::TAU).sqrt());
+        let cutoff = F::from_f64_rounded(8.0) * sigma;
         let mut density = Array1::<F>::zeros(points);
         let h = (b - a) / F::from_count(points - 1);
         for (t, w) in self.all_points() {
             // Only grid points within 8σ contribute more than e^{-32}.
-            let first = ((t - cutoff - a) / h).floor().max(F::zero()).as_f64() as usize;
-            let last = (((t + cutoff - a) / h).ceil().as_f64().max(0.0) as usize).min(points - 1);
+            let first = ((t - cutoff - a) / h).floor().max(F::zero()).to_f64_exact() as usize;
+            let last =
+                (((t + cutoff - a) / h).ceil().to_f64_exact().max(0.0) as usize).min(points - 1);
             for i in first..=last {
                 let d = grid[i] - t;
                 density[i] += w * norm * (-(d * d) / two_s2).exp();
@@ -260,7 +264,7 @@ pub(crate) fn trapezoid<F: Float>(values: &Array1<F>, h: F) -> F {
         return F::zero();
     }
     let inner: F = values.iter().copied().sum();
-    h * (inner - (values[0] + values[n - 1]) / F::c(2.0))
+    h * (inner - (values[0] + values[n - 1]) / F::from_f64_rounded(2.0))
 }
 
 impl<F: Float> SmoothedDensity<F> {
@@ -275,6 +279,7 @@ impl<F: Float> SmoothedDensity<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::arr1;
 
     fn two_probe() -> SpectralDensity<f64> {
@@ -288,8 +293,9 @@ mod tests {
     #[test]
     fn moments_cdf_w1() {
         let d = two_probe();
-        assert!((d.moment(1) - (0.25 + 1.0)).abs() < 1e-15);
-        assert!((d.cdf(0.5) - 0.25).abs() < 1e-15 && (d.cdf(2.0) - 1.0).abs() < 1e-15);
+        assert_abs_diff_eq!(d.moment(1), (0.25 + 1.0), epsilon = 1e-15);
+        assert_abs_diff_eq!(d.cdf(0.5), 0.25, epsilon = 1e-15);
+        assert_abs_diff_eq!(d.cdf(2.0), 1.0, epsilon = 1e-15);
         // Measure {0: 1/4, 1: 1/4, 2: 1/2} vs uniform {0, 1, 2}: |1/4 − 1/3| + |1/2 − 2/3|.
         let w = d.wasserstein1(arr1(&[0.0, 1.0, 2.0]).view()).unwrap();
         assert!((w - (1.0 / 12.0 + 1.0 / 6.0)).abs() < 1e-15, "{w}");
@@ -315,7 +321,7 @@ mod tests {
                 "{bw:?}: {}",
                 s.mass_on_grid
             );
-            assert!((s.integral() - 1.0).abs() < 1e-12);
+            assert_abs_diff_eq!(s.integral(), 1.0, epsilon = 1e-12);
             assert!(
                 s.grid[0] <= -4.0 * s.sigma + 1e-12
                     && *s.grid.last().unwrap() >= 2.0 + 4.0 * s.sigma - 1e-12

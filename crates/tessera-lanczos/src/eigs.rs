@@ -7,14 +7,15 @@
 use ndarray::{s, Array1, Array2, ArrayView1, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::operator::{LinearOperator, Prepared};
 use crate::tridiagonal::{householder_tridiagonalise, tridiagonal_eigen, EigenvectorMode};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
 };
+use crate::Float;
 
 /// Which end of the spectrum [`top_eigenpairs`] looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,19 +178,19 @@ impl<F: Float> TopEigen<F> {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let start = match &cfg.start {
             Some(s) if s.len() != n => {
-                return Err(Error::DimensionMismatch {
-                    name: "start",
-                    expected: n,
-                    found: s.len(),
-                })
+                return Err(Error::shape(
+                    "start",
+                    format!("length {}", n),
+                    format!("length {}", s.len()),
+                ))
             }
             Some(s) => s.clone(),
             None => gaussian(n, &mut rng),
         };
         // Asked once the input is known to be valid: a dense matrix checks its symmetry here.
         let op = &Prepared::new(op);
-        let breakdown_tol = F::c(100.0) * F::epsilon();
-        let eps23 = F::epsilon().powf(F::c(2.0 / 3.0));
+        let breakdown_tol = F::from_f64_rounded(100.0) * F::epsilon();
+        let eps23 = F::epsilon().powf(F::from_f64_rounded(2.0 / 3.0));
 
         // Rows 0..m are the basis, row m the next (residual) direction.
         let mut basis = Array2::<F>::zeros((m + 1, n));
@@ -450,7 +451,7 @@ fn fresh_direction<F: Float>(basis: ndarray::ArrayView2<'_, F>, rng: &mut ChaCha
         let after = norm(r.view());
         // After two Gram–Schmidt passes any remainder well above rounding is a valid new
         // direction; a vanishing one (probability zero) is simply redrawn.
-        if after > F::c(1e-6) * before {
+        if after > F::from_f64_rounded(1e-6) * before {
             return r.mapv(|v| v / after);
         }
     }
@@ -464,11 +465,11 @@ pub fn eigen_residual<F: Float, O: LinearOperator<F> + ?Sized>(
 ) -> Result<F> {
     let n = check_operator(op)?;
     if x.len() != n {
-        return Err(Error::DimensionMismatch {
-            name: "x",
-            expected: n,
-            found: x.len(),
-        });
+        return Err(Error::shape(
+            "x",
+            format!("length {}", n),
+            format!("length {}", x.len()),
+        ));
     }
     let mut y = Array1::zeros(n);
     apply_checked(op, x, y.view_mut(), 1)?;
@@ -480,6 +481,7 @@ pub fn eigen_residual<F: Float, O: LinearOperator<F> + ?Sized>(
 mod tests {
     use super::*;
     use crate::operator::FnOperator;
+    use approx::assert_abs_diff_eq;
     use ndarray::{ArrayView1, ArrayViewMut1};
 
     #[test]
@@ -499,7 +501,7 @@ mod tests {
             );
             let r = eigen_residual(&a, la.values[i], la.vectors.column(i)).unwrap();
             assert!(r <= 1e-10 * la.values[i].abs() * 1.01 + 1e-14, "{r}");
-            assert!((r - la.residuals[i]).abs() < 1e-9);
+            assert_abs_diff_eq!(r, la.residuals[i], epsilon = 1e-9);
         }
         let sa = top_eigenpairs(&a, 2, Which::SmallestAlgebraic, 1e-10).unwrap();
         assert!((sa.values[0] + 6.47).abs() < 1e-9 && (sa.values[1] - sorted[1]).abs() < 1e-9);
@@ -558,7 +560,7 @@ mod tests {
             );
             let r = eigen_residual(&a, pairs.values[i], pairs.vectors.column(i)).unwrap();
             assert!(r <= 1e-10 * sorted[i].abs() * 1.01 + 1e-14, "{r}");
-            assert!((r - pairs.residuals[i]).abs() < 1e-9);
+            assert_abs_diff_eq!(r, pairs.residuals[i], epsilon = 1e-9);
         }
         let gram = pairs.vectors.t().dot(&pairs.vectors);
         assert!((gram - Array2::<f64>::eye(3))
@@ -570,7 +572,8 @@ mod tests {
     fn small_operator_complete_space() {
         let a = ndarray::arr2(&[[2.0f32, 1.0], [1.0, 2.0]]);
         let p = top_eigenpairs(&a, 2, Which::LargestAlgebraic, 1e-6).unwrap();
-        assert!((p.values[0] - 3.0).abs() < 1e-5 && (p.values[1] - 1.0).abs() < 1e-5);
+        assert_abs_diff_eq!(p.values[0], 3.0, epsilon = 1e-5);
+        assert_abs_diff_eq!(p.values[1], 1.0, epsilon = 1e-5);
     }
 
     #[test]

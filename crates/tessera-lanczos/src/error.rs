@@ -1,49 +1,18 @@
 //! Errors of this crate.
 
+pub use tessera_core::InputError;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A parameter is outside its valid range.
-    #[error("invalid parameter `{name}` = {value}: {reason}")]
-    InvalidParameter {
-        /// Parameter name.
-        name: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
-    /// A matrix that must be square is not.
-    #[error("`{name}` must be square, got shape {rows}×{cols}")]
-    NotSquare {
-        /// Parameter name.
-        name: &'static str,
-        /// Number of rows.
-        rows: usize,
-        /// Number of columns.
-        cols: usize,
-    },
-    /// An array has the wrong length or shape for the operator it is used with.
-    #[error("`{name}` has length {found}, expected {expected}")]
-    DimensionMismatch {
-        /// Parameter name.
-        name: &'static str,
-        /// The length the operator requires.
-        expected: usize,
-        /// The length that was given.
-        found: usize,
-    },
-    /// An input array contains NaN or ±∞.
-    #[error("`{name}` contains a non-finite value {value} at index {index}")]
-    NonFiniteInput {
-        /// Parameter name.
-        name: &'static str,
-        /// Flat index of the first offending entry.
-        index: usize,
-        /// The offending value, formatted.
-        value: String,
-    },
+    /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A sparse operator could not be built or applied (tessera-sparse).
+    #[cfg(feature = "sparse")]
+    #[error(transparent)]
+    Sparse(#[from] tessera_sparse::Error),
     /// The operator returned NaN or ±∞ (for example a Hessian-vector product that diverged).
     #[error(
         "the operator returned a non-finite value {value} at index {index} \
@@ -95,18 +64,3 @@ pub enum Error {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    /// Shorthand for [`Error::InvalidParameter`].
-    pub(crate) fn invalid(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidParameter {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-}

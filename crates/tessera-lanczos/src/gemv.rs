@@ -11,9 +11,11 @@
 //! and falls back to scalar code elsewhere. Single-threaded it matches OpenBLAS's `dgemv`
 //! on an n = 2000 matrix (docs/PERFORMANCE.md).
 
-/// Scalars with a vectorised dense matrix–vector kernel (`f32` and `f64`); a supertrait of
-/// [`crate::Float`], implemented here only.
-pub trait DenseKernel: Sized {
+use crate::Float;
+
+/// The vectorised kernels of one scalar type (`f32` and `f64`, implemented here only); the
+/// generic entry points below reach them through [`Float`]'s slice downcasts.
+trait DenseKernel: Sized {
     /// `y[i] = Σ_j a[i·ncols + j]·x[j]` for the `y.len()` rows stored row-major in `a`.
     /// Callers guarantee `a.len() == y.len() * ncols` and `x.len() == ncols`.
     fn gemv_row_major(a: &[Self], ncols: usize, x: &[Self], y: &mut [Self]);
@@ -45,10 +47,46 @@ pub enum TriangleLayout {
     Full(usize),
 }
 
-pub(crate) fn gemv_row_major<F: DenseKernel>(a: &[F], ncols: usize, x: &[F], y: &mut [F]) {
+/// Calls `$method` of [`DenseKernel`] for the concrete type behind `F`: the slices are
+/// downcast to `f64` or `f32` (the only `Float` types), so exactly one arm applies.
+macro_rules! dispatch {
+    ($method:ident, ($($shared:ident),*), $out:ident, ($($arg:expr),*)) => {{
+        if let ($(Some($shared),)*) = ($(F::as_f64_slice($shared),)*) {
+            if let Some($out) = F::as_f64_slice_mut($out) {
+                return <f64 as DenseKernel>::$method($($arg),*);
+            }
+        }
+        if let ($(Some($shared),)*) = ($(F::as_f32_slice($shared),)*) {
+            if let Some($out) = F::as_f32_slice_mut($out) {
+                return <f32 as DenseKernel>::$method($($arg),*);
+            }
+        }
+        unreachable!("Float is sealed to f32 and f64")
+    }};
+}
+
+/// `y[i] = Σ_j a[i·ncols + j]·x[j]` for the `y.len()` rows stored row-major in `a`.
+pub(crate) fn gemv_row_major<F: Float>(a: &[F], ncols: usize, x: &[F], y: &mut [F]) {
     debug_assert_eq!(a.len(), y.len() * ncols);
     debug_assert_eq!(x.len(), ncols);
-    F::gemv_row_major(a, ncols, x, y)
+    dispatch!(gemv_row_major, (a, x), y, (a, ncols, x, y))
+}
+
+/// The rows `rows` of the product of a symmetric matrix stored as its upper triangle
+/// (see [`DenseKernel::symmetric_rows`]).
+pub(crate) fn symmetric_rows<F: Float>(
+    storage: &[F],
+    layout: TriangleLayout,
+    rows: std::ops::Range<usize>,
+    x: &[F],
+    y: &mut [F],
+) {
+    dispatch!(
+        symmetric_rows,
+        (storage, x),
+        y,
+        (storage, layout, rows, x, y)
+    )
 }
 
 /// Offset of row `i` in the row-packed upper triangle of an `n × n` symmetric matrix.
@@ -56,9 +94,10 @@ pub(crate) fn packed_row_offset(n: usize, i: usize) -> usize {
     i * n - i * i.saturating_sub(1) / 2
 }
 
-pub(crate) fn gemv_transposed_sub<F: DenseKernel>(a: &[F], h: &[F], y: &mut [F]) {
+/// `y ← y − Aᵀ·h` for the `h.len()` rows of `A` stored row-major in `a`.
+pub(crate) fn gemv_transposed_sub<F: Float>(a: &[F], h: &[F], y: &mut [F]) {
     debug_assert_eq!(a.len(), h.len() * y.len());
-    F::gemv_transposed_sub(a, h, y)
+    dispatch!(gemv_transposed_sub, (a, h), y, (a, h, y))
 }
 
 /// One kernel per scalar type: a struct that `pulp` compiles per instruction set, and the
@@ -348,6 +387,7 @@ dense_kernel!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn matches_naive_for_every_shape_remainder() {
@@ -368,7 +408,7 @@ mod tests {
                 let mut y32 = vec![f32::NAN; nrows];
                 gemv_row_major(&a32, ncols, &x32, &mut y32);
                 for i in 0..nrows {
-                    assert!((y32[i] as f64 - y[i]).abs() < 1e-4);
+                    assert_abs_diff_eq!(y32[i] as f64, y[i], epsilon = 1e-4);
                 }
             }
         }
@@ -394,7 +434,7 @@ mod tests {
                 let mut y32: Vec<f32> = y0.iter().map(|&v| v as f32).collect();
                 gemv_transposed_sub(&a32, &h32, &mut y32);
                 for j in 0..ncols {
-                    assert!((y32[j] as f64 - y[j]).abs() < 1e-4);
+                    assert_abs_diff_eq!(y32[j] as f64, y[j], epsilon = 1e-4);
                 }
             }
         }

@@ -5,12 +5,13 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::operator::{LinearOperator, Prepared};
 use crate::tridiagonal::{golub_welsch, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen};
 use crate::util::{apply_batch_checked, apply_checked, cgs2, check_finite, check_operator, norm};
+use crate::Float;
 
 /// How Lanczos vectors are kept orthogonal in floating point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,7 +126,7 @@ impl<F: Float> Lanczos<F> {
         }
         let breakdown_tolerance = config
             .breakdown_tolerance
-            .unwrap_or(F::c(100.0) * F::epsilon());
+            .unwrap_or(F::from_f64_rounded(100.0) * F::epsilon());
         if !breakdown_tolerance.is_finite()
             || breakdown_tolerance < F::zero()
             || breakdown_tolerance >= F::one()
@@ -179,11 +180,11 @@ impl<F: Float> Lanczos<F> {
     ) -> Result<Vec<LanczosDecomposition<F>>> {
         let n = check_operator(op)?;
         if starts.nrows() != n {
-            return Err(Error::DimensionMismatch {
-                name: "starts.nrows()",
-                expected: n,
-                found: starts.nrows(),
-            });
+            return Err(Error::shape(
+                "starts.nrows()",
+                format!("length {}", n),
+                format!("length {}", starts.nrows()),
+            ));
         }
         if starts.ncols() == 0 {
             return Err(Error::invalid(
@@ -230,11 +231,11 @@ impl<F: Float> Lanczos<F> {
         name: &'static str,
     ) -> Result<LanczosState<F>> {
         if start.len() != n {
-            return Err(Error::DimensionMismatch {
+            return Err(Error::shape(
                 name,
-                expected: n,
-                found: start.len(),
-            });
+                format!("length {}", n),
+                format!("length {}", start.len()),
+            ));
         }
         check_finite(name, start.iter())?;
         let start_norm = norm(start);
@@ -381,6 +382,7 @@ impl<F: Float> LanczosState<F> {
 mod tests {
     use super::*;
     use crate::operator::FnOperator;
+    use approx::assert_abs_diff_eq;
     use ndarray::ArrayViewMut1;
 
     fn diag_op(d: Array1<f64>) -> Array2<f64> {
@@ -424,7 +426,7 @@ mod tests {
                     "{reorth:?} column {c}"
                 );
             }
-            assert!((norm(r.column(11)) - d.residual_norm).abs() < 1e-10);
+            assert_abs_diff_eq!(norm(r.column(11)), d.residual_norm, epsilon = 1e-10);
             let gram = v.t().dot(v);
             let worst = gram
                 .indexed_iter()
@@ -452,7 +454,7 @@ mod tests {
         assert_eq!(d.beta.len(), 2);
         let ritz = d.tridiagonal_eigen(EigenvectorMode::None).unwrap().values;
         for (r, e) in ritz.iter().zip([1.0, 2.0, 3.0]) {
-            assert!((r - e).abs() < 1e-13);
+            assert_abs_diff_eq!(*r, e, epsilon = 1e-13);
         }
         // Zero operator: breakdown at the first step.
         let z = Array2::<f64>::zeros((4, 4));
@@ -484,7 +486,7 @@ mod tests {
                 let single = l.run(&a, starts.column(c)).unwrap();
                 assert_eq!(single.steps(), batch[c].steps());
                 for (x, y) in single.alpha.iter().zip(&batch[c].alpha) {
-                    assert!((x - y).abs() < 1e-10);
+                    assert_abs_diff_eq!(x, y, epsilon = 1e-10);
                 }
             }
         }

@@ -2,10 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
-pub use error::{Error, Result};
+pub use error::{Error, InputError, Result};
 
-pub mod float;
-pub use float::Float;
+pub use tessera_core::Float;
 
 pub mod operator;
 pub use operator::{FnOperator, LinearOperator, RepeatedApply, ScaledOperator, ShiftedOperator};
@@ -15,8 +14,8 @@ pub use tridiagonal::{
     golub_welsch, symmetric_eigen, tridiagonal_eigen, EigenvectorMode, TridiagonalEigen,
 };
 
-pub mod csr;
-pub use csr::CsrMatrix;
+#[cfg(feature = "sparse")]
+pub use tessera_sparse::CsrMatrix;
 
 pub mod symmetric;
 pub use symmetric::SymmetricMatrix;
@@ -41,7 +40,7 @@ pub use density::{Bandwidth, DensityConfig, SmoothedDensity, SpectralDensity};
 
 pub mod lr;
 pub use lr::{
-    batch_scaled_lr, max_stable_sgd_lr, sharpness_scaled_lr, BatchSharpnessFit, Optimizer,
+    batch_scaled_lr, max_stable_sgd_lr, sharpness_scaled_lr, BatchSharpnessFit, OptimizerFamily,
 };
 
 #[cfg(feature = "lapack")]

@@ -11,11 +11,12 @@
 //!   gradient second moment, the paper derives a square-root rule.
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::Float;
+use tessera_core::RejectInput;
 
 /// The optimiser family a scaling rule is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Optimizer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptimizerFamily {
     /// SGD (with or without momentum): linear scaling.
     Sgd,
     /// Adam and other adaptive methods: square-root scaling.
@@ -35,7 +36,7 @@ fn positive<F: Float>(name: &'static str, v: F) -> Result<F> {
 /// assert_eq!(tessera_lanczos::max_stable_sgd_lr(4.0f64).unwrap(), 0.5);
 /// ```
 pub fn max_stable_sgd_lr<F: Float>(lambda_max: F) -> Result<F> {
-    Ok(F::c(2.0) / positive("lambda_max", lambda_max)?)
+    Ok(F::from_f64_rounded(2.0) / positive("lambda_max", lambda_max)?)
 }
 
 /// Rescales a learning rate tuned at batch size `batch_ref` to `batch_new`: `η·(B'/B)` for
@@ -44,7 +45,7 @@ pub fn batch_scaled_lr<F: Float>(
     lr_ref: F,
     batch_ref: usize,
     batch_new: usize,
-    optimizer: Optimizer,
+    optimizer: OptimizerFamily,
 ) -> Result<F> {
     positive("lr_ref", lr_ref)?;
     if batch_ref == 0 {
@@ -55,8 +56,8 @@ pub fn batch_scaled_lr<F: Float>(
     }
     let ratio = F::from_count(batch_new) / F::from_count(batch_ref);
     Ok(match optimizer {
-        Optimizer::Sgd => lr_ref * ratio,
-        Optimizer::Adam => lr_ref * ratio.sqrt(),
+        OptimizerFamily::Sgd => lr_ref * ratio,
+        OptimizerFamily::Adam => lr_ref * ratio.sqrt(),
     })
 }
 
@@ -67,13 +68,13 @@ pub fn sharpness_scaled_lr<F: Float>(
     lr_ref: F,
     lambda_ref: F,
     lambda_new: F,
-    optimizer: Optimizer,
+    optimizer: OptimizerFamily,
 ) -> Result<F> {
     positive("lr_ref", lr_ref)?;
     let ratio = positive("lambda_ref", lambda_ref)? / positive("lambda_new", lambda_new)?;
     Ok(match optimizer {
-        Optimizer::Sgd => lr_ref * ratio,
-        Optimizer::Adam => lr_ref * ratio.sqrt(),
+        OptimizerFamily::Sgd => lr_ref * ratio,
+        OptimizerFamily::Adam => lr_ref * ratio.sqrt(),
     })
 }
 
@@ -97,11 +98,11 @@ impl<F: Float> BatchSharpnessFit<F> {
         dataset_size: Option<usize>,
     ) -> Result<Self> {
         if batch_sizes.len() != lambda_max.len() {
-            return Err(Error::DimensionMismatch {
-                name: "lambda_max",
-                expected: batch_sizes.len(),
-                found: lambda_max.len(),
-            });
+            return Err(Error::shape(
+                "lambda_max",
+                format!("length {}", batch_sizes.len()),
+                format!("length {}", lambda_max.len()),
+            ));
         }
         if let Some((i, _)) = batch_sizes.iter().enumerate().find(|(_, &b)| b == 0) {
             return Err(Error::invalid(
@@ -163,23 +164,34 @@ impl<F: Float> BatchSharpnessFit<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn rules() {
-        assert!((batch_scaled_lr(0.1f64, 32, 128, Optimizer::Sgd).unwrap() - 0.4).abs() < 1e-15);
-        assert!((batch_scaled_lr(0.1f64, 32, 128, Optimizer::Adam).unwrap() - 0.2).abs() < 1e-15);
-        assert!(
-            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Sgd).unwrap() - 0.4).abs() < 1e-15
+        assert_abs_diff_eq!(
+            batch_scaled_lr(0.1f64, 32, 128, OptimizerFamily::Sgd).unwrap(),
+            0.4,
+            epsilon = 1e-15
+        );
+        assert_abs_diff_eq!(
+            batch_scaled_lr(0.1f64, 32, 128, OptimizerFamily::Adam).unwrap(),
+            0.2,
+            epsilon = 1e-15
         );
         assert!(
-            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, Optimizer::Adam).unwrap() - 0.2).abs() < 1e-15
+            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Sgd).unwrap() - 0.4).abs()
+                < 1e-15
+        );
+        assert!(
+            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Adam).unwrap() - 0.2).abs()
+                < 1e-15
         );
         assert!(max_stable_sgd_lr(0.0f64)
             .unwrap_err()
             .to_string()
             .contains("lambda_max"));
-        assert!(batch_scaled_lr(0.1f64, 0, 1, Optimizer::Sgd).is_err());
-        assert!(sharpness_scaled_lr(0.1f64, f64::NAN, 1.0, Optimizer::Sgd).is_err());
+        assert!(batch_scaled_lr(0.1f64, 0, 1, OptimizerFamily::Sgd).is_err());
+        assert!(sharpness_scaled_lr(0.1f64, f64::NAN, 1.0, OptimizerFamily::Sgd).is_err());
     }
 
     #[test]
@@ -190,9 +202,10 @@ mod tests {
             .map(|&x| 3.0 + 40.0 * (1.0 / x as f64 - 1.0 / 1000.0))
             .collect();
         let fit = BatchSharpnessFit::fit(&b, &lam, Some(1000)).unwrap();
-        assert!((fit.lambda_full - 3.0).abs() < 1e-12 && (fit.noise - 40.0).abs() < 1e-10);
-        assert!((fit.predict_lambda_max(1000).unwrap() - 3.0).abs() < 1e-12);
-        assert!((fit.max_stable_lr(1000).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_abs_diff_eq!(fit.lambda_full, 3.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(fit.noise, 40.0, epsilon = 1e-10);
+        assert_abs_diff_eq!(fit.predict_lambda_max(1000).unwrap(), 3.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(fit.max_stable_lr(1000).unwrap(), 2.0 / 3.0, epsilon = 1e-12);
         assert!(BatchSharpnessFit::fit(&[8, 8], &[1.0f64, 2.0], None).is_err());
         assert!(BatchSharpnessFit::fit(&[8, 0], &[1.0f64, 2.0], None).is_err());
         assert!(BatchSharpnessFit::fit(&[8], &[1.0f64, 2.0], None).is_err());

@@ -1,15 +1,16 @@
 //! The linear-operator abstraction every algorithm of this crate works on, and its
-//! implementations for dense matrices, closures and shifted/scaled wrappers (CSR matrices:
-//! [`crate::CsrMatrix`]).
+//! implementations for dense matrices, closures, shifted/scaled wrappers and (feature
+//! `sparse`, on by default) tessera-sparse's `CsrMatrix`.
 
 use ndarray::parallel::prelude::*;
 use ndarray::{ArrayBase, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Data, Ix2};
 use rayon::slice::{ParallelSlice, ParallelSliceMut};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::gemv::{gemv_row_major, TriangleLayout};
 use crate::symmetric::triangle_product;
+use crate::Float;
 
 /// A square linear operator `A` of dimension `n` (symmetric for the algorithms of this crate),
 /// known only through products `y ← A·x`.
@@ -109,11 +110,11 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
 
     fn validate(&self) -> Result<()> {
         if self.nrows() != self.ncols() {
-            return Err(Error::NotSquare {
-                name: "matrix",
-                rows: self.nrows(),
-                cols: self.ncols(),
-            });
+            return Err(Error::shape(
+                "matrix",
+                "a square matrix",
+                format!("{}×{}", self.nrows(), self.ncols()),
+            ));
         }
         Ok(())
     }
@@ -338,6 +339,7 @@ impl<F, O: LinearOperator<F> + ?Sized> LinearOperator<F> for Prepared<'_, F, O> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{arr1, arr2, Array1, Array2, ShapeBuilder};
 
     fn dense_reference(a: &Array2<f64>, x: &Array1<f64>) -> Array1<f64> {
@@ -355,7 +357,7 @@ mod tests {
             a.apply(x.view(), y.view_mut());
             let r = dense_reference(&a, &x);
             for i in 0..n {
-                assert!((y[i] - r[i]).abs() < 1e-10);
+                assert_abs_diff_eq!(y[i], r[i], epsilon = 1e-10);
             }
             // column-major copy takes the non-standard-layout path
             let mut af = Array2::zeros((n, n).f());
@@ -370,7 +372,7 @@ mod tests {
             for c in 0..3 {
                 let rc = dense_reference(&a, &xb.column(c).to_owned());
                 for i in 0..n {
-                    assert!((yb[[i, c]] - rc[i]).abs() < 1e-9);
+                    assert_abs_diff_eq!(yb[[i, c]], rc[i], epsilon = 1e-9);
                 }
             }
         }
@@ -446,5 +448,79 @@ mod tests {
     fn fn_operator_rejects_zero_dim() {
         let r = FnOperator::new(0, |_x: ArrayView1<f64>, _y: ArrayViewMut1<f64>| {});
         assert!(r.unwrap_err().to_string().contains("dim"));
+    }
+}
+
+/// tessera-sparse owns the workspace's CSR type; as an operator it is applied row-parallel
+/// through `CsrMatrix::matvec` (bit-identical for every thread count).
+#[cfg(feature = "sparse")]
+impl<F: Float> LinearOperator<F> for tessera_sparse::CsrMatrix<F> {
+    fn dim(&self) -> usize {
+        self.dim().0
+    }
+
+    fn apply(&self, x: ArrayView1<'_, F>, mut y: ArrayViewMut1<'_, F>) {
+        let x_owned;
+        let x = match x.as_slice() {
+            Some(x) => x,
+            None => {
+                x_owned = x.to_vec();
+                &x_owned
+            }
+        };
+        let result = match y.as_slice_mut() {
+            Some(y) => self.matvec(x, y),
+            None => {
+                let mut out = vec![F::zero(); y.len()];
+                let result = self.matvec(x, &mut out);
+                y.iter_mut().zip(out).for_each(|(slot, v)| *slot = v);
+                result
+            }
+        };
+        debug_assert!(
+            result.is_ok(),
+            "callers pass vectors of the operator's dimension"
+        );
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (rows, cols) = self.dim();
+        if rows != cols {
+            return Err(Error::shape(
+                "csr matrix",
+                "a square matrix",
+                format!("{rows}×{cols}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "sparse"))]
+mod csr_operator_tests {
+    use super::*;
+    use ndarray::{Array1, Array2};
+
+    #[test]
+    fn csr_operator_matches_dense_and_rejects_rectangles() {
+        let n = 300;
+        let a = Array2::from_shape_fn((n, n), |(i, j)| {
+            if (i * 31 + j * 17) % 13 == 0 {
+                i as f64 - j as f64 * 0.5
+            } else {
+                0.0
+            }
+        });
+        let csr = tessera_sparse::CsrMatrix::from_dense(a.view()).unwrap();
+        let x = Array1::from_shape_fn(n, |i| (i as f64 * 0.37).cos());
+        let (mut y1, mut y2) = (Array1::zeros(n), Array1::zeros(n));
+        LinearOperator::apply(&csr, x.view(), y1.view_mut());
+        a.apply(x.view(), y2.view_mut());
+        for (p, q) in y1.iter().zip(&y2) {
+            approx::assert_abs_diff_eq!(*p, *q, epsilon = 1e-9);
+        }
+        let rect = tessera_sparse::CsrMatrix::<f64>::from_triplets(1, 2, &[(0, 0, 1.0)]).unwrap();
+        let e = LinearOperator::validate(&rect).unwrap_err();
+        assert!(e.to_string().contains("1×2"), "{e}");
     }
 }

@@ -10,13 +10,14 @@
 use ndarray::{Array1, Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::operator::{LinearOperator, Prepared};
 use crate::util::{
     apply_checked, cgs2, check_finite, check_operator, check_tolerance, gaussian, norm,
 };
+use crate::Float;
 
 /// Configuration of [`power_iteration`].
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ impl<F: Float> Default for PowerConfig<F> {
     fn default() -> Self {
         Self {
             max_iterations: 1000,
-            tol: F::c(1e-6),
+            tol: F::from_f64_rounded(1e-6),
             relative_change_tol: None,
             seed: 0x0090_17E2,
             start: None,
@@ -128,11 +129,11 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
         let mut v = match (&config.start, index) {
             (Some(s), 0) => {
                 if s.len() != n {
-                    return Err(Error::DimensionMismatch {
-                        name: "start",
-                        expected: n,
-                        found: s.len(),
-                    });
+                    return Err(Error::shape(
+                        "start",
+                        format!("length {}", n),
+                        format!("length {}", s.len()),
+                    ));
                 }
                 check_finite("start", s.iter())?;
                 s.clone()

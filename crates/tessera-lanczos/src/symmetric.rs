@@ -2,11 +2,12 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1};
 use rayon::prelude::*;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::gemv::{packed_row_offset, TriangleLayout};
 use crate::operator::LinearOperator;
+use crate::Float;
 
 /// Below this many stored entries the product runs on the calling thread.
 const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
@@ -44,7 +45,7 @@ impl<F: Float> SymmetricMatrix<F> {
     pub fn from_dense(a: ArrayView2<'_, F>) -> Result<Self> {
         let n = check_square(a)?;
         let scale = a.iter().fold(F::zero(), |m, v| m.max(v.abs()));
-        let allowed = F::c(100.0) * F::epsilon() * scale;
+        let allowed = F::from_f64_rounded(100.0) * F::epsilon() * scale;
         for i in 0..n {
             for j in i + 1..n {
                 let gap = (a[[i, j]] - a[[j, i]]).abs();
@@ -103,11 +104,11 @@ impl<F: Float> SymmetricMatrix<F> {
 
 fn check_square<F: Float>(a: ArrayView2<'_, F>) -> Result<usize> {
     if a.nrows() != a.ncols() {
-        return Err(Error::NotSquare {
-            name: "a",
-            rows: a.nrows(),
-            cols: a.ncols(),
-        });
+        return Err(Error::shape(
+            "a",
+            "a square matrix",
+            format!("{}×{}", a.nrows(), a.ncols()),
+        ));
     }
     if a.nrows() == 0 {
         return Err(Error::invalid(
@@ -153,14 +154,14 @@ pub(crate) fn triangle_product<F: Float>(
     let entries = n * (n + 1) / 2;
     let result = if entries < PARALLEL_MIN_ENTRIES {
         let mut out = vec![F::zero(); n];
-        F::symmetric_rows(rows_of(&(0..n)), layout, 0..n, x, &mut out);
+        crate::gemv::symmetric_rows(rows_of(&(0..n)), layout, 0..n, x, &mut out);
         out
     } else {
         balanced_row_ranges(n, rayon::current_num_threads().max(1))
             .par_iter()
             .map(|range| {
                 let mut out = vec![F::zero(); n];
-                F::symmetric_rows(rows_of(range), layout, range.clone(), x, &mut out);
+                crate::gemv::symmetric_rows(rows_of(range), layout, range.clone(), x, &mut out);
                 out
             })
             .reduce_with(|mut a, b| {

@@ -6,15 +6,16 @@
 use ndarray::{Array1, Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tessera_core::RejectInput;
 
 use crate::density::SpectralDensity;
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::lanczos::{Lanczos, LanczosConfig, Reorthogonalization};
 use crate::operator::LinearOperator;
 use crate::util::{
     apply_batch_checked, cgs2, check_operator, check_tolerance, gaussian, norm, rademacher,
 };
+use crate::Float;
 
 /// The distribution of random probe vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,8 +64,8 @@ impl<F: Float> Default for StopRule<F> {
     fn default() -> Self {
         Self {
             atol: F::zero(),
-            rtol: F::c(1e-2),
-            z: F::c(1.959_963_984_540_054),
+            rtol: F::from_f64_rounded(1e-2),
+            z: F::from_f64_rounded(1.959_963_984_540_054),
             min_probes: 10,
             max_probes: 50,
             batch: 10,
@@ -227,7 +228,7 @@ pub fn hutch_plus_plus<F: Float, O: LinearOperator<F> + ?Sized>(
     apply_batch_checked(op, sketch.view(), &mut y, 1)?;
     // Orthonormal basis of range(A·S) as rows, dropping numerically dependent columns.
     let mut q = Array2::<F>::zeros((0, n));
-    let drop_below = F::c(1e3) * F::epsilon();
+    let drop_below = F::from_f64_rounded(1e3) * F::epsilon();
     for col in y.axis_iter(Axis(1)) {
         let mut v = col.to_owned();
         let before = norm(v.view());
@@ -470,6 +471,7 @@ impl<F: Float> Slq<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn stop_rule_validation() {
@@ -514,7 +516,7 @@ mod tests {
         });
         let t = hutchinson(&a, &StopRule::default(), 1).unwrap();
         assert!(t.converged && t.probes == 10 && t.matvecs == 10);
-        assert!((t.value - 50.0).abs() < 0.01);
+        assert_abs_diff_eq!(t.value, 50.0, epsilon = 0.01);
         // A noisy matrix with a strict tolerance runs to max_probes.
         let b = Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 7) % 5) as f64 - 2.0);
         let t = hutchinson(

@@ -8,10 +8,11 @@
 //! Martin, Reinsch & Wilkinson (EISPACK `tql1`/`tql2`, 1968) and Golub & Welsch (1969).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::util::check_finite;
+use crate::Float;
 
 /// Which eigenvector information [`tridiagonal_eigen`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +56,11 @@ pub fn tridiagonal_eigen<F: Float>(
         ));
     }
     if off.len() + 1 != n {
-        return Err(Error::DimensionMismatch {
-            name: "off",
-            expected: n - 1,
-            found: off.len(),
-        });
+        return Err(Error::shape(
+            "off",
+            format!("length {}", n - 1),
+            format!("length {}", off.len()),
+        ));
     }
     check_finite("diag", diag.iter())?;
     check_finite("off", off.iter())?;
@@ -122,7 +123,7 @@ fn implicit_ql<F: Float>(
 ) -> Result<()> {
     let n = d.len();
     let eps = F::epsilon();
-    let two = F::c(2.0);
+    let two = F::from_f64_rounded(2.0);
     let max_iterations = 60;
     for l in 0..n {
         let mut iterations = 0;
@@ -226,11 +227,11 @@ pub fn golub_welsch<F: Float>(
 pub fn symmetric_eigen<F: Float>(a: ArrayView2<'_, F>) -> Result<(Array1<F>, Array2<F>)> {
     let n = a.nrows();
     if a.ncols() != n {
-        return Err(Error::NotSquare {
-            name: "a",
-            rows: n,
-            cols: a.ncols(),
-        });
+        return Err(Error::shape(
+            "a",
+            "a square matrix",
+            format!("{}×{}", n, a.ncols()),
+        ));
     }
     if n == 0 {
         return Err(Error::invalid(
@@ -285,12 +286,12 @@ pub(crate) fn householder_tridiagonalise<F: Float>(
         v[0] -= alpha;
         // v[0] = x[0] − α has |v[0]| ≥ ‖x‖ > 0 by the choice of sign of α.
         let vnorm2 = v.dot(&v);
-        let tau = F::c(2.0) / vnorm2;
+        let tau = F::from_f64_rounded(2.0) / vnorm2;
         // Two-sided update of the trailing block B ← H B H via p = τ B v, K = τ vᵀp/2,
         // q = p − K v, B ← B − v qᵀ − q vᵀ.
         let mut block = w.slice_each_axis_mut(|_| Slice::from(k + 1..));
         let p = block.dot(&v) * tau;
-        let kappa = tau * v.dot(&p) / F::c(2.0);
+        let kappa = tau * v.dot(&p) / F::from_f64_rounded(2.0);
         let qv = &p - &(&v * kappa);
         let m = v.len();
         for i in 0..m {
@@ -319,6 +320,7 @@ pub(crate) fn householder_tridiagonalise<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::arr1;
 
     #[test]
@@ -329,9 +331,10 @@ mod tests {
             EigenvectorMode::Full,
         )
         .unwrap();
-        assert!((eig.values[0] - 1.0).abs() < 1e-15 && (eig.values[1] - 3.0).abs() < 1e-15);
+        assert_abs_diff_eq!(eig.values[0], 1.0, epsilon = 1e-15);
+        assert_abs_diff_eq!(eig.values[1], 3.0, epsilon = 1e-15);
         let v = eig.vectors.unwrap();
-        assert!((v[[0, 0]].abs() - 0.5f64.sqrt()).abs() < 1e-15);
+        assert_abs_diff_eq!(v[[0, 0]].abs(), 0.5f64.sqrt(), epsilon = 1e-15);
     }
 
     #[test]
@@ -368,11 +371,11 @@ mod tests {
         let (vals, vecs) = symmetric_eigen(a.view()).unwrap();
         let recon = vecs.dot(&Array2::from_diag(&vals)).dot(&vecs.t());
         for (x, y) in recon.iter().zip(a.iter()) {
-            assert!((x - y).abs() < 1e-13);
+            assert_abs_diff_eq!(x, y, epsilon = 1e-13);
         }
         let ortho = vecs.t().dot(&vecs);
         for ((i, j), v) in ortho.indexed_iter() {
-            assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-13);
+            assert_abs_diff_eq!(*v, if i == j { 1.0 } else { 0.0 }, epsilon = 1e-13);
         }
         for w in vals.windows(2) {
             assert!(w[0] <= w[1]);

@@ -3,11 +3,12 @@
 use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut1, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::gemv::{gemv_row_major, gemv_transposed_sub};
 use crate::operator::LinearOperator;
+use crate::Float;
 
 /// `x` as a contiguous slice, copied only when the view is strided.
 pub(crate) fn contiguous<'a, F: Clone>(x: &'a ArrayView1<'_, F>) -> std::borrow::Cow<'a, [F]> {
@@ -24,11 +25,7 @@ pub(crate) fn check_finite<'a, F: Float>(
 ) -> Result<()> {
     for (index, v) in values.into_iter().enumerate() {
         if !v.is_finite() {
-            return Err(Error::NonFiniteInput {
-                name,
-                index,
-                value: v.to_string(),
-            });
+            return Err(Error::non_finite(name, index, v));
         }
     }
     Ok(())
@@ -123,7 +120,7 @@ pub(crate) fn rademacher<F: Float, R: Rng + ?Sized>(n: usize, rng: &mut R) -> Ar
 pub(crate) fn gaussian<F: Float, R: Rng + ?Sized>(n: usize, rng: &mut R) -> Array1<F> {
     Array1::from_shape_fn(n, |_| {
         let v: f64 = StandardNormal.sample(rng);
-        F::c(v)
+        F::from_f64_rounded(v)
     })
 }
 

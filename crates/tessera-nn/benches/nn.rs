@@ -13,7 +13,9 @@ use tessera_nn::{
 
 fn bench_precision<F: Float>(c: &mut Criterion, name: &str) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x = Array2::from_shape_fn((256, 784), |_| F::c(rng.random_range(0.0..1.0)));
+    let x = Array2::from_shape_fn((256, 784), |_| {
+        F::from_f64_rounded(rng.random_range(0.0..1.0))
+    });
     let labels: Vec<usize> = (0..256).map(|_| rng.random_range(0..10)).collect();
     let targets = Targets::Hard(&labels);
     let mut mlp = Mlp::<F>::new(MlpConfig::new(784, vec![512, 512], 10), 0).unwrap();
@@ -40,7 +42,7 @@ fn bench_precision<F: Float>(c: &mut Criterion, name: &str) {
         .hessian_operator(x.view(), targets, Loss::SoftmaxCrossEntropy)
         .unwrap();
     let v: Array1<F> = (0..op.dim())
-        .map(|_| F::c(rng.random_range(-1.0..1.0)))
+        .map(|_| F::from_f64_rounded(rng.random_range(-1.0..1.0)))
         .collect();
     let mut hv = Array1::zeros(op.dim());
     group.bench_function("hvp", |b| b.iter(|| op.apply(v.view(), hv.view_mut())));

@@ -21,7 +21,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn run<F: Float>(steps: usize) -> tessera_nn::Result<(f64, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x = Array2::from_shape_fn((256, 784), |_| F::c(rng.random_range(0.0..1.0)));
+    let x = Array2::from_shape_fn((256, 784), |_| {
+        F::from_f64_rounded(rng.random_range(0.0..1.0))
+    });
     let labels: Vec<usize> = (0..256).map(|_| rng.random_range(0..10)).collect();
     let targets = Targets::Hard(&labels);
     let mut mlp = Mlp::<F>::new(MlpConfig::new(784, vec![512, 512], 10), 0)?;
@@ -41,7 +43,7 @@ fn run<F: Float>(steps: usize) -> tessera_nn::Result<(f64, f64)> {
     }
     let op = mlp.hessian_operator(x.view(), targets, Loss::SoftmaxCrossEntropy)?;
     let v: Array1<F> = (0..op.dim())
-        .map(|_| F::c(rng.random_range(-1.0..1.0)))
+        .map(|_| F::from_f64_rounded(rng.random_range(-1.0..1.0)))
         .collect();
     let mut hv = Array1::zeros(op.dim());
     let mut hvp_times = Vec::new();

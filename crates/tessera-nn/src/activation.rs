@@ -32,8 +32,8 @@ impl Activation {
                 }
             }
             Activation::Gelu => {
-                let u = F::c(GELU_K) * (x + F::c(GELU_C) * x * x * x);
-                F::c(0.5) * x * (F::one() + u.tanh())
+                let u = F::from_f64_rounded(GELU_K) * (x + F::from_f64_rounded(GELU_C) * x * x * x);
+                F::from_f64_rounded(0.5) * x * (F::one() + u.tanh())
             }
             Activation::Identity => x,
         }
@@ -51,11 +51,12 @@ impl Activation {
                 }
             }
             Activation::Gelu => {
-                let k = F::c(GELU_K);
-                let c = F::c(GELU_C);
+                let k = F::from_f64_rounded(GELU_K);
+                let c = F::from_f64_rounded(GELU_C);
                 let t = (k * (x + c * x * x * x)).tanh();
-                let du = k * (F::one() + F::c(3.0) * c * x * x);
-                F::c(0.5) * (F::one() + t) + F::c(0.5) * x * (F::one() - t * t) * du
+                let du = k * (F::one() + F::from_f64_rounded(3.0) * c * x * x);
+                F::from_f64_rounded(0.5) * (F::one() + t)
+                    + F::from_f64_rounded(0.5) * x * (F::one() - t * t) * du
             }
             Activation::Identity => F::one(),
         }
@@ -67,12 +68,12 @@ impl Activation {
         match self {
             Activation::Relu | Activation::Identity => F::zero(),
             Activation::Gelu => {
-                let k = F::c(GELU_K);
-                let c = F::c(GELU_C);
+                let k = F::from_f64_rounded(GELU_K);
+                let c = F::from_f64_rounded(GELU_C);
                 let t = (k * (x + c * x * x * x)).tanh();
-                let du = k * (F::one() + F::c(3.0) * c * x * x);
-                let ddu = F::c(6.0) * k * c * x;
-                (F::one() - t * t) * (du - x * t * du * du + F::c(0.5) * x * ddu)
+                let du = k * (F::one() + F::from_f64_rounded(3.0) * c * x * x);
+                let ddu = F::from_f64_rounded(6.0) * k * c * x;
+                (F::one() - t * t) * (du - x * t * du * du + F::from_f64_rounded(0.5) * x * ddu)
             }
         }
     }
@@ -94,6 +95,7 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn derivatives_match_finite_differences() {
@@ -114,7 +116,11 @@ mod tests {
     #[test]
     fn gelu_known_values() {
         // PyTorch gelu(approximate="tanh") at 1.0 and -1.0.
-        assert!((Activation::Gelu.value(1.0f64) - 0.841_191_990_607_477_2).abs() < 1e-12);
+        assert_abs_diff_eq!(
+            Activation::Gelu.value(1.0f64),
+            0.841_191_990_607_477_2,
+            epsilon = 1e-12
+        );
         assert!((Activation::Gelu.value(-1.0f64) + 0.158_808_009_392_522_8).abs() < 1e-12);
     }
 }

@@ -3,10 +3,11 @@
 
 use crate::gemm::gemm;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
+use tessera_core::{check, RejectInput};
 use tessera_lanczos::LinearOperator;
 
 use crate::activation::Activation;
-use crate::error::{check_finite, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::loss::{logit_hessian_vector, loss_and_logit_gradient, Loss, Targets};
 use crate::model::{add_into, add_owned_into, split_layer_mut, ForwardTrace, Mlp};
 use crate::Float;
@@ -91,7 +92,7 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
                 add_into(&mut pending[k], delta.view());
             }
             if j > 0 {
-                let sm = F::c(layer.branch_scale * layer.forward_multiplier);
+                let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
                 let mut back = Array2::zeros((delta.nrows(), layer.fan_in));
                 gemm(sm, &delta, &mlp.w(j), F::zero(), &mut back);
                 add_owned_into(&mut pending[j], back);
@@ -136,13 +137,13 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
     /// The product with a checked direction (length and finiteness).
     pub fn product(&self, v: ArrayView1<'_, F>) -> Result<Array1<F>> {
         if v.len() != self.num_params() {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "v",
                 format!("length {}", self.num_params()),
                 format!("length {}", v.len()),
             ));
         }
-        check_finite("v", v.iter())?;
+        check::finite_values("v", v.iter().copied())?;
         let mut out = Array1::zeros(v.len());
         self.product_into(v, out.view_mut());
         Ok(out)
@@ -183,8 +184,8 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
         let mut r_nodes: Vec<Option<Array2<F>>> = vec![None; n + 1];
         let mut r_pre: Vec<Array2<F>> = Vec::with_capacity(n);
         for (j, layer) in mlp.layers().iter().enumerate() {
-            let sm = F::c(layer.branch_scale * layer.forward_multiplier);
-            let s = F::c(layer.branch_scale);
+            let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
+            let s = F::from_f64_rounded(layer.branch_scale);
             let vw = v
                 .slice_axis(Axis(0), Slice::from(layer.weight_range()))
                 .into_shape_with_order((layer.fan_out, layer.fan_in))
@@ -243,8 +244,8 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
             if let Some(k) = layer.skip_from {
                 add_into(&mut pending[k], r_delta.view());
             }
-            let sm = F::c(layer.branch_scale * layer.forward_multiplier);
-            let s = F::c(layer.branch_scale);
+            let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
+            let s = F::from_f64_rounded(layer.branch_scale);
             let delta = &self.pre_grads[j];
             let (mut ow, mut ob) = split_layer_mut(out.view_mut(), layer);
             gemm(sm, &r_delta.t(), &trace.node(j), F::zero(), &mut ow);

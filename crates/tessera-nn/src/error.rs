@@ -1,39 +1,20 @@
 //! Errors of this crate.
 
+pub use tessera_core::InputError;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A parameter is outside its valid range.
-    #[error("invalid parameter `{name}` = {value}: {reason}")]
-    InvalidParameter {
-        /// Parameter name.
-        name: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
-    /// An array does not have the shape the network or the call needs.
-    #[error("shape mismatch for `{name}`: expected {expected}, got {actual}")]
-    ShapeMismatch {
-        /// Parameter name.
-        name: &'static str,
-        /// The shape that was needed.
-        expected: String,
-        /// The shape that was given.
-        actual: String,
-    },
-    /// An input or parameter holds NaN or ±∞ where the maths needs finite values.
-    #[error("non-finite value in `{name}` at flat index {index}: {value}")]
-    NonFinite {
-        /// Parameter name.
-        name: &'static str,
-        /// Flat (row-major) index of the first offending entry.
-        index: usize,
-        /// The offending value, formatted.
-        value: String,
-    },
+    /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A mask could not be built or applied (tessera-sparse).
+    #[error(transparent)]
+    Sparse(#[from] tessera_sparse::Error),
+    /// An operator computation failed (tessera-lanczos).
+    #[error(transparent)]
+    Lanczos(#[from] tessera_lanczos::Error),
     /// Reading or writing a file failed.
     #[error("i/o error on `{path}`: {source}")]
     Io {
@@ -52,42 +33,3 @@ pub enum Error {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
-
-pub(crate) fn invalid(
-    name: &'static str,
-    value: impl ToString,
-    reason: impl Into<String>,
-) -> Error {
-    Error::InvalidParameter {
-        name,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
-
-pub(crate) fn shape_mismatch(
-    name: &'static str,
-    expected: impl Into<String>,
-    actual: impl Into<String>,
-) -> Error {
-    Error::ShapeMismatch {
-        name,
-        expected: expected.into(),
-        actual: actual.into(),
-    }
-}
-
-/// Errs with [`Error::NonFinite`] at the first NaN/∞ of `values`.
-pub(crate) fn check_finite<'a, F: crate::Float>(
-    name: &'static str,
-    values: impl IntoIterator<Item = &'a F>,
-) -> Result<()> {
-    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        None => Ok(()),
-        Some((index, value)) => Err(Error::NonFinite {
-            name,
-            index,
-            value: value.to_string(),
-        }),
-    }
-}

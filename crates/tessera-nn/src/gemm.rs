@@ -4,7 +4,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::parallel::prelude::*;
 use ndarray::{ArrayBase, Axis, Data, DataMut, Ix2};
 
-use crate::float::Float;
+use crate::Float;
 
 /// Below this many multiply–adds a product runs as one call (a task costs a few µs).
 const PARALLEL_MIN_FMAS: usize = 1 << 18;

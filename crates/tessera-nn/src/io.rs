@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use tessera_core::{check, RejectInput};
 
 use ndarray::{Axis, Slice};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
-use crate::error::{check_finite, shape_mismatch, Error, Result};
+use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::Float;
 
@@ -43,11 +44,11 @@ impl<F: Float> Mlp<F> {
                 let bytes: Vec<u8> = match dtype {
                     Dtype::F32 => values
                         .iter()
-                        .flat_map(|v| (v.as_f64() as f32).to_le_bytes())
+                        .flat_map(|v| (v.to_f64_exact() as f32).to_le_bytes())
                         .collect(),
                     _ => values
                         .iter()
-                        .flat_map(|v| v.as_f64().to_le_bytes())
+                        .flat_map(|v| v.to_f64_exact().to_le_bytes())
                         .collect(),
                 };
                 buffers.push((format!("layers.{j}.{name}"), shape, bytes));
@@ -86,7 +87,7 @@ impl<F: Float> Mlp<F> {
                     .tensor(&key)
                     .map_err(|e| st_err(format!("tensor `{key}`: {e}")))?;
                 if view.shape() != shape.as_slice() {
-                    return Err(shape_mismatch(
+                    return Err(Error::shape(
                         "safetensors",
                         format!("`{key}` of shape {shape:?}"),
                         format!("{:?}", view.shape()),
@@ -96,7 +97,9 @@ impl<F: Float> Mlp<F> {
                     Dtype::F32 => view
                         .data()
                         .chunks_exact(4)
-                        .map(|c| F::c(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64))
+                        .map(|c| {
+                            F::from_f64_rounded(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                        })
                         .collect(),
                     Dtype::F64 => view
                         .data()
@@ -104,7 +107,7 @@ impl<F: Float> Mlp<F> {
                         .map(|c| {
                             let mut b = [0u8; 8];
                             b.copy_from_slice(c);
-                            F::c(f64::from_le_bytes(b))
+                            F::from_f64_rounded(f64::from_le_bytes(b))
                         })
                         .collect(),
                     other => {
@@ -113,7 +116,7 @@ impl<F: Float> Mlp<F> {
                         )))
                     }
                 };
-                check_finite("safetensors", values.iter())?;
+                check::finite_values("safetensors", values.iter().copied())?;
                 params
                     .slice_axis_mut(Axis(0), Slice::from(range))
                     .iter_mut()

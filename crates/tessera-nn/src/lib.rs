@@ -2,9 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod attack;
 pub mod curvature;
 pub mod error;
-pub mod float;
 mod gemm;
 mod io;
 pub mod loss;
@@ -16,8 +16,7 @@ pub mod train;
 
 pub use activation::Activation;
 pub use curvature::{Curvature, CurvatureOperator};
-pub use error::{Error, Result};
-pub use float::Float;
+pub use error::{Error, InputError, Result};
 pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets};
 pub use model::{DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig};
 pub use optim::{AdamConfig, Decay, LrSchedule, Optimizer, OptimizerConfig, SgdConfig};
@@ -26,6 +25,7 @@ pub use rift::{
     all_module_criticalities, default_alphas, interpolation_curve, least_critical_module,
     module_robust_criticality, InterpolationPoint, ModuleCriticality, MrcConfig,
 };
+pub use tessera_core::Float;
 pub use tessera_lanczos::LinearOperator;
 pub use tessera_sparse::Mask;
 pub use train::{MaskPolicy, MaskSet, Trainer};

@@ -2,8 +2,9 @@
 //! error, with their gradients and Hessian-vector products with respect to the logits.
 
 use ndarray::{Array2, ArrayView2, Axis, Zip};
+use tessera_core::{check, RejectInput};
 
-use crate::error::{check_finite, invalid, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::Float;
 
 /// Which loss to take of the logits `z` (batch `B` × classes `K`). Both are averaged over the
@@ -34,14 +35,14 @@ impl<F: Float> Targets<'_, F> {
         match self {
             Targets::Hard(labels) => {
                 if labels.len() != batch {
-                    return Err(shape_mismatch(
+                    return Err(Error::shape(
                         "targets",
                         format!("{batch} labels"),
                         format!("{} labels", labels.len()),
                     ));
                 }
                 if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-                    return Err(invalid(
+                    return Err(Error::invalid(
                         "targets",
                         bad,
                         format!("label must be < number of classes {classes}"),
@@ -50,16 +51,16 @@ impl<F: Float> Targets<'_, F> {
             }
             Targets::Soft(y) => {
                 if y.dim() != (batch, classes) {
-                    return Err(shape_mismatch(
+                    return Err(Error::shape(
                         "targets",
                         format!("({batch}, {classes})"),
                         format!("{:?}", y.dim()),
                     ));
                 }
-                check_finite("targets", y.iter())?;
+                check::finite_values("targets", y.iter().copied())?;
                 if loss == Loss::SoftmaxCrossEntropy {
                     if let Some(bad) = y.iter().find(|&&v| v < F::zero()) {
-                        return Err(invalid(
+                        return Err(Error::invalid(
                             "targets",
                             bad,
                             "soft targets for cross-entropy must be non-negative",
@@ -120,15 +121,11 @@ pub(crate) fn argmax<F: Float>(values: impl Iterator<Item = F>) -> usize {
     best
 }
 
-/// Row-wise softmax, stable (max subtracted).
-pub fn softmax<F: Float>(logits: ArrayView2<'_, F>) -> Array2<F> {
+pub use tessera_core::softmax::softmax;
+
+fn softmax_unchecked<F: Float>(logits: ArrayView2<'_, F>) -> Array2<F> {
     let mut p = logits.to_owned();
-    for mut row in p.axis_iter_mut(Axis(0)) {
-        let max = row.fold(F::neg_infinity(), |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let sum: F = row.sum();
-        row.mapv_inplace(|v| v / sum);
-    }
+    tessera_core::softmax::softmax_rows_in_place(p.view_mut());
     p
 }
 
@@ -140,14 +137,18 @@ pub fn loss_and_logit_gradient<F: Float>(
 ) -> Result<(F, Array2<F>)> {
     let (batch, classes) = logits.dim();
     if batch == 0 {
-        return Err(invalid("logits", "0 rows", "batch must not be empty"));
+        return Err(Error::invalid(
+            "logits",
+            "0 rows",
+            "batch must not be empty",
+        ));
     }
     targets.validate(batch, classes, loss)?;
-    check_finite("logits", logits.iter())?;
+    check::finite_values("logits", logits.iter().copied())?;
     let inv_b = F::one() / F::from_count(batch);
     match loss {
         Loss::SoftmaxCrossEntropy => {
-            let mut grad = softmax(logits);
+            let mut grad = softmax_unchecked(logits);
             let mut total = F::zero();
             for (i, (z, mut g)) in logits
                 .axis_iter(Axis(0))
@@ -182,7 +183,7 @@ pub fn loss_and_logit_gradient<F: Float>(
             let scale = F::one() / F::from_count(batch * classes);
             let diff = &logits - &y;
             let total = diff.iter().fold(F::zero(), |s, &d| s + d * d) * scale;
-            Ok((total, diff * (F::c(2.0) * scale)))
+            Ok((total, diff * (F::from_f64_rounded(2.0) * scale)))
         }
     }
 }
@@ -201,7 +202,7 @@ pub(crate) fn logit_hessian_vector<F: Float>(
     let inv_b = F::one() / F::from_count(batch);
     match loss {
         Loss::SoftmaxCrossEntropy => {
-            let p = softmax(logits);
+            let p = softmax_unchecked(logits);
             let mut out = Array2::zeros((batch, classes));
             for i in 0..batch {
                 let mass = match targets {
@@ -220,13 +221,16 @@ pub(crate) fn logit_hessian_vector<F: Float>(
             }
             out
         }
-        Loss::Mse => direction.mapv(|v| v * F::c(2.0) / F::from_count(batch * classes)),
+        Loss::Mse => {
+            direction.mapv(|v| v * F::from_f64_rounded(2.0) / F::from_count(batch * classes))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -243,12 +247,12 @@ mod tests {
             Loss::SoftmaxCrossEntropy,
         )
         .unwrap();
-        assert!((lh - ls).abs() < 1e-14);
+        assert_abs_diff_eq!(lh, ls, epsilon = 1e-14);
         assert!((&gh - &gs).iter().all(|d| d.abs() < 1e-14));
         // Hand value: row 0 CE = logsumexp(z0) - 2.
         let lse0 = (1.0f64.exp() + (-0.5f64).exp() + 2.0f64.exp()).ln();
         let lse1 = (0.3f64.exp() + 0.1f64.exp() + (-1.0f64).exp()).ln();
-        assert!((lh - 0.5 * ((lse0 - 2.0) + (lse1 - 0.3))).abs() < 1e-14);
+        assert_abs_diff_eq!(lh, 0.5 * ((lse0 - 2.0) + (lse1 - 0.3)), epsilon = 1e-14);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The network: a checked configuration, the flat parameter vector, forward and backward.
 
 use std::ops::Range;
+use tessera_core::{check, RejectInput};
 
 use crate::gemm::gemm;
 use ndarray::{
@@ -11,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::activation::Activation;
-use crate::error::{check_finite, invalid, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::loss::{argmax, loss_and_logit_gradient, Loss, Targets};
 use crate::param::{LayerRole, OptimizerFamily, Parameterization};
 use crate::Float;
@@ -89,13 +90,13 @@ impl MlpConfig {
 
     fn validate(&self) -> Result<()> {
         if self.input_dim == 0 {
-            return Err(invalid("input_dim", 0, "must be at least 1"));
+            return Err(Error::invalid("input_dim", 0, "must be at least 1"));
         }
         if self.output_dim == 0 {
-            return Err(invalid("output_dim", 0, "must be at least 1"));
+            return Err(Error::invalid("output_dim", 0, "must be at least 1"));
         }
         if let Some(i) = self.hidden_widths.iter().position(|&w| w == 0) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "hidden_widths",
                 format!("{:?}", self.hidden_widths),
                 format!("width of hidden layer {i} is 0"),
@@ -103,15 +104,23 @@ impl MlpConfig {
         }
         if let Some(r) = &self.residual {
             if !r.branch_scale.is_finite() {
-                return Err(invalid("branch_scale", r.branch_scale, "must be finite"));
+                return Err(Error::invalid(
+                    "branch_scale",
+                    r.branch_scale,
+                    "must be finite",
+                ));
             }
             if !(1..=2).contains(&r.branch_depth) {
-                return Err(invalid("branch_depth", r.branch_depth, "must be 1 or 2"));
+                return Err(Error::invalid(
+                    "branch_depth",
+                    r.branch_depth,
+                    "must be 1 or 2",
+                ));
             }
         }
         if let Some(g) = self.init_gain {
             if !(g.is_finite() && g > 0.0) {
-                return Err(invalid("init_gain", g, "must be finite and > 0"));
+                return Err(Error::invalid("init_gain", g, "must be finite and > 0"));
             }
         }
         Ok(())
@@ -247,7 +256,7 @@ impl<F: Float> Mlp<F> {
                 .iter_mut()
             {
                 let z: f64 = rng.sample(StandardNormal);
-                *w = F::c(layer.init_std * z);
+                *w = F::from_f64_rounded(layer.init_std * z);
             }
         }
         Ok(Self {
@@ -362,20 +371,20 @@ impl<F: Float> Mlp<F> {
     /// Replaces all parameters; checks length and finiteness.
     pub fn set_params(&mut self, params: ArrayView1<'_, F>) -> Result<()> {
         if params.len() != self.params.len() {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "params",
                 format!("length {}", self.params.len()),
                 format!("length {}", params.len()),
             ));
         }
-        check_finite("params", params.iter())?;
+        check::finite_values("params", params.iter().copied())?;
         self.params.assign(&params);
         Ok(())
     }
 
     fn check_layer(&self, layer: usize) -> Result<&DenseLayer> {
         self.layers.get(layer).ok_or_else(|| {
-            invalid(
+            Error::invalid(
                 "layer",
                 layer,
                 format!("network has {} layers", self.layers.len()),
@@ -433,17 +442,17 @@ impl<F: Float> Mlp<F> {
     /// parameters are finite.
     pub fn check_input(&self, x: ArrayView2<'_, F>) -> Result<()> {
         if x.ncols() != self.config.input_dim {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "x",
                 format!("(batch, {})", self.config.input_dim),
                 format!("{:?}", x.dim()),
             ));
         }
         if x.nrows() == 0 {
-            return Err(invalid("x", "0 rows", "batch must not be empty"));
+            return Err(Error::invalid("x", "0 rows", "batch must not be empty"));
         }
-        check_finite("x", x.iter())?;
-        check_finite("params", self.params.iter())
+        check::finite_values("x", x.iter().copied())?;
+        Ok(check::finite_values("params", self.params.iter().copied())?)
     }
 
     /// Forward pass of a batch (rows are examples), keeping every layer's pre-activation and
@@ -457,8 +466,8 @@ impl<F: Float> Mlp<F> {
             activations: Vec::with_capacity(self.layers.len()),
         };
         for (j, layer) in self.layers.iter().enumerate() {
-            let s = F::c(layer.branch_scale);
-            let m = F::c(layer.forward_multiplier);
+            let s = F::from_f64_rounded(layer.branch_scale);
+            let m = F::from_f64_rounded(layer.forward_multiplier);
             let mut pre = Array2::zeros((batch, layer.fan_out));
             gemm(s * m, &trace.node(j), &self.w(j).t(), F::zero(), &mut pre);
             let bias = self.b(j);
@@ -549,20 +558,23 @@ impl<F: Float> Mlp<F> {
         logit_grad: ArrayView2<'_, F>,
     ) -> Result<()> {
         if trace.num_layers() != self.layers.len() || trace.input.ncols() != self.config.input_dim {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "trace",
                 format!("a trace of this network ({} layers)", self.layers.len()),
                 format!("{} layers", trace.num_layers()),
             ));
         }
         if logit_grad.dim() != trace.logits().dim() {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "logit_grad",
                 format!("{:?}", trace.logits().dim()),
                 format!("{:?}", logit_grad.dim()),
             ));
         }
-        check_finite("logit_grad", logit_grad.iter())
+        Ok(check::finite_values(
+            "logit_grad",
+            logit_grad.iter().copied(),
+        )?)
     }
 
     /// Reverse-mode pass; `logit_grad` is `∂L/∂logits`. Returns the flat parameter gradient and,
@@ -594,8 +606,8 @@ impl<F: Float> Mlp<F> {
             if let Some(k) = layer.skip_from {
                 add_into(&mut pending[k], delta.view());
             }
-            let sm = F::c(layer.branch_scale * layer.forward_multiplier);
-            let s = F::c(layer.branch_scale);
+            let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
+            let s = F::from_f64_rounded(layer.branch_scale);
             let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
             gemm(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
             gb.assign(&delta.sum_axis(Axis(0)));

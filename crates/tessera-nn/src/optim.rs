@@ -2,8 +2,9 @@
 //! multipliers and learning-rate schedules.
 
 use ndarray::{Array1, ArrayView1, Axis, Slice, Zip};
+use tessera_core::{check, RejectInput};
 
-use crate::error::{check_finite, invalid, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::param::OptimizerFamily;
 use crate::Float;
@@ -91,14 +92,14 @@ impl OptimizerConfig {
             if v.is_finite() && (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(invalid(name, v, "must lie in [0, 1)"))
+                Err(Error::invalid(name, v, "must lie in [0, 1)"))
             }
         };
         let decay = |v: f64| {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(invalid("weight_decay", v, "must be finite and >= 0"))
+                Err(Error::invalid("weight_decay", v, "must be finite and >= 0"))
             }
         };
         match self {
@@ -106,7 +107,11 @@ impl OptimizerConfig {
                 unit("momentum", c.momentum)?;
                 decay(c.weight_decay)?;
                 if c.nesterov && c.momentum == 0.0 {
-                    return Err(invalid("nesterov", true, "Nesterov needs momentum > 0"));
+                    return Err(Error::invalid(
+                        "nesterov",
+                        true,
+                        "Nesterov needs momentum > 0",
+                    ));
                 }
             }
             OptimizerConfig::Adam(c) => {
@@ -114,7 +119,7 @@ impl OptimizerConfig {
                 unit("beta2", c.beta2)?;
                 decay(c.weight_decay)?;
                 if !(c.eps.is_finite() && c.eps > 0.0) {
-                    return Err(invalid("eps", c.eps, "must be finite and > 0"));
+                    return Err(Error::invalid("eps", c.eps, "must be finite and > 0"));
                 }
             }
         }
@@ -189,10 +194,10 @@ impl<F: Float> Optimizer<F> {
             let u = self.user_multipliers[j];
             self.lr_scale
                 .slice_axis_mut(Axis(0), Slice::from(wr.clone()))
-                .fill(F::c(mw * u));
+                .fill(F::from_f64_rounded(mw * u));
             self.lr_scale
                 .slice_axis_mut(Axis(0), Slice::from(br.clone()))
-                .fill(F::c(mb * u));
+                .fill(F::from_f64_rounded(mb * u));
         }
     }
 
@@ -215,14 +220,18 @@ impl<F: Float> Optimizer<F> {
     /// decay included).
     pub fn set_layer_lr_multiplier(&mut self, layer: usize, multiplier: f64) -> Result<()> {
         if layer >= self.user_multipliers.len() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "layer",
                 layer,
                 format!("network has {} layers", self.user_multipliers.len()),
             ));
         }
         if !(multiplier.is_finite() && multiplier >= 0.0) {
-            return Err(invalid("multiplier", multiplier, "must be finite and >= 0"));
+            return Err(Error::invalid(
+                "multiplier",
+                multiplier,
+                "must be finite and >= 0",
+            ));
         }
         self.user_multipliers[layer] = multiplier;
         self.refresh_scale();
@@ -232,7 +241,7 @@ impl<F: Float> Optimizer<F> {
     /// Trains only `layers` (multiplier 1), freezing every other layer (multiplier 0).
     pub fn set_trainable_layers(&mut self, layers: &[usize]) -> Result<()> {
         if let Some(&bad) = layers.iter().find(|&&l| l >= self.user_multipliers.len()) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "layers",
                 bad,
                 format!("network has {} layers", self.user_multipliers.len()),
@@ -262,10 +271,14 @@ impl<F: Float> Optimizer<F> {
     /// One update of `mlp`'s parameters with gradient `grad` and global learning rate `lr > 0`.
     pub fn step(&mut self, mlp: &mut Mlp<F>, grad: ArrayView1<'_, F>, lr: f64) -> Result<()> {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(invalid("lr", lr, "learning rate must be finite and > 0"));
+            return Err(Error::invalid(
+                "lr",
+                lr,
+                "learning rate must be finite and > 0",
+            ));
         }
         if grad.len() != self.lr_scale.len() || mlp.num_params() != self.lr_scale.len() {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "grad",
                 format!("length {}", self.lr_scale.len()),
                 format!(
@@ -275,14 +288,14 @@ impl<F: Float> Optimizer<F> {
                 ),
             ));
         }
-        check_finite("grad", grad.iter())?;
+        check::finite_values("grad", grad.iter().copied())?;
         self.steps += 1;
-        let lr = F::c(lr);
+        let lr = F::from_f64_rounded(lr);
         let mut w = mlp.params_mut();
         match self.config {
             OptimizerConfig::Sgd(c) => {
-                let mu = F::c(c.momentum);
-                let wd = F::c(c.weight_decay);
+                let mu = F::from_f64_rounded(c.momentum);
+                let wd = F::from_f64_rounded(c.weight_decay);
                 let first_step = self.steps == 1;
                 Zip::from(&mut w)
                     .and(&grad)
@@ -305,10 +318,10 @@ impl<F: Float> Optimizer<F> {
                     });
             }
             OptimizerConfig::Adam(c) => {
-                let b1 = F::c(c.beta1);
-                let b2 = F::c(c.beta2);
-                let eps = F::c(c.eps);
-                let wd = F::c(c.weight_decay);
+                let b1 = F::from_f64_rounded(c.beta1);
+                let b2 = F::from_f64_rounded(c.beta2);
+                let eps = F::from_f64_rounded(c.eps);
+                let wd = F::from_f64_rounded(c.weight_decay);
                 let t = self.steps as i32;
                 let corr1 = F::one() - b1.powi(t);
                 let corr2 = F::one() - b2.powi(t);
@@ -371,7 +384,7 @@ impl LrSchedule {
     /// A checked schedule without warm-up.
     pub fn new(base_lr: f64, decay: Decay) -> Result<Self> {
         if !(base_lr.is_finite() && base_lr > 0.0) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "base_lr",
                 base_lr,
                 "learning rate must be finite and > 0",
@@ -381,10 +394,10 @@ impl LrSchedule {
             Decay::Constant => {}
             Decay::Step { every, gamma } => {
                 if every == 0 {
-                    return Err(invalid("every", every, "must be at least 1"));
+                    return Err(Error::invalid("every", every, "must be at least 1"));
                 }
                 if !(gamma.is_finite() && gamma > 0.0 && gamma <= 1.0) {
-                    return Err(invalid("gamma", gamma, "must lie in (0, 1]"));
+                    return Err(Error::invalid("gamma", gamma, "must lie in (0, 1]"));
                 }
             }
             Decay::Cosine {
@@ -392,10 +405,18 @@ impl LrSchedule {
                 final_lr,
             } => {
                 if total_steps == 0 {
-                    return Err(invalid("total_steps", total_steps, "must be at least 1"));
+                    return Err(Error::invalid(
+                        "total_steps",
+                        total_steps,
+                        "must be at least 1",
+                    ));
                 }
                 if !(final_lr.is_finite() && final_lr >= 0.0 && final_lr <= base_lr) {
-                    return Err(invalid("final_lr", final_lr, "must lie in [0, base_lr]"));
+                    return Err(Error::invalid(
+                        "final_lr",
+                        final_lr,
+                        "must lie in [0, base_lr]",
+                    ));
                 }
             }
         }
@@ -446,6 +467,7 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn schedules() {
@@ -470,10 +492,10 @@ mod tests {
         )
         .unwrap()
         .with_warmup(10);
-        assert!((c.lr_at(0) - 0.1).abs() < 1e-15);
-        assert!((c.lr_at(9) - 1.0).abs() < 1e-15);
-        assert!((c.lr_at(10) - 1.0).abs() < 1e-15);
-        assert!((c.lr_at(60) - 0.5).abs() < 1e-12);
+        assert_abs_diff_eq!(c.lr_at(0), 0.1, epsilon = 1e-15);
+        assert_abs_diff_eq!(c.lr_at(9), 1.0, epsilon = 1e-15);
+        assert_abs_diff_eq!(c.lr_at(10), 1.0, epsilon = 1e-15);
+        assert_abs_diff_eq!(c.lr_at(60), 0.5, epsilon = 1e-12);
         assert!(c.lr_at(500) > 0.0 && c.lr_at(500) < 1e-300);
         assert!(LrSchedule::constant(0.0).is_err());
         assert!(LrSchedule::constant(-1.0).is_err());

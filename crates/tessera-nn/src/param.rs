@@ -22,14 +22,8 @@ pub enum Parameterization {
 }
 
 /// The optimiser family a learning-rate multiplier is meant for (μP and NTK differ between
-/// SGD and Adam).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OptimizerFamily {
-    /// Plain or momentum SGD.
-    Sgd,
-    /// Adam or AdamW (entry-wise normalised updates).
-    Adam,
-}
+/// SGD and Adam); owned by tessera-lanczos, whose learning-rate rules take it too.
+pub use tessera_lanczos::OptimizerFamily;
 
 /// Where a dense layer sits: it decides the μP scalings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

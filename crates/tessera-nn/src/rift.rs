@@ -2,8 +2,9 @@
 //! interpolation curve between the initial and the fine-tuned parameters.
 
 use ndarray::{Array1, ArrayView2, Axis, Slice};
+use tessera_core::RejectInput;
 
-use crate::error::{invalid, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::loss::{loss_and_logit_gradient, Loss, Targets};
 use crate::model::{accuracy_of, Mlp};
 use crate::Float;
@@ -33,13 +34,17 @@ impl Default for MrcConfig {
 impl MrcConfig {
     fn validate(&self) -> Result<()> {
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
-            return Err(invalid("epsilon", self.epsilon, "must be finite and > 0"));
+            return Err(Error::invalid(
+                "epsilon",
+                self.epsilon,
+                "must be finite and > 0",
+            ));
         }
         if self.steps == 0 {
-            return Err(invalid("steps", 0, "must be at least 1"));
+            return Err(Error::invalid("steps", 0, "must be at least 1"));
         }
         if !(self.step_size.is_finite() && self.step_size > 0.0) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "step_size",
                 self.step_size,
                 "must be finite and > 0",
@@ -77,25 +82,25 @@ pub fn module_robust_criticality<F: Float>(
 ) -> Result<ModuleCriticality> {
     config.validate()?;
     let range = mlp.layer(layer)?.param_range();
-    let base_loss = mlp.loss(x, targets, loss)?.as_f64();
+    let base_loss = mlp.loss(x, targets, loss)?.to_f64_exact();
     let theta = mlp
         .params()
         .slice_axis_move(Axis(0), Slice::from(range.clone()))
         .to_owned();
-    let radius = config.epsilon * norm(theta.iter().map(|v| v.as_f64()));
+    let radius = config.epsilon * norm(theta.iter().map(|v| v.to_f64_exact()));
     let mut perturbed = mlp.clone();
     let mut delta = Array1::<f64>::zeros(range.len());
     let mut best = base_loss;
     for _ in 0..config.steps {
         let (value, grad) = perturbed.loss_and_gradient(x, targets, loss)?;
-        best = best.max(value.as_f64());
+        best = best.max(value.to_f64_exact());
         let g = grad.slice_axis(Axis(0), Slice::from(range.clone()));
-        let g_norm = norm(g.iter().map(|v| v.as_f64()));
+        let g_norm = norm(g.iter().map(|v| v.to_f64_exact()));
         if radius == 0.0 || g_norm == 0.0 {
             break;
         }
         let scale = config.step_size * radius / g_norm;
-        delta.zip_mut_with(&g, |d, &gi| *d += scale * gi.as_f64());
+        delta.zip_mut_with(&g, |d, &gi| *d += scale * gi.to_f64_exact());
         let d_norm = norm(delta.iter().copied());
         if d_norm > radius {
             delta.mapv_inplace(|d| d * radius / d_norm);
@@ -103,10 +108,10 @@ pub fn module_robust_criticality<F: Float>(
         let mut p = perturbed.params_mut();
         let mut slot = p.slice_axis_mut(Axis(0), Slice::from(range.clone()));
         for ((w, &t), &d) in slot.iter_mut().zip(&theta).zip(&delta) {
-            *w = t + F::c(d);
+            *w = t + F::from_f64_rounded(d);
         }
     }
-    best = best.max(perturbed.loss(x, targets, loss)?.as_f64());
+    best = best.max(perturbed.loss(x, targets, loss)?.to_f64_exact());
     Ok(ModuleCriticality {
         layer,
         base_loss,
@@ -135,7 +140,7 @@ pub fn least_critical_module(criticalities: &[ModuleCriticality]) -> Result<usiz
         .iter()
         .min_by(|a, b| a.mrc.total_cmp(&b.mrc))
         .map(|c| c.layer)
-        .ok_or_else(|| invalid("criticalities", "[]", "need at least one module"))
+        .ok_or_else(|| Error::invalid("criticalities", "[]", "need at least one module"))
 }
 
 /// One point of the interpolation curve.
@@ -164,27 +169,27 @@ pub fn interpolation_curve<F: Float>(
     alphas: &[f64],
 ) -> Result<Vec<InterpolationPoint>> {
     if initial.config() != fine_tuned.config() {
-        return Err(shape_mismatch(
+        return Err(Error::shape(
             "fine_tuned",
             "a network with the same configuration as `initial`",
             "a different configuration",
         ));
     }
     if let Some(bad) = alphas.iter().find(|a| !a.is_finite()) {
-        return Err(invalid("alphas", bad, "must be finite"));
+        return Err(Error::invalid("alphas", bad, "must be finite"));
     }
     let mut net = initial.clone();
     alphas
         .iter()
         .map(|&alpha| {
-            let a = F::c(alpha);
+            let a = F::from_f64_rounded(alpha);
             let mixed = &fine_tuned.params() * a + &initial.params() * (F::one() - a);
             net.set_params(mixed.view())?;
             let logits = net.predict(x)?;
             let (value, _) = loss_and_logit_gradient(logits.view(), targets, loss)?;
             Ok(InterpolationPoint {
                 alpha,
-                loss: value.as_f64(),
+                loss: value.to_f64_exact(),
                 accuracy: accuracy_of(logits.view(), targets),
             })
         })

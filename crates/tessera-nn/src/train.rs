@@ -2,23 +2,16 @@
 //! schedule and masks together.
 
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis, Slice};
+use tessera_core::RejectInput;
 use tessera_sparse::Mask;
 
-use crate::error::{invalid, shape_mismatch, Result};
+use crate::error::{Error, Result};
 use crate::loss::{Loss, Targets};
 use crate::model::{DenseLayer, Mlp};
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig};
 use crate::Float;
 
-/// What besides the weights a [`MaskSet`] zeroes at every step. The reference code
-/// (Random_Pruning, RigL) masks only the weights, after the step: that is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MaskPolicy {
-    /// Also zero pruned gradient entries before the optimiser sees them.
-    pub mask_gradients: bool,
-    /// Also zero pruned entries of the optimiser state (momentum, Adam moments) after the step.
-    pub mask_optimizer_state: bool,
-}
+pub use tessera_sparse::MaskPolicy;
 
 /// One optional [`Mask`] per dense layer over its weight matrix (row-major `[out, in]`,
 /// PyTorch order); biases are never masked.
@@ -38,7 +31,7 @@ impl MaskSet {
         policy: MaskPolicy,
     ) -> Result<Self> {
         if masks.len() != mlp.num_layers() {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "masks",
                 format!("{} entries (one per layer)", mlp.num_layers()),
                 format!("{} entries", masks.len()),
@@ -47,7 +40,7 @@ impl MaskSet {
         for (j, (mask, layer)) in masks.iter().zip(mlp.layers()).enumerate() {
             if let Some(m) = mask {
                 if m.len() != layer.fan_in * layer.fan_out {
-                    return Err(shape_mismatch(
+                    return Err(Error::shape(
                         "masks",
                         format!(
                             "layer {j}: {} entries ({}x{})",
@@ -96,7 +89,7 @@ impl MaskSet {
     /// optimiser state).
     pub fn apply_to_flat<F: Float>(&self, values: &mut Array1<F>) -> Result<()> {
         if values.len() != self.num_params {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "values",
                 format!("length {}", self.num_params),
                 format!("length {}", values.len()),
@@ -104,11 +97,10 @@ impl MaskSet {
         }
         let flat = values
             .as_slice_mut()
-            .ok_or_else(|| invalid("values", "non-contiguous", "must be contiguous"))?;
+            .ok_or_else(|| Error::invalid("values", "non-contiguous", "must be contiguous"))?;
         for (mask, range) in self.masks.iter().zip(&self.ranges) {
             if let Some(m) = mask {
-                m.apply(&mut flat[range.clone()])
-                    .map_err(|e| invalid("masks", "mask", format!("cannot apply mask: {e}")))?;
+                m.apply(&mut flat[range.clone()])?;
             }
         }
         Ok(())
@@ -117,7 +109,7 @@ impl MaskSet {
     /// `w ← w ⊙ m` on the network's parameters.
     pub fn apply_to_params<F: Float>(&self, mlp: &mut Mlp<F>) -> Result<()> {
         if mlp.num_params() != self.num_params {
-            return Err(shape_mismatch(
+            return Err(Error::shape(
                 "mlp",
                 format!("{} parameters", self.num_params),
                 format!("{} parameters", mlp.num_params()),
@@ -130,8 +122,7 @@ impl MaskSet {
                 let flat = slot
                     .as_slice_mut()
                     .expect("parameter slices are contiguous");
-                m.apply(flat)
-                    .map_err(|e| invalid("masks", "mask", format!("cannot apply mask: {e}")))?;
+                m.apply(flat)?;
             }
         }
         Ok(())

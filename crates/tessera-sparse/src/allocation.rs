@@ -13,7 +13,8 @@
 //! $\varepsilon$ is recomputed (the RigL "epsilon loop"); layers fixed by the caller keep their
 //! density and the free layers share what is left of the budget.
 
-use crate::error::{check_density, Error, Result};
+use crate::error::{Error, Result};
+use tessera_core::{check, RejectInput};
 
 /// One prunable weight tensor: its name and its dimensions in PyTorch order
 /// (`[out, in]` for linear layers, `[out, in, kh, kw]` for convolutions).
@@ -198,7 +199,7 @@ pub fn layer_densities(
             "at least one layer is needed",
         ));
     }
-    check_density("density", density)?;
+    check::density("density", density)?;
     if let Allocation::ErdosRenyiKernel { power } = allocation {
         check_power(power)?;
     }
@@ -226,7 +227,7 @@ pub fn layer_densities(
                 "the layer is overridden twice",
             ));
         }
-        check_density("overrides", d).map_err(|_| {
+        check::density("overrides", d).map_err(|_| {
             Error::invalid(
                 "overrides",
                 format!("`{name}` = {d}"),
@@ -338,6 +339,7 @@ pub fn layer_densities(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     fn worked_example() -> Vec<LayerShape> {
         [
@@ -374,7 +376,7 @@ mod tests {
         let layers = worked_example();
         let result = layer_densities(&layers, 0.3, Allocation::Uniform, &[]).unwrap();
         for d in &result.densities {
-            assert!((d - 0.3).abs() < 1e-15);
+            assert_abs_diff_eq!(*d, 0.3, epsilon = 1e-15);
         }
     }
 
@@ -390,7 +392,7 @@ mod tests {
         .unwrap();
         assert_eq!(result.densities[0], 1.0);
         assert_eq!(result.densities[5], 0.2);
-        assert!((result.overall_density(&layers) - 0.1).abs() < 1e-12);
+        assert_abs_diff_eq!(result.overall_density(&layers), 0.1, epsilon = 1e-12);
         // The free layers share one density, below 0.1 because the fixed ones exceed it.
         let free = result.densities[1];
         assert!(free < 0.1);

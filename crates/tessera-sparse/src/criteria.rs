@@ -6,15 +6,16 @@
 //! thread timing.
 
 use std::cmp::Ordering;
+use tessera_core::{check, RejectInput};
 
 use ndarray::{ArrayD, ArrayViewD, Zip};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{check_density, check_finite, Error, Result};
-use crate::float::Float;
+use crate::error::{Error, Result};
 use crate::mask::Mask;
 use crate::sampling::exact_kept_count;
+use crate::Float;
 
 /// Orders (score, index) pairs best first: larger score, then smaller index.
 fn best_first<F: Float>(a: &(F, usize), b: &(F, usize)) -> Ordering {
@@ -25,7 +26,7 @@ fn best_first<F: Float>(a: &(F, usize), b: &(F, usize)) -> Ordering {
 
 /// Keeps the `kept` largest of `scores` (ties: lower index first). Scores must be finite.
 pub fn top_k_mask<F: Float>(scores: &[F], kept: usize) -> Result<Mask> {
-    check_finite("scores", scores.iter().copied())?;
+    check::finite_values("scores", scores.iter().copied())?;
     if kept > scores.len() {
         return Err(Error::invalid(
             "kept",
@@ -59,7 +60,7 @@ pub fn global_top_k_masks<F: Float>(scores: &[&[F]], kept: usize) -> Result<Vec<
     let mut offsets = Vec::with_capacity(scores.len() + 1);
     offsets.push(0usize);
     for s in scores {
-        check_finite("scores", s.iter().copied())?;
+        check::finite_values("scores", s.iter().copied())?;
         offsets.push(offsets.last().copied().unwrap_or(0) + s.len());
     }
     let flat: Vec<F> = scores.iter().flat_map(|s| s.iter().copied()).collect();
@@ -77,13 +78,13 @@ pub fn global_top_k_masks<F: Float>(scores: &[&[F]], kept: usize) -> Result<Vec<
 
 fn flat_values<F: Float>(name: &'static str, w: &ArrayViewD<'_, F>) -> Result<Vec<F>> {
     let values: Vec<F> = w.iter().copied().collect();
-    check_finite(name, values.iter().copied())?;
+    check::finite_values(name, values.iter().copied())?;
     Ok(values)
 }
 
 /// Layer-wise magnitude pruning: keeps the `round(density · n)` weights of largest $|w|$.
 pub fn magnitude_mask<F: Float>(weights: ArrayViewD<'_, F>, density: f64) -> Result<Mask> {
-    check_density("density", density)?;
+    check::density("density", density)?;
     let scores: Vec<F> = flat_values("weights", &weights)?
         .into_iter()
         .map(|w| w.abs())
@@ -97,7 +98,7 @@ pub fn global_magnitude_masks<F: Float>(
     weights: &[ArrayViewD<'_, F>],
     density: f64,
 ) -> Result<Vec<Mask>> {
-    check_density("density", density)?;
+    check::density("density", density)?;
     let scores: Vec<Vec<F>> = weights
         .iter()
         .map(|w| {
@@ -128,8 +129,8 @@ pub fn snip_scores<F: Float>(
             gradients.shape(),
         ));
     }
-    check_finite("weights", weights.iter().copied())?;
-    check_finite("gradients", gradients.iter().copied())?;
+    check::finite_values("weights", weights.iter().copied())?;
+    check::finite_values("gradients", gradients.iter().copied())?;
     Ok(Zip::from(&weights)
         .and(&gradients)
         .map_collect(|&w, &g| (w * g).abs()))
@@ -141,7 +142,7 @@ pub fn snip_mask<F: Float>(
     gradients: ArrayViewD<'_, F>,
     density: f64,
 ) -> Result<Mask> {
-    check_density("density", density)?;
+    check::density("density", density)?;
     let scores = snip_scores(weights, gradients)?;
     let flat: Vec<F> = scores.iter().copied().collect();
     top_k_mask(&flat, exact_kept_count(flat.len(), density))
@@ -154,7 +155,7 @@ pub fn global_snip_masks<F: Float>(
     gradients: &[ArrayViewD<'_, F>],
     density: f64,
 ) -> Result<Vec<Mask>> {
-    check_density("density", density)?;
+    check::density("density", density)?;
     if weights.len() != gradients.len() {
         return Err(Error::shape(
             "gradients",
@@ -298,11 +299,7 @@ where
     for (i, mask) in masks.iter().enumerate() {
         let value = loss(mask);
         if value.is_nan() {
-            return Err(Error::NonFinite {
-                name: "loss",
-                index: i,
-                value: value.to_string(),
-            });
+            return Err(Error::non_finite("loss", i, value));
         }
         losses.push(value);
     }

@@ -2,6 +2,7 @@
 //! as a safetensors file that PyTorch (`safetensors.torch.load_file`) or NumPy can load.
 
 use std::path::Path;
+use tessera_core::RejectInput;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 

@@ -2,10 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
-pub use error::{Error, Result};
+pub use error::{Error, InputError, Result};
 
-pub mod float;
-pub use float::Float;
+pub use tessera_core::Float;
 
 pub mod mask;
 pub use mask::Mask;

@@ -1,6 +1,7 @@
 //! A compact bitset mask over the flattened entries of one layer's weight tensor.
 
 use crate::error::{Error, Result};
+use tessera_core::RejectInput;
 
 /// A binary keep/prune mask stored as a bitset (one bit per weight, row-major order of the
 /// weight tensor in PyTorch layout `[out, in, kh, kw]`).
@@ -63,11 +64,11 @@ impl Mask {
     /// Keeps (`true`) or prunes (`false`) entry `index`.
     pub fn set(&mut self, index: usize, keep: bool) -> Result<()> {
         if index >= self.len {
-            return Err(Error::InvalidParameter {
-                name: "index",
-                value: index.to_string(),
-                reason: format!("mask has {} entries", self.len),
-            });
+            return Err(Error::invalid(
+                "index",
+                index,
+                format!("mask has {} entries", self.len),
+            ));
         }
         let bit = 1u64 << (index % 64);
         if keep {
@@ -112,11 +113,11 @@ impl Mask {
     /// gradients and optimiser state alike.
     pub fn apply<F: Copy + num_traits::Zero>(&self, values: &mut [F]) -> Result<()> {
         if values.len() != self.len {
-            return Err(Error::InvalidParameter {
-                name: "values",
-                value: format!("length {}", values.len()),
-                reason: format!("mask has {} entries", self.len),
-            });
+            return Err(Error::invalid(
+                "values",
+                format!("length {}", values.len()),
+                format!("mask has {} entries", self.len),
+            ));
         }
         for (chunk, &word) in values.chunks_mut(64).zip(&self.words) {
             if word == u64::MAX {

@@ -2,9 +2,10 @@
 //! $O(n \log n)$ algorithm), Spearman $\rho$ and the anomaly ratio.
 
 use std::cmp::Ordering;
+use tessera_core::{check, RejectInput};
 
-use crate::error::{check_finite, Error, Result};
-use crate::float::Float;
+use crate::error::{Error, Result};
+use crate::Float;
 
 fn check_pair<F: Float>(x: &[F], y: &[F]) -> Result<(Vec<f64>, Vec<f64>)> {
     if x.len() != y.len() {
@@ -17,8 +18,8 @@ fn check_pair<F: Float>(x: &[F], y: &[F]) -> Result<(Vec<f64>, Vec<f64>)> {
             "a rank correlation needs at least two observations",
         ));
     }
-    check_finite("x", x.iter().copied())?;
-    check_finite("y", y.iter().copied())?;
+    check::finite_values("x", x.iter().copied())?;
+    check::finite_values("y", y.iter().copied())?;
     // `+ 0.0` turns −0 into +0 so that the sorts (total order) and the tie tests (`==`)
     // agree on which values are equal.
     let to_f64 = |v: &[F]| {
@@ -138,7 +139,7 @@ pub fn kendall_tau_b<F: Float>(x: &[F], y: &[F]) -> Result<f64> {
 
 /// Ranks 1..=n with ties given their average rank (`scipy.stats.rankdata(method="average")`).
 pub fn average_ranks<F: Float>(values: &[F]) -> Result<Vec<f64>> {
-    check_finite("values", values.iter().copied())?;
+    check::finite_values("values", values.iter().copied())?;
     let v: Vec<f64> = values
         .iter()
         .map(|a| a.to_f64().unwrap_or(f64::NAN) + 0.0)
@@ -243,6 +244,7 @@ pub fn anomaly_ratio<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn perfect_and_reversed_orders() {
@@ -258,7 +260,7 @@ mod tests {
         // x = [1, 1, 2], y = [1, 2, 2]: n0 = 3, n1 = 1, n2 = 1, pairs (0,2) concordant,
         // (1,2) and (0,1) tied: τ_b = 1 / sqrt(2·2) = 0.5.
         let tau = kendall_tau_b(&[1.0f64, 1.0, 2.0], &[1.0, 2.0, 2.0]).unwrap();
-        assert!((tau - 0.5).abs() < 1e-15);
+        assert_abs_diff_eq!(tau, 0.5, epsilon = 1e-15);
         assert_eq!(
             average_ranks(&[3.0f32, 1.0, 3.0, 2.0]).unwrap(),
             [3.5, 1.0, 3.5, 2.0]
@@ -281,9 +283,9 @@ mod tests {
         let retrained = [0.2f64, 0.4, 0.6, 0.3];
         // Oracle pick: mask 1 (0.4 after retraining); masks 0 and 3 beat it, mask 2 does not.
         let r = anomaly_ratio(&pruned, &retrained, Objective::Minimise).unwrap();
-        assert!((r - 2.0 / 3.0).abs() < 1e-15);
+        assert_abs_diff_eq!(r, 2.0 / 3.0, epsilon = 1e-15);
         let acc = [0.8f64, 0.6, 0.4, 0.7];
         let r = anomaly_ratio(&pruned, &acc, Objective::Maximise).unwrap();
-        assert!((r - 2.0 / 3.0).abs() < 1e-15);
+        assert_abs_diff_eq!(r, 2.0 / 3.0, epsilon = 1e-15);
     }
 }

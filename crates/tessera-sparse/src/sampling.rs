@@ -4,9 +4,10 @@
 use ndarray::{ArrayBase, ArrayViewMut, Dimension};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tessera_core::{check, RejectInput};
 
 use crate::allocation::{LayerDensities, LayerShape};
-use crate::error::{check_density, Error, Result};
+use crate::error::{Error, Result};
 use crate::mask::Mask;
 
 /// How a random mask with density $d$ over $n$ weights is drawn.
@@ -29,14 +30,14 @@ pub fn exact_kept_count(len: usize, density: f64) -> usize {
 impl Mask {
     /// A Bernoulli mask: each of `len` entries kept with probability `density` ∈ (0, 1].
     pub fn bernoulli<R: Rng + ?Sized>(len: usize, density: f64, rng: &mut R) -> Result<Self> {
-        check_density("density", density)?;
+        check::density("density", density)?;
         let keep: Vec<bool> = (0..len).map(|_| rng.random_bool(density)).collect();
         Ok(Mask::from_bools(&keep))
     }
 
     /// A mask with exactly `round(density · len)` kept entries at uniformly random positions.
     pub fn exact_count<R: Rng + ?Sized>(len: usize, density: f64, rng: &mut R) -> Result<Self> {
-        check_density("density", density)?;
+        check::density("density", density)?;
         Ok(Self::with_kept_count(
             len,
             exact_kept_count(len, density),
@@ -114,9 +115,9 @@ impl Mask {
     }
 
     /// Masks after an optimiser step: always `w ← w ⊙ m`; with
-    /// [`MaskPolicy::WeightsGradientsAndState`] also the gradient and every optimiser state
+    /// [`MaskPolicy::WEIGHTS_GRADIENTS_AND_STATE`] also the gradient and every optimiser state
     /// buffer (momentum, Adam moments). The reference implementations mask only the weights
-    /// ([`MaskPolicy::WeightsOnly`]), so pruned weights may carry non-zero momentum.
+    /// ([`MaskPolicy::WEIGHTS_ONLY`]), so pruned weights may carry non-zero momentum.
     pub fn apply_after_step<F: Copy + num_traits::Zero>(
         &self,
         policy: MaskPolicy,
@@ -138,8 +139,10 @@ impl Mask {
             }
         }
         self.apply(weights)?;
-        if policy == MaskPolicy::WeightsGradientsAndState {
+        if policy.mask_gradients {
             self.apply(gradient)?;
+        }
+        if policy.mask_optimizer_state {
             for state in optimiser_state.iter_mut() {
                 self.apply(state)?;
             }
@@ -148,13 +151,28 @@ impl Mask {
     }
 }
 
-/// What [`Mask::apply_after_step`] masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MaskPolicy {
-    /// Only the weights (as the RigL and Random_Pruning code do).
-    WeightsOnly,
+/// What besides the weights is masked at every training step. The reference code
+/// (Random_Pruning, RigL) masks only the weights, after the step: that is the default
+/// ([`MaskPolicy::WEIGHTS_ONLY`]). tessera-nn's `MaskSet` takes the same policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MaskPolicy {
+    /// Also zero pruned gradient entries (before the optimiser sees them).
+    pub mask_gradients: bool,
+    /// Also zero pruned entries of the optimiser state (momentum, Adam moments) after the step.
+    pub mask_optimizer_state: bool,
+}
+
+impl MaskPolicy {
+    /// Only the weights, after each step (as the RigL and Random_Pruning code do).
+    pub const WEIGHTS_ONLY: Self = Self {
+        mask_gradients: false,
+        mask_optimizer_state: false,
+    };
     /// Weights, gradients and every optimiser state buffer.
-    WeightsGradientsAndState,
+    pub const WEIGHTS_GRADIENTS_AND_STATE: Self = Self {
+        mask_gradients: true,
+        mask_optimizer_state: true,
+    };
 }
 
 /// One random mask per layer, reproducible from `seed`.
@@ -235,11 +253,11 @@ mod tests {
     fn after_step_policies() {
         let mask = Mask::from_bools(&[true, false]);
         let (mut w, mut g, mut m) = ([1.0f32, 2.0], [3.0f32, 4.0], [5.0f32, 6.0]);
-        mask.apply_after_step(MaskPolicy::WeightsOnly, &mut w, &mut g, &mut [&mut m])
+        mask.apply_after_step(MaskPolicy::WEIGHTS_ONLY, &mut w, &mut g, &mut [&mut m])
             .unwrap();
         assert_eq!((w, g, m), ([1.0, 0.0], [3.0, 4.0], [5.0, 6.0]));
         mask.apply_after_step(
-            MaskPolicy::WeightsGradientsAndState,
+            MaskPolicy::WEIGHTS_GRADIENTS_AND_STATE,
             &mut w,
             &mut g,
             &mut [&mut m],
@@ -248,7 +266,7 @@ mod tests {
         assert_eq!((w, g, m), ([1.0, 0.0], [3.0, 0.0], [5.0, 0.0]));
         let mut short = [1.0f32];
         assert!(mask
-            .apply_after_step(MaskPolicy::WeightsOnly, &mut w, &mut g, &mut [&mut short])
+            .apply_after_step(MaskPolicy::WEIGHTS_ONLY, &mut w, &mut g, &mut [&mut short])
             .is_err());
     }
 }

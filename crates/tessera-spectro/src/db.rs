@@ -1,9 +1,10 @@
 //! Decibel conversions with librosa's `power_to_db` / `amplitude_to_db` semantics.
 
 use ndarray::{Array, ArrayView, ArrayViewMut, Axis, Dimension, RemoveAxis};
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::Float;
 
 /// The reference level that maps to 0 dB.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,7 +60,7 @@ impl DbConfig {
     /// negative or non-finite `top_db`.
     pub fn validate(&self) -> Result<()> {
         if !(self.amin.is_finite() && self.amin > 0.0) {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "amin",
                 self.amin,
                 "must be positive and finite",
@@ -67,12 +68,16 @@ impl DbConfig {
         }
         if let Reference::Value(r) = self.reference {
             if !(r.is_finite() && r > 0.0) {
-                return Err(Error::param("reference", r, "must be positive and finite"));
+                return Err(Error::invalid(
+                    "reference",
+                    r,
+                    "must be positive and finite",
+                ));
             }
         }
         if let Some(top) = self.top_db {
             if !(top.is_finite() && top >= 0.0) {
-                return Err(Error::param(
+                return Err(Error::invalid(
                     "top_db",
                     top,
                     "must be finite and non-negative",
@@ -96,10 +101,10 @@ pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(
     mut values: ArrayViewMut<T, D>,
     config: &DbConfig,
 ) {
-    let amin = T::from_f64_lossy(config.amin);
-    let ten = T::from_f64_lossy(10.0);
+    let amin = T::from_f64_rounded(config.amin);
+    let ten = T::from_f64_rounded(10.0);
     let reference = match config.reference {
-        Reference::Value(r) => T::from_f64_lossy(r),
+        Reference::Value(r) => T::from_f64_rounded(r),
         Reference::Max => values.iter().fold(T::neg_infinity(), |m, &v| m.max(v)),
     };
     let reference_db = ten * amin.max(reference).log10();
@@ -110,14 +115,14 @@ pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(
         db
     });
     if let Some(top) = config.top_db {
-        let floor = max_db - T::from_f64_lossy(top);
+        let floor = max_db - T::from_f64_rounded(top);
         values.mapv_inplace(|v| v.max(floor));
     }
 }
 
 fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::param(
+        return Err(Error::invalid(
             name,
             "an empty array",
             "must hold at least one value",
@@ -128,7 +133,7 @@ fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) 
         .enumerate()
         .find(|(_, v)| !(v.is_finite() && **v >= T::zero()))
     {
-        return Err(Error::param(
+        return Err(Error::invalid(
             name,
             format!("element {i} (row-major) = {v}"),
             "power values must be finite and non-negative",
@@ -139,14 +144,14 @@ fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) 
 
 fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "S",
             "an empty array",
             "must hold at least one value",
         ));
     }
     if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "S",
             format!("element {i} (row-major) = {v}"),
             "amplitude values must be finite",
@@ -251,22 +256,22 @@ pub fn db_to_power<T: Float, D: Dimension>(
     reference: f64,
 ) -> Result<Array<T, D>> {
     if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "reference",
             reference,
             "must be positive and finite",
         ));
     }
     if let Some((i, v)) = s_db.iter().enumerate().find(|(_, v)| v.is_nan()) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "S_db",
             format!("element {i} (row-major) = {v}"),
             "must not be NaN",
         ));
     }
-    let r = T::from_f64_lossy(reference);
-    let ten = T::from_f64_lossy(10.0);
-    let tenth = T::from_f64_lossy(0.1);
+    let r = T::from_f64_rounded(reference);
+    let ten = T::from_f64_rounded(10.0);
+    let tenth = T::from_f64_rounded(0.1);
     Ok(s_db.mapv(|v| r * ten.powf(tenth * v)))
 }
 
@@ -279,7 +284,7 @@ pub fn db_to_amplitude<T: Float, D: Dimension>(
     reference: f64,
 ) -> Result<Array<T, D>> {
     if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "reference",
             reference,
             "must be positive and finite",
@@ -291,6 +296,7 @@ pub fn db_to_amplitude<T: Float, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{array, Array3};
 
     #[test]
@@ -318,20 +324,20 @@ mod tests {
         s[[0, 0, 0]] = 1.0;
         s[[1, 0, 0]] = 1e-4;
         let db = power_to_db_batch(s.view(), &DbConfig::librosa()).unwrap();
-        assert!((db[[0, 1, 1]] - -80.0).abs() < 1e-4);
+        assert_abs_diff_eq!(db[[0, 1, 1]], -80.0, epsilon = 1e-4);
         assert!((db[[1, 1, 1]] - -100.0).abs() < 1e-4, "{}", db[[1, 1, 1]]);
         let whole = power_to_db(s.view(), &DbConfig::librosa()).unwrap();
-        assert!((whole[[1, 1, 1]] - -80.0).abs() < 1e-4);
+        assert_abs_diff_eq!(whole[[1, 1, 1]], -80.0, epsilon = 1e-4);
     }
 
     #[test]
     fn amplitude_is_twenty_log10_and_round_trips() {
         let s = array![[-2.0f64, 0.5], [1.0, 3.0]];
         let db = amplitude_to_db(s.view(), &DbConfig::librosa_amplitude()).unwrap();
-        assert!((db[[0, 0]] - 20.0 * 2f64.log10()).abs() < 1e-12);
+        assert_abs_diff_eq!(db[[0, 0]], 20.0 * 2f64.log10(), epsilon = 1e-12);
         let back = db_to_amplitude(db.view(), 1.0).unwrap();
         for (a, b) in back.iter().zip(s.iter()) {
-            assert!((a - b.abs()).abs() < 1e-12);
+            assert_abs_diff_eq!(*a, b.abs(), epsilon = 1e-12);
         }
         let p = array![0.25f64, 4.0];
         let back = db_to_power(
@@ -341,7 +347,7 @@ mod tests {
             1.0,
         )
         .unwrap();
-        assert!((back[1] - 4.0).abs() < 1e-12);
+        assert_abs_diff_eq!(back[1], 4.0, epsilon = 1e-12);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Errors of this crate.
 
+pub use tessera_core::InputError;
+
 /// Everything that can go wrong in this crate.
 ///
 /// Every variant names the offending parameter (or file) and its value, so that a message
@@ -7,16 +9,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A parameter or an input array is outside its valid range.
-    #[error("invalid parameter `{name}` = {value}: {reason}")]
-    InvalidParameter {
-        /// Parameter name.
-        name: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// Some mel filters have no non-zero weight: their output would always be zero.
     #[error(
         "invalid parameter `n_mels` = {n_mels}: mel filters {empty:?} are empty for n_fft = \
@@ -63,18 +58,3 @@ pub enum Error {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    /// Shorthand for [`Error::InvalidParameter`].
-    pub(crate) fn param(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidParameter {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-}

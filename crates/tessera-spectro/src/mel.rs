@@ -1,9 +1,10 @@
 //! Mel scales and triangular mel filterbanks, computed as `librosa.filters.mel` does.
 
 use ndarray::Array2;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::Float;
 
 /// Which Hz ↔ mel mapping to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,27 +103,27 @@ pub(crate) fn check_mel_parameters(
     fmax: f64,
 ) -> Result<()> {
     if !(sample_rate.is_finite() && sample_rate > 0.0) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "sample_rate",
             sample_rate,
             "must be positive and finite",
         ));
     }
     if n_fft == 0 {
-        return Err(Error::param("n_fft", 0, "must be at least 1"));
+        return Err(Error::invalid("n_fft", 0, "must be at least 1"));
     }
     if n_mels == 0 {
-        return Err(Error::param("n_mels", 0, "must be at least 1"));
+        return Err(Error::invalid("n_mels", 0, "must be at least 1"));
     }
     if !(fmin.is_finite() && fmin >= 0.0) {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "fmin",
             fmin,
             "must be finite and non-negative",
         ));
     }
     if !fmax.is_finite() || fmax > sample_rate / 2.0 {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "fmax",
             fmax,
             format!(
@@ -132,7 +133,7 @@ pub(crate) fn check_mel_parameters(
         ));
     }
     if fmin >= fmax {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "fmin",
             fmin,
             format!("must be below fmax = {fmax}"),
@@ -229,7 +230,7 @@ pub fn mel_filterbank_with_empty<T: Float>(
     norm: MelNorm,
 ) -> Result<(Array2<T>, Vec<usize>)> {
     let (weights, empty) = filterbank_f64(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm)?;
-    Ok((weights.mapv(T::from_f64_lossy), empty))
+    Ok((weights.mapv(T::from_f64_rounded), empty))
 }
 
 /// A filterbank stored as one contiguous run of non-zero weights per row: each FFT bin lies
@@ -292,6 +293,7 @@ impl<T: Float> SparseFilterbank<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn scales_round_trip_and_hit_known_points() {
@@ -304,9 +306,13 @@ mod tests {
                 );
             }
         }
-        assert!((hz_to_mel(1000.0, MelScale::Slaney) - 15.0).abs() < 1e-12);
-        assert!((hz_to_mel(6400.0, MelScale::Slaney) - 42.0).abs() < 1e-12);
-        assert!((hz_to_mel(700.0, MelScale::Htk) - 2595.0 * 2f64.log10()).abs() < 1e-9);
+        assert_abs_diff_eq!(hz_to_mel(1000.0, MelScale::Slaney), 15.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(hz_to_mel(6400.0, MelScale::Slaney), 42.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(
+            hz_to_mel(700.0, MelScale::Htk),
+            2595.0 * 2f64.log10(),
+            epsilon = 1e-9
+        );
     }
 
     #[test]
@@ -334,7 +340,7 @@ mod tests {
         sparse.apply(&spectrum, &mut out);
         let expected = dense.dot(&ndarray::Array1::from(spectrum));
         for (a, b) in out.iter().zip(expected.iter()) {
-            assert!((a - b).abs() <= 1e-12 * b.abs());
+            assert_abs_diff_eq!(a, b, epsilon = 1e-12 * b.abs());
         }
     }
 

@@ -2,13 +2,14 @@
 
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
+use tessera_core::RejectInput;
 
 use crate::db::{power_to_db_in_place, DbConfig};
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::mel::{mel_filterbank_with_empty, MelNorm, MelScale, SparseFilterbank};
 use crate::stft::{FrameScratch, PadMode, Stft, StftConfig};
 use crate::window::Window;
+use crate::Float;
 
 /// What to do when some mel filters come out empty (all-zero rows: too many mels for the
 /// FFT resolution at low frequencies).
@@ -136,11 +137,22 @@ enum Exponent<T> {
     Other(T),
 }
 
-/// Per-thread buffers of [`MelSpectrogram`].
-pub(crate) struct MelScratch<T> {
+/// Reusable buffers of [`MelSpectrogram::compute_into`] and [`LogMelSpectrogram::compute_into`]
+/// (frame, spectrum, power and mel rows), for training loops that featurise every step
+/// without allocating. Make one per thread with [`MelSpectrogram::scratch`].
+pub struct MelScratch<T> {
     frame: FrameScratch<T>,
     power: Vec<T>,
     mel: Vec<T>,
+}
+
+impl<T> std::fmt::Debug for MelScratch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MelScratch")
+            .field("bins", &self.power.len())
+            .field("mels", &self.mel.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A reusable mel-spectrogram plan: STFT plan, sparse filterbank and buffers sizes, built
@@ -164,7 +176,7 @@ impl<T: Float> MelSpectrogram<T> {
     /// [`EmptyFilters::Error`].
     pub fn new(config: MelConfig) -> Result<Self> {
         if !(config.power.is_finite() && config.power > 0.0) {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "power",
                 config.power,
                 "must be positive and finite",
@@ -196,7 +208,7 @@ impl<T: Float> MelSpectrogram<T> {
         } else if config.power == 1.0 {
             Exponent::One
         } else {
-            Exponent::Other(T::from_f64_lossy(config.power / 2.0))
+            Exponent::Other(T::from_f64_rounded(config.power / 2.0))
         };
         Ok(MelSpectrogram {
             sparse: SparseFilterbank::from_dense(&filterbank),
@@ -241,7 +253,8 @@ impl<T: Float> MelSpectrogram<T> {
         self.stft.frame_count(signal_len)
     }
 
-    pub(crate) fn scratch(&self) -> MelScratch<T> {
+    /// Buffers for [`MelSpectrogram::compute_into`], sized for this plan.
+    pub fn scratch(&self) -> MelScratch<T> {
         MelScratch {
             frame: self.stft.scratch(),
             power: vec![T::zero(); self.sparse.n_bins()],
@@ -249,8 +262,35 @@ impl<T: Float> MelSpectrogram<T> {
         }
     }
 
+    /// The mel spectrogram of `signal` written into `out` (shape `(n_mels, frames)`, see
+    /// [`MelSpectrogram::frame_count`]), reusing `scratch`; no allocation when the STFT does
+    /// not pad (`center = false`), one padded copy of the signal otherwise.
+    ///
+    /// # Errors
+    /// As [`MelSpectrogram::compute`], and when `out` has another shape or `scratch` was made
+    /// by a plan of other sizes.
+    pub fn compute_into(
+        &self,
+        signal: ArrayView1<T>,
+        out: ArrayViewMut2<T>,
+        scratch: &mut MelScratch<T>,
+    ) -> Result<()> {
+        let (samples, frames) = self.stft.prepare(&signal)?;
+        if out.dim() != (self.n_mels(), frames) {
+            return Err(Error::shape("out", (self.n_mels(), frames), out.dim()));
+        }
+        if scratch.power.len() != self.sparse.n_bins() || scratch.mel.len() != self.n_mels() {
+            return Err(Error::shape(
+                "scratch",
+                format!("{} bins, {} mels", self.sparse.n_bins(), self.n_mels()),
+                format!("{} bins, {} mels", scratch.power.len(), scratch.mel.len()),
+            ));
+        }
+        self.compute_prepared_into(&samples, frames, out, scratch)
+    }
+
     /// Fills `out` (`n_mels × frames`) from a prepared signal.
-    pub(crate) fn compute_into(
+    pub(crate) fn compute_prepared_into(
         &self,
         samples: &[T],
         frames: usize,
@@ -289,7 +329,7 @@ impl<T: Float> MelSpectrogram<T> {
         let (samples, frames) = self.stft.prepare(&signal)?;
         let mut out = Array2::zeros((self.n_mels(), frames));
         let mut scratch = self.scratch();
-        self.compute_into(&samples, frames, out.view_mut(), &mut scratch)?;
+        self.compute_prepared_into(&samples, frames, out.view_mut(), &mut scratch)?;
         Ok(out)
     }
 
@@ -311,7 +351,7 @@ impl<T: Float> MelSpectrogram<T> {
     ) -> Result<Array3<T>> {
         let (batch, length) = signals.dim();
         if batch == 0 {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "signals",
                 "a batch of 0 rows",
                 "must hold at least one signal",
@@ -324,7 +364,7 @@ impl<T: Float> MelSpectrogram<T> {
                 None => std::borrow::Cow::Owned(signal.to_vec()),
             };
             if let Some((i, v)) = crate::stft::first_non_finite(&samples) {
-                return Err(Error::param(
+                return Err(Error::invalid(
                     "signals",
                     format!("row {row}, sample[{i}] = {v}"),
                     "every sample must be finite",
@@ -339,9 +379,9 @@ impl<T: Float> MelSpectrogram<T> {
                 || self.scratch(),
                 |scratch, (mut item, signal)| {
                     let (samples, _) = self.stft.prepare(&signal)?;
-                    self.compute_into(&samples, frames, item.view_mut(), scratch)?;
+                    self.compute_prepared_into(&samples, frames, item.view_mut(), scratch)?;
                     finish(item);
-                    Ok(())
+                    Ok::<(), Error>(())
                 },
             )?;
         Ok(out)
@@ -438,6 +478,23 @@ impl<T: Float> LogMelSpectrogram<T> {
         Ok(mel)
     }
 
+    /// The log-mel spectrogram of `signal` written into `out`, reusing `scratch` (from
+    /// [`MelSpectrogram::scratch`] of [`LogMelSpectrogram::mel`]); see
+    /// [`MelSpectrogram::compute_into`].
+    ///
+    /// # Errors
+    /// As [`MelSpectrogram::compute_into`].
+    pub fn compute_into(
+        &self,
+        signal: ArrayView1<T>,
+        mut out: ArrayViewMut2<T>,
+        scratch: &mut MelScratch<T>,
+    ) -> Result<()> {
+        self.mel.compute_into(signal, out.view_mut(), scratch)?;
+        power_to_db_in_place(out, &self.db);
+        Ok(())
+    }
+
     /// Log-mel spectrograms of a batch (rows of `signals`), shape `(batch, n_mels, frames)`,
     /// in parallel; the dB reference and `top_db` apply per signal.
     ///
@@ -453,6 +510,25 @@ impl<T: Float> LogMelSpectrogram<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compute_into_reuses_scratch_and_equals_compute() {
+        let plan = LogMelSpectrogram::<f64>::new(LogMelConfig::librosa(22_050.0)).unwrap();
+        let mut scratch = plan.mel().scratch();
+        for len in [4096usize, 9000] {
+            let signal = ndarray::Array1::from_shape_fn(len, |i| (i as f64 * 0.05).sin());
+            let frames = plan.mel().frame_count(len).unwrap();
+            let mut out = Array2::zeros((plan.mel().n_mels(), frames));
+            plan.compute_into(signal.view(), out.view_mut(), &mut scratch)
+                .unwrap();
+            assert_eq!(out, plan.compute(signal.view()).unwrap());
+            let mut wrong = Array2::zeros((plan.mel().n_mels(), frames + 1));
+            let err = plan
+                .compute_into(signal.view(), wrong.view_mut(), &mut scratch)
+                .unwrap_err();
+            assert!(err.to_string().contains("`out`"), "{err}");
+        }
+    }
 
     #[test]
     fn preset_shapes_match_sslh_datasets() {

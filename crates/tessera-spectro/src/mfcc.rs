@@ -1,11 +1,12 @@
 //! Mel-frequency cepstral coefficients (librosa `feature.mfcc`, DCT-II orthonormal).
 
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis};
+use tessera_core::RejectInput;
 
 use crate::db::{power_to_db_in_place, DbConfig};
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::melspec::{MelConfig, MelSpectrogram};
+use crate::Float;
 
 /// The orthonormal DCT-II matrix of shape `(n_out, n_in)`:
 /// $D_{k,n} = s_k \cos\big(\pi k (2n + 1) / (2 n_{in})\big)$ with $s_0 = \sqrt{1/n_{in}}$,
@@ -19,10 +20,10 @@ use crate::melspec::{MelConfig, MelSpectrogram};
 /// `n_in == 0`, or `n_out` outside `1..=n_in`.
 pub fn dct_ii_ortho<T: Float>(n_out: usize, n_in: usize) -> Result<Array2<T>> {
     if n_in == 0 {
-        return Err(Error::param("n_in", 0, "must be at least 1"));
+        return Err(Error::invalid("n_in", 0, "must be at least 1"));
     }
     if n_out == 0 || n_out > n_in {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "n_out",
             n_out,
             format!("must be in 1..={n_in}"),
@@ -33,7 +34,7 @@ pub fn dct_ii_ortho<T: Float>(n_out: usize, n_in: usize) -> Result<Array2<T>> {
     Ok(Array2::from_shape_fn((n_out, n_in), |(k, n)| {
         let scale = if k == 0 { first } else { rest };
         let angle = std::f64::consts::PI * (k * (2 * n + 1)) as f64 / (2 * n_in) as f64;
-        T::from_f64_lossy(scale * angle.cos())
+        T::from_f64_rounded(scale * angle.cos())
     }))
 }
 
@@ -81,7 +82,7 @@ impl<T: Float> Mfcc<T> {
     /// non-finite `lifter`, an invalid dB config.
     pub fn new(config: MfccConfig) -> Result<Self> {
         if !(config.lifter.is_finite() && config.lifter >= 0.0) {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "lifter",
                 config.lifter,
                 "must be finite and non-negative",
@@ -90,7 +91,7 @@ impl<T: Float> Mfcc<T> {
         config.db.validate()?;
         let n_mels = config.mel.n_mels;
         if config.n_mfcc == 0 || config.n_mfcc > n_mels {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "n_mfcc",
                 config.n_mfcc,
                 format!("must be in 1..=n_mels = {n_mels}"),
@@ -109,7 +110,7 @@ impl<T: Float> Mfcc<T> {
         Ok(Mfcc {
             mel,
             db: config.db,
-            basis: basis.mapv(T::from_f64_lossy),
+            basis: basis.mapv(T::from_f64_rounded),
         })
     }
 
@@ -130,14 +131,14 @@ impl<T: Float> Mfcc<T> {
     /// A row count other than `n_mels`, or a NaN entry.
     pub fn from_log_mel(&self, log_mel: ArrayView2<T>) -> Result<Array2<T>> {
         if log_mel.nrows() != self.basis.ncols() {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "log_mel",
                 format!("{} rows", log_mel.nrows()),
                 format!("must have n_mels = {} rows", self.basis.ncols()),
             ));
         }
         if let Some(((m, t), v)) = log_mel.indexed_iter().find(|(_, v)| v.is_nan()) {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "log_mel",
                 format!("entry[{m}, {t}] = {v}"),
                 "must not be NaN",
@@ -178,6 +179,7 @@ impl<T: Float> Mfcc<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn dct_is_orthonormal() {
@@ -185,7 +187,7 @@ mod tests {
         let gram = d.dot(&d.t());
         for ((i, j), v) in gram.indexed_iter() {
             let expected = if i == j { 1.0 } else { 0.0 };
-            assert!((v - expected).abs() < 1e-12);
+            assert_abs_diff_eq!(*v, expected, epsilon = 1e-12);
         }
         assert!(dct_ii_ortho::<f64>(13, 12).is_err());
         assert!(dct_ii_ortho::<f64>(0, 12).is_err());
@@ -228,7 +230,7 @@ mod tests {
         let plan = Mfcc::<f64>::new(MfccConfig::librosa(22050.0)).unwrap();
         let flat = Array2::from_elem((128, 2), -30.0);
         let c = plan.from_log_mel(flat.view()).unwrap();
-        assert!((c[[0, 0]] - -30.0 * 128f64.sqrt()).abs() < 1e-9);
+        assert_abs_diff_eq!(c[[0, 0]], -30.0 * 128f64.sqrt(), epsilon = 1e-9);
         assert!(c.iter().skip(2).all(|v| v.abs() < 1e-9));
     }
 }

@@ -3,14 +3,15 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use tessera_core::RejectInput;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 use crate::window::{stft_window, Window};
+use crate::Float;
 
 /// How a centred STFT extends the signal by `n_fft / 2` samples on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,14 +141,14 @@ impl<T: Float> Stft<T> {
     /// `win_length / 4` is zero), or an invalid custom window.
     pub fn new(config: StftConfig) -> Result<Self> {
         if config.n_fft == 0 {
-            return Err(Error::param("n_fft", 0, "must be at least 1"));
+            return Err(Error::invalid("n_fft", 0, "must be at least 1"));
         }
         let win_length = config.win_length.unwrap_or(config.n_fft);
         if win_length == 0 {
-            return Err(Error::param("win_length", 0, "must be at least 1"));
+            return Err(Error::invalid("win_length", 0, "must be at least 1"));
         }
         if win_length > config.n_fft {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "win_length",
                 win_length,
                 format!("must not exceed n_fft = {}", config.n_fft),
@@ -155,7 +156,7 @@ impl<T: Float> Stft<T> {
         }
         let hop_length = config.hop_length.unwrap_or(win_length / 4);
         if hop_length == 0 {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "hop_length",
                 0,
                 if config.hop_length.is_some() {
@@ -226,7 +227,7 @@ impl<T: Float> Stft<T> {
     /// longer than the signal allows (`n_fft / 2 ≥ N`).
     pub fn frame_count(&self, signal_len: usize) -> Result<usize> {
         if signal_len == 0 {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "signal",
                 "length 0",
                 "must hold at least one sample",
@@ -234,7 +235,7 @@ impl<T: Float> Stft<T> {
         }
         if self.center {
             if self.pad_mode == PadMode::Reflect && self.n_fft / 2 >= signal_len {
-                return Err(Error::param(
+                return Err(Error::invalid(
                     "pad_mode",
                     "Reflect",
                     format!(
@@ -247,7 +248,7 @@ impl<T: Float> Stft<T> {
             Ok(1 + (signal_len + 2 * self.pad() - self.n_fft) / self.hop_length)
         } else {
             if signal_len < self.n_fft {
-                return Err(Error::param(
+                return Err(Error::invalid(
                     "signal",
                     format!("length {signal_len}"),
                     format!(
@@ -272,7 +273,7 @@ impl<T: Float> Stft<T> {
             None => Cow::Owned(signal.to_vec()),
         };
         if let Some((i, v)) = first_non_finite(&samples) {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "signal",
                 format!("sample[{i}] = {v}"),
                 "every sample must be finite",
@@ -378,27 +379,27 @@ impl<T: Float> Stft<T> {
     ) -> Result<Array1<T>> {
         let (bins, total_frames) = spectrum.dim();
         if bins != self.n_bins() {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "spectrum",
                 format!("{bins} rows"),
                 format!("must have n_fft / 2 + 1 = {} rows", self.n_bins()),
             ));
         }
         if total_frames == 0 {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "spectrum",
                 "0 frames",
                 "must hold at least one frame",
             ));
         }
         if length == Some(0) {
-            return Err(Error::param("length", 0, "must be at least 1 (or None)"));
+            return Err(Error::invalid("length", 0, "must be at least 1 (or None)"));
         }
         if let Some(((k, t), v)) = spectrum
             .indexed_iter()
             .find(|(_, v)| !(v.re.is_finite() && v.im.is_finite()))
         {
-            return Err(Error::param(
+            return Err(Error::invalid(
                 "spectrum",
                 format!("entry[{k}, {t}] = {v}"),
                 "every entry must be finite",
@@ -417,7 +418,7 @@ impl<T: Float> Stft<T> {
         let mut column = self.inverse.make_input_vec();
         let mut frame = self.inverse.make_output_vec();
         let mut fft_scratch = self.inverse.make_scratch_vec();
-        let scale = T::one() / T::from_f64_lossy(self.n_fft as f64);
+        let scale = T::one() / T::from_f64_rounded(self.n_fft as f64);
         let window = self.window.as_slice().unwrap_or(&[]);
         for t in 0..frames {
             for (dst, src) in column.iter_mut().zip(spectrum.column(t)) {

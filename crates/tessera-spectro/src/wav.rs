@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::Array1;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::Float;
 
 /// A decoded mono signal and its sampling rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +102,7 @@ fn decode<T: Float, R: Read>(mut reader: hound::WavReader<R>, name: &str) -> Res
     let frames = interleaved.len() / channels;
     let samples = Array1::from_shape_fn(frames, |i| {
         let frame = &interleaved[i * channels..(i + 1) * channels];
-        T::from_f64_lossy(frame.iter().sum::<f64>() / channels as f64)
+        T::from_f64_rounded(frame.iter().sum::<f64>() / channels as f64)
     });
     Ok(Audio {
         samples,

@@ -2,9 +2,10 @@
 //! and librosa's `util.pad_center`.
 
 use ndarray::Array1;
+use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::Float;
 
 /// The shape of a window function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,21 +64,21 @@ impl Window {
     /// sample.
     pub fn samples(&self, len: usize) -> Result<Vec<f64>> {
         if len == 0 {
-            return Err(Error::param("win_length", len, "must be at least 1"));
+            return Err(Error::invalid("win_length", len, "must be at least 1"));
         }
         match self {
             Window::Periodic(kind) => Ok(cosine_window(*kind, len, false)),
             Window::Symmetric(kind) => Ok(cosine_window(*kind, len, true)),
             Window::Custom(values) => {
                 if values.len() != len {
-                    return Err(Error::param(
+                    return Err(Error::invalid(
                         "window",
                         format!("custom window of length {}", values.len()),
                         format!("must have win_length = {len} samples"),
                     ));
                 }
                 if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(Error::param(
+                    return Err(Error::invalid(
                         "window",
                         format!("sample[{i}] = {v}"),
                         "custom window samples must be finite",
@@ -121,7 +122,7 @@ fn cosine_window(kind: WindowKind, len: usize, symmetric: bool) -> Vec<f64> {
 /// `size < data.len()`.
 pub fn pad_center<T: Float>(data: &[T], size: usize) -> Result<Array1<T>> {
     if size < data.len() {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "size",
             size,
             format!("must be at least the data length {}", data.len()),
@@ -152,7 +153,7 @@ pub fn stft_window<T: Float>(
     n_fft: usize,
 ) -> Result<Array1<T>> {
     if win_length > n_fft {
-        return Err(Error::param(
+        return Err(Error::invalid(
             "win_length",
             win_length,
             format!("must not exceed n_fft = {n_fft}"),
@@ -161,7 +162,7 @@ pub fn stft_window<T: Float>(
     let samples: Vec<T> = window
         .samples(win_length)?
         .into_iter()
-        .map(T::from_f64_lossy)
+        .map(T::from_f64_rounded)
         .collect();
     pad_center(&samples, n_fft)
 }
@@ -169,6 +170,7 @@ pub fn stft_window<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn periodic_hann_matches_closed_form() {
@@ -185,7 +187,7 @@ mod tests {
         for kind in [WindowKind::Hann, WindowKind::Hamming, WindowKind::Blackman] {
             let w = Window::Symmetric(kind).samples(9).unwrap();
             for i in 0..9 {
-                assert!((w[i] - w[8 - i]).abs() < 1e-15);
+                assert_abs_diff_eq!(w[i], w[8 - i], epsilon = 1e-15);
             }
             assert!((w[4] - 1.0).abs() < 1e-15, "{kind:?} peak {}", w[4]);
         }
@@ -194,7 +196,7 @@ mod tests {
     #[test]
     fn hamming_and_blackman_endpoints() {
         let h = Window::Symmetric(WindowKind::Hamming).samples(5).unwrap();
-        assert!((h[0] - 0.08).abs() < 1e-15);
+        assert_abs_diff_eq!(h[0], 0.08, epsilon = 1e-15);
         let b = Window::Symmetric(WindowKind::Blackman).samples(5).unwrap();
         assert!(b[0].abs() < 1e-15);
     }

@@ -10,6 +10,7 @@
 //! equals SSLH's mean of batch means.
 
 use std::collections::VecDeque;
+use tessera_core::RejectInput;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
@@ -46,7 +47,7 @@ impl<F: Float> History<F> {
             total += sums;
             count += n;
         }
-        let count = F::of(count as f64);
+        let count = F::from_f64_rounded(count as f64);
         Some(total.mapv(|s| s / count))
     }
 }
@@ -234,6 +235,7 @@ impl<F: Float> DistributionAlignment<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -247,8 +249,8 @@ mod tests {
         // p(y) = (.5, .5), p̃(y) = (.8, .2): q·(0.625, 2.5) renormalised.
         let raw = [0.9 * 0.625, 0.1 * 2.5];
         let sum: f64 = raw.iter().sum();
-        assert!((aligned[[0, 0]] - raw[0] / sum).abs() < 1e-15);
-        assert!((aligned.row(1).sum() - 1.0).abs() < 1e-15);
+        assert_abs_diff_eq!(aligned[[0, 0]], raw[0] / sum, epsilon = 1e-15);
+        assert_abs_diff_eq!(aligned.row(1).sum(), 1.0, epsilon = 1e-15);
     }
 
     #[test]

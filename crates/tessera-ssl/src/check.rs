@@ -1,23 +1,14 @@
-//! Input validation shared by every routine of this crate.
+//! Input validation specific to this crate (probability rows, logits); the generic checks
+//! come from tessera-core.
 
 use ndarray::{ArrayBase, ArrayView2, Data, Dimension};
+use tessera_core::RejectInput;
+
+pub(crate) use tessera_core::check::{
+    finite, non_negative, positive, probability as unit_interval,
+};
 
 use crate::{Error, Float, Result};
-
-/// Errors on the first NaN or infinity of `array`, naming the parameter.
-pub(crate) fn finite<F: Float, S: Data<Elem = F>, D: Dimension>(
-    name: &'static str,
-    array: &ArrayBase<S, D>,
-) -> Result<()> {
-    match array.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        None => Ok(()),
-        Some((index, value)) => Err(Error::NonFinite {
-            name,
-            value: value.to_string(),
-            index,
-        }),
-    }
-}
 
 /// A batch-first `(batch, classes)` array with at least one row and one column, all finite.
 /// Returns `(batch, classes)`.
@@ -49,8 +40,8 @@ pub(crate) fn logits<F: Float>(
 /// enough for rows computed in `f32` by another library, tight enough to catch logits or
 /// unnormalised scores passed by mistake.
 pub(crate) fn probability_tolerance<F: Float>(classes: usize) -> F {
-    let rounding = F::epsilon() * F::of(16.0 * classes.max(1) as f64);
-    rounding.max(F::of(1e-6))
+    let rounding = F::epsilon() * F::from_f64_rounded(16.0 * classes.max(1) as f64);
+    rounding.max(F::from_f64_rounded(1e-6))
 }
 
 /// Rows that are probability distributions: finite, non-negative, summing to 1.
@@ -95,32 +86,5 @@ pub(crate) fn same_shape<F, S: Data<Elem = F>, D: Dimension>(
             format!("{expected:?} ({what})"),
             array.shape(),
         ))
-    }
-}
-
-/// A finite scalar `> 0`.
-pub(crate) fn positive(name: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, value, "must be finite and > 0"))
-    }
-}
-
-/// A finite scalar `>= 0`.
-pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, value, "must be finite and >= 0"))
-    }
-}
-
-/// A probability in `[0, 1]`.
-pub(crate) fn unit_interval(name: &'static str, value: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::invalid(name, value, "must lie in [0, 1]"))
     }
 }

@@ -8,51 +8,18 @@
 //!   $L_{dif} = \frac1B \sum_b H(p_g(x_b), p_f(g\text{-adv}(x_b))) + H(p_f(x_b),
 //!   p_g(f\text{-adv}(x_b)))$ with $H(p, q) = -\sum_c p_c \log q_c$, weight
 //!   $\lambda_{dif} = 0.5$ (SSLH's pairing and reduction).
-//! * Adversarial examples by FGSM: $x + \epsilon\,\mathrm{sign}(\nabla_x \ell)$, $\epsilon = 0.02$,
-//!   from an input gradient the caller computes with its own model.
+//! * Adversarial examples by FGSM: $x + \epsilon\,\mathrm{sign}(\nabla_x \ell)$, $\epsilon = 0.02$
+//!   ([`DeepCoTrainingConfig::epsilon`]), from an input gradient the caller computes with its own
+//!   model; tessera-nn's `attack::fgsm_example` (the workspace's attack module) computes them.
 //!
 //! Gradients flow into all four sets of logits, as in SSLH (no target is detached); a caller
 //! that wants the clean predictions to act as constants simply ignores their gradients.
 
-use ndarray::{Array, Array2, ArrayView, ArrayView2, Dimension, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::losses::{jensen_shannon_unchecked, PairLoss};
 use crate::softmax::{log_softmax_unchecked, softmax_backward_unchecked};
 use crate::{check, Float, Result};
-
-/// The FGSM adversarial example $x + \epsilon\,\mathrm{sign}(g)$ for any array rank, with
-/// $\mathrm{sign}(0) = 0$ (PyTorch's `sign`, as advertorch's `GradientSignAttack` uses, without
-/// clipping).
-///
-/// `input_grad` is $\nabla_x \ell$ of the caller's model (e.g. the cross-entropy against its own
-/// predicted or true labels). Errors when the shapes differ, a value is non-finite, or
-/// $\epsilon < 0$.
-pub fn fgsm_example<F: Float, D: Dimension>(
-    inputs: ArrayView<F, D>,
-    input_grad: ArrayView<F, D>,
-    epsilon: f64,
-) -> Result<Array<F, D>> {
-    check::non_negative("epsilon", epsilon)?;
-    check::same_shape(
-        "input_grad",
-        &input_grad,
-        inputs.shape(),
-        "the shape of inputs",
-    )?;
-    check::finite("inputs", &inputs)?;
-    check::finite("input_grad", &input_grad)?;
-    let step = F::of(epsilon);
-    Ok(Zip::from(&inputs).and(&input_grad).map_collect(|&x, &g| {
-        let sign = if g > F::zero() {
-            F::one()
-        } else if g < F::zero() {
-            -F::one()
-        } else {
-            F::zero()
-        };
-        x + step * sign
-    }))
-}
 
 /// The view-difference loss and its gradient with respect to its four inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +76,7 @@ fn cross_entropy_between_logits<F: Float>(
     target_logits: ArrayView2<F>,
     scored_logits: ArrayView2<F>,
 ) -> (F, Array2<F>, Array2<F>) {
-    let batch = F::of(target_logits.nrows() as f64);
+    let batch = F::from_f64_rounded(target_logits.nrows() as f64);
     let log_t = log_softmax_unchecked(target_logits);
     let log_s = log_softmax_unchecked(scored_logits);
     let t = log_t.mapv(F::exp);
@@ -170,15 +137,6 @@ impl DeepCoTraining {
         &self.config
     }
 
-    /// FGSM example with the configured $\epsilon$.
-    pub fn adversarial<F: Float, D: Dimension>(
-        &self,
-        inputs: ArrayView<F, D>,
-        input_grad: ArrayView<F, D>,
-    ) -> Result<Array<F, D>> {
-        fgsm_example(inputs, input_grad, self.config.epsilon)
-    }
-
     /// $\lambda_{cot} \cdot \mathrm{JS}$ between $f$'s and $g$'s logits on unlabelled data, with
     /// both (weighted) gradients.
     pub fn co_training<F: Float>(
@@ -194,7 +152,7 @@ impl DeepCoTraining {
             "the shape of logits_f",
         )?;
         check::finite("logits_g", &logits_g)?;
-        let weight = F::of(self.config.lambda_cot);
+        let weight = F::from_f64_rounded(self.config.lambda_cot);
         let loss = jensen_shannon_unchecked(logits_f, logits_g);
         Ok(PairLoss {
             value: weight * loss.value,
@@ -212,7 +170,7 @@ impl DeepCoTraining {
         logits_g_on_adv_f: ArrayView2<F>,
     ) -> Result<ViewDifferenceLoss<F>> {
         let loss = view_difference(logits_f, logits_g, logits_f_on_adv_g, logits_g_on_adv_f)?;
-        let weight = F::of(self.config.lambda_diff);
+        let weight = F::from_f64_rounded(self.config.lambda_diff);
         Ok(ViewDifferenceLoss {
             value: weight * loss.value,
             grad_f: loss.grad_f * weight,
@@ -226,20 +184,8 @@ impl DeepCoTraining {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{array, Array3};
-
-    #[test]
-    fn fgsm_moves_by_epsilon_along_the_sign() {
-        let x = Array3::<f64>::zeros((1, 2, 2));
-        let g = array![[[0.3, -2.0], [0.0, 1e-30]]];
-        let adv = fgsm_example(x.view(), g.view(), 0.02).unwrap();
-        assert_eq!(adv, array![[[0.02, -0.02], [0.0, 0.02]]]);
-        let err = fgsm_example(x.view(), g.view(), -0.1).unwrap_err();
-        assert!(err.to_string().contains("epsilon"), "{err}");
-        let wrong = Array3::<f64>::zeros((1, 2, 3));
-        let err = fgsm_example(x.view(), wrong.view(), 0.1).unwrap_err();
-        assert!(err.to_string().contains("input_grad"), "{err}");
-    }
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
 
     #[test]
     fn view_difference_is_sum_of_two_cross_entropies() {
@@ -253,7 +199,7 @@ mod tests {
         let expected: f64 = (0..3)
             .map(|c| -pg[[0, c]] * pfa[[0, c]].ln() - pf[[0, c]] * pga[[0, c]].ln())
             .sum();
-        assert!((loss.value - expected).abs() < 1e-14);
+        assert_abs_diff_eq!(loss.value, expected, epsilon = 1e-14);
         let err =
             view_difference(f.view(), g.view(), fa.view(), array![[0.0, 1.0]].view()).unwrap_err();
         assert!(err.to_string().contains("logits_g_on_adv_f"), "{err}");

@@ -8,8 +8,9 @@
 //! `torch.mean(loss_u * mask)`).
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+use tessera_core::RejectInput;
 
-use crate::losses::{check_logits_and_targets, soft_cross_entropy_unchecked, Loss};
+use crate::losses::{check_logits_and_targets, soft_cross_entropy_unchecked, LossAndGradient};
 use crate::softmax::{log_softmax_unchecked, softmax_unchecked};
 use crate::{check, Error, Float, Result};
 
@@ -53,7 +54,7 @@ pub fn pseudo_labels<F: Float>(
 pub fn masked_cross_entropy<F: Float>(
     logits: ArrayView2<F>,
     pseudo: &PseudoLabels<F>,
-) -> Result<Loss<F>> {
+) -> Result<LossAndGradient<F>> {
     let (batch, classes) = check::logits("logits", &logits)?;
     if pseudo.labels.len() != batch || pseudo.mask.len() != batch {
         return Err(Error::shape(
@@ -77,7 +78,7 @@ fn pseudo_labels_unchecked<F: Float>(
     probabilities: ArrayView2<F>,
     threshold: f64,
 ) -> PseudoLabels<F> {
-    let tau = F::of(threshold);
+    let tau = F::from_f64_rounded(threshold);
     let mut labels = Vec::with_capacity(probabilities.nrows());
     let mut confidence = Array1::<F>::zeros(probabilities.nrows());
     for (row, values) in probabilities.axis_iter(Axis(0)).enumerate() {
@@ -100,8 +101,8 @@ fn pseudo_labels_unchecked<F: Float>(
 fn masked_cross_entropy_unchecked<F: Float>(
     logits: ArrayView2<F>,
     pseudo: &PseudoLabels<F>,
-) -> Loss<F> {
-    let batch = F::of(logits.nrows() as f64);
+) -> LossAndGradient<F> {
+    let batch = F::from_f64_rounded(logits.nrows() as f64);
     let log_p = log_softmax_unchecked(logits);
     let mut grad = Array2::<F>::zeros(logits.raw_dim());
     let mut total = F::zero();
@@ -115,7 +116,7 @@ fn masked_cross_entropy_unchecked<F: Float>(
             grad[[row, c]] = mask * (log_p[[row, c]].exp() - indicator) / batch;
         }
     }
-    Loss {
+    LossAndGradient {
         value: total / batch,
         grad,
     }
@@ -209,7 +210,7 @@ impl FixMatch {
         check::finite("strong_logits", &strong_logits)?;
         let supervised = soft_cross_entropy_unchecked(labelled_logits, labelled_targets);
         let unlabelled = masked_cross_entropy_unchecked(strong_logits, &pseudo);
-        let lambda_u = F::of(self.config.lambda_u);
+        let lambda_u = F::from_f64_rounded(self.config.lambda_u);
         Ok(FixMatchLoss {
             value: supervised.value + lambda_u * unlabelled.value,
             supervised: supervised.value,
@@ -235,29 +236,7 @@ pub(crate) fn rename(error: Error, logits: &'static str, targets: &'static str) 
         other => other,
     };
     match error {
-        Error::InvalidParameter {
-            name,
-            value,
-            reason,
-        } => Error::InvalidParameter {
-            name: fix(name),
-            value,
-            reason,
-        },
-        Error::ShapeMismatch {
-            name,
-            expected,
-            found,
-        } => Error::ShapeMismatch {
-            name: fix(name),
-            expected,
-            found,
-        },
-        Error::NonFinite { name, value, index } => Error::NonFinite {
-            name: fix(name),
-            value,
-            index,
-        },
+        Error::Input(input) => Error::Input(input.map_name(fix)),
         Error::NotProbability { name, row, reason } => Error::NotProbability {
             name: fix(name),
             row,
@@ -270,6 +249,7 @@ pub(crate) fn rename(error: Error, logits: &'static str, targets: &'static str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -278,7 +258,7 @@ mod tests {
         let pseudo = pseudo_labels(p.view(), 0.95).unwrap();
         assert_eq!(pseudo.labels, vec![0, 0, 1]);
         assert_eq!(pseudo.mask, array![1.0, 0.0, 1.0]);
-        assert!((pseudo.mask_rate() - 2.0 / 3.0).abs() < 1e-15);
+        assert_abs_diff_eq!(pseudo.mask_rate(), 2.0 / 3.0, epsilon = 1e-15);
     }
 
     #[test]
@@ -288,8 +268,8 @@ mod tests {
         let z = array![[0.0_f64, 0.0], [5.0, -5.0], [1.0, 2.0], [0.0, 3.0]];
         let loss = masked_cross_entropy(z.view(), &pseudo).unwrap();
         // Only item 0 counts: −log ½, divided by 4 items (not by 1 confident item).
-        assert!((loss.value - std::f64::consts::LN_2 / 4.0).abs() < 1e-15);
-        assert!((loss.grad[[0, 0]] - (0.5 - 1.0) / 4.0).abs() < 1e-15);
+        assert_abs_diff_eq!(loss.value, std::f64::consts::LN_2 / 4.0, epsilon = 1e-15);
+        assert_abs_diff_eq!(loss.grad[[0, 0]], (0.5 - 1.0) / 4.0, epsilon = 1e-15);
         assert!(loss
             .grad
             .rows()

@@ -6,7 +6,6 @@ mod check;
 pub mod cotraining;
 pub mod error;
 pub mod fixmatch;
-pub mod float;
 pub mod losses;
 pub mod mean_teacher;
 pub mod mixmatch;
@@ -16,22 +15,22 @@ pub mod sharpen;
 pub mod softmax;
 
 pub use alignment::DistributionAlignment;
-pub use cotraining::{
-    fgsm_example, view_difference, DeepCoTraining, DeepCoTrainingConfig, ViewDifferenceLoss,
-};
-pub use error::{Error, Result};
+pub use cotraining::{view_difference, DeepCoTraining, DeepCoTrainingConfig, ViewDifferenceLoss};
+pub use error::{Error, InputError, Result};
 pub use fixmatch::{
     masked_cross_entropy, pseudo_labels, FixMatch, FixMatchConfig, FixMatchLoss, PseudoLabels,
 };
-pub use float::Float;
-pub use losses::{jensen_shannon, mse_probabilities, soft_cross_entropy, Loss, PairLoss};
+pub use losses::{
+    jensen_shannon, mse_probabilities, soft_cross_entropy, LossAndGradient, PairLoss,
+};
 pub use mean_teacher::{
     ema_alpha, ema_update, EmaTeacher, MeanTeacher, MeanTeacherConfig, MeanTeacherLoss,
 };
-pub use mixmatch::{MixMatch, MixMatchBatch, MixMatchConfig, MixMatchLoss, UnlabelledLoss};
+pub use mixmatch::{MixMatch, MixMatchBatch, MixMatchConfig, MixMatchLoss, SoftTargetLoss};
 pub use ramp::{RampKind, RampUp};
 pub use remixmatch::{ReMixMatch, ReMixMatchBatch, ReMixMatchConfig, ReMixMatchLoss};
 pub use sharpen::{average_softmax, guess_labels, one_hot, sharpen};
 pub use softmax::{log_softmax, softmax, softmax_backward};
 /// Re-exported from `tessera-augment`: per-item or per-batch mixup $\lambda$.
 pub use tessera_augment::LambdaScope;
+pub use tessera_core::Float;

@@ -22,7 +22,7 @@ use crate::{check, Float, Result};
 
 /// A scalar loss and its gradient with respect to the logits it was computed from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Loss<F> {
+pub struct LossAndGradient<F> {
     /// The (batch-averaged) loss value.
     pub value: F,
     /// $\partial L / \partial z$, same shape as the logits.
@@ -48,7 +48,7 @@ pub struct PairLoss<F> {
 pub fn soft_cross_entropy<F: Float>(
     logits: ArrayView2<F>,
     targets: ArrayView2<F>,
-) -> Result<Loss<F>> {
+) -> Result<LossAndGradient<F>> {
     check_logits_and_targets(&logits, &targets)?;
     Ok(soft_cross_entropy_unchecked(logits, targets))
 }
@@ -61,7 +61,7 @@ pub fn soft_cross_entropy<F: Float>(
 pub fn mse_probabilities<F: Float>(
     logits: ArrayView2<F>,
     targets: ArrayView2<F>,
-) -> Result<Loss<F>> {
+) -> Result<LossAndGradient<F>> {
     check_logits_and_targets(&logits, &targets)?;
     Ok(mse_probabilities_unchecked(logits, targets))
 }
@@ -102,8 +102,8 @@ pub(crate) fn check_logits_and_targets<F: Float>(
 pub(crate) fn soft_cross_entropy_unchecked<F: Float>(
     logits: ArrayView2<F>,
     targets: ArrayView2<F>,
-) -> Loss<F> {
-    let batch = F::of(logits.nrows() as f64);
+) -> LossAndGradient<F> {
+    let batch = F::from_f64_rounded(logits.nrows() as f64);
     let log_p = log_softmax_unchecked(logits);
     let mut total = F::zero();
     let mut grad = Array2::<F>::zeros(logits.raw_dim());
@@ -124,7 +124,7 @@ pub(crate) fn soft_cross_entropy_unchecked<F: Float>(
                 .and(&q)
                 .for_each(|g, &lp, &q| *g = (lp.exp() * target_mass - q) / batch);
         });
-    Loss {
+    LossAndGradient {
         value: total / batch,
         grad,
     }
@@ -133,14 +133,14 @@ pub(crate) fn soft_cross_entropy_unchecked<F: Float>(
 pub(crate) fn mse_probabilities_unchecked<F: Float>(
     logits: ArrayView2<F>,
     targets: ArrayView2<F>,
-) -> Loss<F> {
-    let count = F::of(logits.len() as f64);
+) -> LossAndGradient<F> {
+    let count = F::from_f64_rounded(logits.len() as f64);
     let p = log_softmax_unchecked(logits).mapv_into(F::exp);
     let difference = &p - &targets;
     let value = difference.iter().map(|&d| d * d).sum::<F>() / count;
-    let two_over_count = F::of(2.0) / count;
+    let two_over_count = F::from_f64_rounded(2.0) / count;
     let grad_p = difference.mapv(|d| d * two_over_count);
-    Loss {
+    LossAndGradient {
         value,
         grad: softmax_backward_unchecked(p.view(), grad_p.view()),
     }
@@ -150,9 +150,9 @@ pub(crate) fn jensen_shannon_unchecked<F: Float>(
     logits_a: ArrayView2<F>,
     logits_b: ArrayView2<F>,
 ) -> PairLoss<F> {
-    let batch = F::of(logits_a.nrows() as f64);
-    let half = F::of(0.5);
-    let ln_2 = F::of(std::f64::consts::LN_2);
+    let batch = F::from_f64_rounded(logits_a.nrows() as f64);
+    let half = F::from_f64_rounded(0.5);
+    let ln_2 = F::from_f64_rounded(std::f64::consts::LN_2);
     let log_p = log_softmax_unchecked(logits_a);
     let log_r = log_softmax_unchecked(logits_b);
     // log m = log(p + r) - log 2 = logaddexp(log p, log r) - log 2, finite even where p and r
@@ -191,6 +191,7 @@ pub(crate) fn jensen_shannon_unchecked<F: Float>(
 mod tests {
     use super::*;
     use crate::softmax::softmax_unchecked;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -200,8 +201,8 @@ mod tests {
         let loss = soft_cross_entropy(z.view(), q.view()).unwrap();
         let p = softmax_unchecked(z.view());
         let expected = -(p[[0, 2]].ln() + p[[1, 0]].ln()) / 2.0;
-        assert!((loss.value - expected).abs() < 1e-15);
-        assert!((loss.grad[[0, 2]] - (p[[0, 2]] - 1.0) / 2.0).abs() < 1e-15);
+        assert_abs_diff_eq!(loss.value, expected, epsilon = 1e-15);
+        assert_abs_diff_eq!(loss.grad[[0, 2]], (p[[0, 2]] - 1.0) / 2.0, epsilon = 1e-15);
     }
 
     #[test]
@@ -213,7 +214,7 @@ mod tests {
         let a = array![[60.0_f64, -60.0]];
         let b = array![[-60.0_f64, 60.0]];
         let far = jensen_shannon(a.view(), b.view()).unwrap();
-        assert!((far.value - std::f64::consts::LN_2).abs() < 1e-12);
+        assert_abs_diff_eq!(far.value, std::f64::consts::LN_2, epsilon = 1e-12);
     }
 
     #[test]
@@ -222,7 +223,7 @@ mod tests {
         let q = array![[1.0_f64, 0.0], [0.5, 0.5]];
         let loss = mse_probabilities(z.view(), q.view()).unwrap();
         let expected = (0.25 + 0.25 + 0.0625 + 0.0625) / 4.0;
-        assert!((loss.value - expected).abs() < 1e-15);
+        assert_abs_diff_eq!(loss.value, expected, epsilon = 1e-15);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! every student seen; afterwards it decays geometrically.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, Slice, Zip};
+use tessera_core::RejectInput;
 
 use crate::fixmatch::rename;
 use crate::losses::{
@@ -38,7 +39,7 @@ pub fn ema_update<F: Float>(
         "the length of teacher",
     )?;
     check::finite("student", &student)?;
-    let keep = F::of(alpha);
+    let keep = F::from_f64_rounded(alpha);
     let take = F::one() - keep;
     Zip::from(&mut teacher)
         .and(&student)
@@ -193,7 +194,7 @@ impl MeanTeacher {
         }
         let teacher_probabilities = softmax_unchecked(teacher_logits);
         let consistency = mse_probabilities_unchecked(student_logits, teacher_probabilities.view());
-        let weight = F::of(ramp * self.config.lambda_ccost);
+        let weight = F::from_f64_rounded(ramp * self.config.lambda_ccost);
         grad_student.scaled_add(weight, &consistency.grad);
         Ok(MeanTeacherLoss {
             value: supervised + weight * consistency.value,
@@ -207,6 +208,7 @@ impl MeanTeacher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -224,8 +226,8 @@ mod tests {
         for s in &students {
             teacher.update(s.view()).unwrap();
         }
-        assert!((teacher.params()[0] - 3.0).abs() < 1e-12);
-        assert!((teacher.params()[1] - 5.0).abs() < 1e-12);
+        assert_abs_diff_eq!(teacher.params()[0], 3.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(teacher.params()[1], 5.0, epsilon = 1e-12);
         assert_eq!(teacher.step(), 3);
     }
 

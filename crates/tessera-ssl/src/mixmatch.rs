@@ -22,32 +22,34 @@ use ndarray::{
 use rand::seq::SliceRandom;
 use rand::Rng;
 use tessera_augment::{LambdaRule, LambdaScope, Mixup};
+use tessera_core::RejectInput;
 
 use crate::fixmatch::rename;
 use crate::losses::{
-    check_logits_and_targets, mse_probabilities_unchecked, soft_cross_entropy_unchecked, Loss,
+    check_logits_and_targets, mse_probabilities_unchecked, soft_cross_entropy_unchecked,
+    LossAndGradient,
 };
 use crate::sharpen::guess_labels;
 use crate::{check, Error, Float, Result};
 
 /// The loss applied to the mixed unlabelled batch $U'$.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnlabelledLoss {
+pub enum SoftTargetLoss {
     /// $\frac{1}{BC}\sum (\mathrm{softmax}(z) - q)^2$ (MixMatch paper).
     Mse,
     /// Soft cross-entropy (ReMixMatch paper; SSLH uses it for both recipes).
     SoftCrossEntropy,
 }
 
-impl UnlabelledLoss {
+impl SoftTargetLoss {
     pub(crate) fn evaluate<F: Float>(
         self,
         logits: ArrayView2<F>,
         targets: ArrayView2<F>,
-    ) -> Loss<F> {
+    ) -> LossAndGradient<F> {
         match self {
-            UnlabelledLoss::Mse => mse_probabilities_unchecked(logits, targets),
-            UnlabelledLoss::SoftCrossEntropy => soft_cross_entropy_unchecked(logits, targets),
+            SoftTargetLoss::Mse => mse_probabilities_unchecked(logits, targets),
+            SoftTargetLoss::SoftCrossEntropy => soft_cross_entropy_unchecked(logits, targets),
         }
     }
 }
@@ -62,7 +64,7 @@ pub struct MixMatchConfig {
     /// Weight $\lambda_u \ge 0$ of the unlabelled loss (1).
     pub lambda_u: f64,
     /// The loss on $U'$ (MSE, as in the paper).
-    pub unlabelled_loss: UnlabelledLoss,
+    pub unlabelled_loss: SoftTargetLoss,
     /// One $\lambda$ per item (the official code, SSLH) or per batch.
     pub lambda_scope: LambdaScope,
 }
@@ -73,7 +75,7 @@ impl Default for MixMatchConfig {
             alpha: 0.75,
             temperature: 0.5,
             lambda_u: 1.0,
-            unlabelled_loss: UnlabelledLoss::Mse,
+            unlabelled_loss: SoftTargetLoss::Mse,
             lambda_scope: LambdaScope::PerItem,
         }
     }
@@ -205,7 +207,7 @@ impl MixMatch {
     ) -> Result<MixMatchLoss<F>> {
         check::non_negative("ramp", ramp)?;
         let supervised = checked_loss(
-            UnlabelledLoss::SoftCrossEntropy,
+            SoftTargetLoss::SoftCrossEntropy,
             labelled_logits,
             batch.labelled_targets.view(),
             "labelled_logits",
@@ -216,7 +218,7 @@ impl MixMatch {
             batch.unlabelled_targets.view(),
             "unlabelled_logits",
         )?;
-        let weight = F::of(ramp * self.config.lambda_u);
+        let weight = F::from_f64_rounded(ramp * self.config.lambda_u);
         Ok(MixMatchLoss {
             value: supervised.value + weight * unlabelled.value,
             supervised: supervised.value,
@@ -229,11 +231,11 @@ impl MixMatch {
 
 /// Evaluates `kind` after checking `logits` against the batch's `targets`.
 pub(crate) fn checked_loss<F: Float>(
-    kind: UnlabelledLoss,
+    kind: SoftTargetLoss,
     logits: ArrayView2<F>,
     targets: ArrayView2<F>,
     name: &'static str,
-) -> Result<Loss<F>> {
+) -> Result<LossAndGradient<F>> {
     check::logits(name, &logits)?;
     check::same_shape(
         name,

@@ -7,6 +7,7 @@
 //! ramped" (1 at every step), as in the Mean Teacher code.
 
 use crate::{Error, Result};
+use tessera_core::RejectInput;
 
 /// The shape of a ramp-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,7 @@ impl RampUp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn endpoints_and_midpoints() {
@@ -81,9 +83,17 @@ mod tests {
             assert!(kind.at(f64::NAN).is_err());
         }
         assert_eq!(RampKind::Linear.at(0.25).unwrap(), 0.25);
-        assert!((RampKind::Sigmoid.at(0.5).unwrap() - (-1.25_f64).exp()).abs() < 1e-15);
-        assert!((RampKind::Sigmoid.at(0.0).unwrap() - (-5.0_f64).exp()).abs() < 1e-15);
-        assert!((RampKind::Cosine.at(0.5).unwrap() - 0.5).abs() < 1e-15);
+        assert_abs_diff_eq!(
+            RampKind::Sigmoid.at(0.5).unwrap(),
+            (-1.25_f64).exp(),
+            epsilon = 1e-15
+        );
+        assert_abs_diff_eq!(
+            RampKind::Sigmoid.at(0.0).unwrap(),
+            (-5.0_f64).exp(),
+            epsilon = 1e-15
+        );
+        assert_abs_diff_eq!(RampKind::Cosine.at(0.5).unwrap(), 0.5, epsilon = 1e-15);
         assert_eq!(RampKind::Cosine.at(0.0).unwrap(), 0.0);
         let ramp = RampUp::new(RampKind::Linear, 10);
         assert_eq!(ramp.factor(5), 0.5);

@@ -22,10 +22,11 @@ use ndarray::{
 };
 use rand::Rng;
 use tessera_augment::{LambdaRule, LambdaScope, Mixup};
+use tessera_core::RejectInput;
 
 use crate::alignment::DistributionAlignment;
 use crate::mixmatch::{
-    check_labelled, check_views, checked_loss, mix_match, repeat_rows, UnlabelledLoss,
+    check_labelled, check_views, checked_loss, mix_match, repeat_rows, SoftTargetLoss,
 };
 use crate::sharpen::sharpen_unchecked;
 use crate::softmax::softmax_unchecked;
@@ -45,7 +46,7 @@ pub struct ReMixMatchConfig {
     /// Distribution-alignment window in batches (128).
     pub history: usize,
     /// The loss on $U'$ (soft cross-entropy).
-    pub unlabelled_loss: UnlabelledLoss,
+    pub unlabelled_loss: SoftTargetLoss,
     /// Put the weak view into $\hat U$ too (SSLH: true).
     pub include_weak_in_mix: bool,
     /// One $\lambda$ per item or per batch.
@@ -60,7 +61,7 @@ impl Default for ReMixMatchConfig {
             lambda_u: 1.5,
             lambda_u1: 0.5,
             history: 128,
-            unlabelled_loss: UnlabelledLoss::SoftCrossEntropy,
+            unlabelled_loss: SoftTargetLoss::SoftCrossEntropy,
             include_weak_in_mix: true,
             lambda_scope: LambdaScope::PerItem,
         }
@@ -257,7 +258,7 @@ impl<F: Float> ReMixMatch<F> {
     ) -> Result<ReMixMatchLoss<F>> {
         check::non_negative("ramp", ramp)?;
         let supervised = checked_loss(
-            UnlabelledLoss::SoftCrossEntropy,
+            SoftTargetLoss::SoftCrossEntropy,
             labelled_logits,
             batch.labelled_targets.view(),
             "labelled_logits",
@@ -269,13 +270,13 @@ impl<F: Float> ReMixMatch<F> {
             "unlabelled_logits",
         )?;
         let strong = checked_loss(
-            UnlabelledLoss::SoftCrossEntropy,
+            SoftTargetLoss::SoftCrossEntropy,
             strong_logits,
             batch.guesses.view(),
             "strong_logits",
         )?;
-        let weight_u = F::of(ramp * self.config.lambda_u);
-        let weight_u1 = F::of(ramp * self.config.lambda_u1);
+        let weight_u = F::from_f64_rounded(ramp * self.config.lambda_u);
+        let weight_u1 = F::from_f64_rounded(ramp * self.config.lambda_u1);
         Ok(ReMixMatchLoss {
             value: supervised.value + weight_u * unlabelled.value + weight_u1 * strong.value,
             supervised: supervised.value,

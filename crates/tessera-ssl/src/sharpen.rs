@@ -5,8 +5,9 @@
 //! tiny temperatures give the one-hot of the arg-max (ties share the mass) instead of `0/0`.
 
 use ndarray::{Array2, ArrayView2, Zip};
+use tessera_core::RejectInput;
 
-use crate::softmax::{softmax_row_in_place, softmax_unchecked};
+use crate::softmax::softmax_unchecked;
 use crate::{check, Error, Float, Result};
 
 /// Sharpens every row of `probabilities` with temperature `temperature` ($T$).
@@ -24,7 +25,7 @@ pub(crate) fn sharpen_unchecked<F: Float>(
     probabilities: ArrayView2<F>,
     temperature: f64,
 ) -> Array2<F> {
-    let inverse_temperature = F::of(1.0 / temperature);
+    let inverse_temperature = F::from_f64_rounded(1.0 / temperature);
     let mut out = probabilities.mapv(|p| p.ln());
     for mut row in out.rows_mut() {
         let max = row.iter().copied().fold(F::neg_infinity(), F::max);
@@ -38,8 +39,8 @@ pub(crate) fn sharpen_unchecked<F: Float>(
                 centred * inverse_temperature
             }
         });
-        softmax_row_in_place(row);
     }
+    tessera_core::softmax::softmax_rows_in_place(out.view_mut());
     out
 }
 
@@ -124,7 +125,7 @@ pub(crate) fn average_softmax_unchecked<F: Float>(
             .and(&probabilities)
             .for_each(|s, &p| *s += p);
     }
-    let k = F::of(view_logits.len() as f64);
+    let k = F::from_f64_rounded(view_logits.len() as f64);
     sum.mapv_inplace(|s| s / k);
     sum
 }
@@ -132,6 +133,7 @@ pub(crate) fn average_softmax_unchecked<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
 
     #[test]
@@ -142,7 +144,7 @@ mod tests {
             let powered: Vec<f64> = row.iter().map(|v| v.powf(2.0)).collect();
             let total: f64 = powered.iter().sum();
             for (s, q) in sharp_row.iter().zip(&powered) {
-                assert!((s - q / total).abs() < 1e-15);
+                assert_abs_diff_eq!(*s, q / total, epsilon = 1e-15);
             }
         }
     }
@@ -164,7 +166,7 @@ mod tests {
         let mean = (&pa + &pb) / 2.0;
         let expected = sharpen(mean.view(), 0.5).unwrap();
         for (g, e) in guess.iter().zip(expected.iter()) {
-            assert!((g - e).abs() < 1e-15);
+            assert_abs_diff_eq!(g, e, epsilon = 1e-15);
         }
     }
 

@@ -1,4 +1,5 @@
-//! Row-wise softmax, log-softmax and the softmax vector–Jacobian product.
+//! The softmax vector–Jacobian product; softmax and log-softmax themselves are tessera-core's
+//! (re-exported here).
 //!
 //! $p_{ic} = e^{z_{ic}} / \sum_k e^{z_{ik}}$, computed as $e^{z_{ic} - \max_k z_{ik}}$ over its
 //! row sum so that large logits never overflow; $\log p_{ic} = z_{ic} - \max_k z_{ik} - \log\sum_k
@@ -8,24 +9,25 @@
 //! logits with [`softmax_backward`]: $\partial L/\partial z_{ic} = p_{ic}\,(g_{ic} - \sum_k g_{ik}
 //! p_{ik})$ where $g = \partial L / \partial p$.
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::{check, Float, Result};
 
-/// Row-wise softmax of `(batch, classes)` logits.
-///
-/// Errors when `logits` is empty or holds a NaN or an infinity.
-pub fn softmax<F: Float>(logits: ArrayView2<F>) -> Result<Array2<F>> {
-    check::logits("logits", &logits)?;
-    Ok(softmax_unchecked(logits))
+pub use tessera_core::softmax::{log_softmax, log_sum_exp, softmax};
+
+pub(crate) fn softmax_unchecked<F: Float>(logits: ArrayView2<F>) -> Array2<F> {
+    let mut out = logits.to_owned();
+    tessera_core::softmax::softmax_rows_in_place(out.view_mut());
+    out
 }
 
-/// Row-wise log-softmax of `(batch, classes)` logits (finite for every finite input).
-///
-/// Errors when `logits` is empty or holds a NaN or an infinity.
-pub fn log_softmax<F: Float>(logits: ArrayView2<F>) -> Result<Array2<F>> {
-    check::logits("logits", &logits)?;
-    Ok(log_softmax_unchecked(logits))
+pub(crate) fn log_softmax_unchecked<F: Float>(logits: ArrayView2<F>) -> Array2<F> {
+    let mut out = logits.to_owned();
+    for mut row in out.rows_mut() {
+        let log_normaliser = log_sum_exp(row.view());
+        row.mapv_inplace(|z| z - log_normaliser);
+    }
+    out
 }
 
 /// Pulls a gradient with respect to the probabilities back to the logits:
@@ -51,23 +53,6 @@ pub fn softmax_backward<F: Float>(
     ))
 }
 
-pub(crate) fn softmax_unchecked<F: Float>(logits: ArrayView2<F>) -> Array2<F> {
-    let mut out = logits.to_owned();
-    for row in out.rows_mut() {
-        softmax_row_in_place(row);
-    }
-    out
-}
-
-pub(crate) fn log_softmax_unchecked<F: Float>(logits: ArrayView2<F>) -> Array2<F> {
-    let mut out = logits.to_owned();
-    for mut row in out.rows_mut() {
-        let log_normaliser = log_sum_exp(row.view());
-        row.mapv_inplace(|z| z - log_normaliser);
-    }
-    out
-}
-
 pub(crate) fn softmax_backward_unchecked<F: Float>(
     probabilities: ArrayView2<F>,
     grad_probabilities: ArrayView2<F>,
@@ -86,48 +71,11 @@ pub(crate) fn softmax_backward_unchecked<F: Float>(
     out
 }
 
-/// $\log \sum_k e^{x_k}$ without overflow (finite input, at least one entry).
-pub(crate) fn log_sum_exp<F: Float>(row: ArrayView1<F>) -> F {
-    let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-    if max == F::neg_infinity() {
-        return max;
-    }
-    let sum: F = row.iter().map(|&x| (x - max).exp()).sum();
-    max + sum.ln()
-}
-
-/// Softmax of one row in place; entries equal to $-\infty$ (log of a zero probability) give
-/// exactly 0 as long as one entry is finite.
-pub(crate) fn softmax_row_in_place<F: Float>(mut row: ArrayViewMut1<F>) {
-    let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-    row.mapv_inplace(|z| (z - max).exp());
-    let sum: F = row.iter().copied().sum();
-    row.mapv_inplace(|e| e / sum);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::array;
-
-    #[test]
-    fn softmax_is_shift_invariant_and_survives_huge_logits() {
-        let logits = array![[1000.0_f64, 1001.0, 999.0], [-5.0, 0.0, 5.0]];
-        let p = softmax(logits.view()).unwrap();
-        let shifted = softmax((&logits - 1000.0).view()).unwrap();
-        for (a, b) in p.iter().zip(shifted.iter()) {
-            assert!((a - b).abs() < 1e-15);
-        }
-        let e = [(-1.0_f64).exp(), 1.0, (-2.0_f64).exp()];
-        let s: f64 = e.iter().sum();
-        for c in 0..3 {
-            assert!((p[[0, c]] - e[c] / s).abs() < 1e-15);
-        }
-        let logp = log_softmax(logits.view()).unwrap();
-        for (lp, p) in logp.iter().zip(p.iter()) {
-            assert!((lp.exp() - p).abs() < 1e-12);
-        }
-    }
 
     #[test]
     fn backward_matches_explicit_jacobian() {
@@ -145,7 +93,7 @@ mod tests {
                 };
                 expected += g[[0, k]] * jacobian;
             }
-            assert!((back[[0, c]] - expected).abs() < 1e-15);
+            assert_abs_diff_eq!(back[[0, c]], expected, epsilon = 1e-15);
         }
     }
 

@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod error;
+pub mod float;
+pub mod softmax;
+
+pub use error::{InputError, RejectInput, ShapeText};
+pub use float::Float;

@@ -1,0 +1,11 @@
+//! The integration tests of tessera-data, as one test binary (one link of the
+//! dependencies instead of one per file).
+
+mod cache;
+mod common;
+mod generators;
+mod golden;
+mod label_gap;
+mod loaders;
+mod properties;
+mod reference;

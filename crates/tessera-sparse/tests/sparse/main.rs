@@ -1,0 +1,6 @@
+//! The integration tests of tessera-sparse, as one test binary (one link of the
+//! dependencies instead of one per file).
+
+mod golden;
+mod properties;
+mod reference;

@@ -1,0 +1,7 @@
+//! The integration tests of tessera-ssl, as one test binary (one link of the
+//! dependencies instead of one per file).
+
+mod errors;
+mod golden;
+mod properties;
+mod reference;
