@@ -37,7 +37,7 @@ pub const MNIST1D_TRUNCATE: f64 = 4.0;
 
 /// Largest number of output values (`num_samples · final_seq_length`) that
 /// [`Mnist1d::generate`] accepts, checked before anything is allocated (2²⁸ values: 1 GiB of
-/// `f32`, plus the same in `f64` while the set is standardised).
+/// `f32`, plus twice that in `f64` while the set is standardised).
 pub const MNIST1D_MAX_VALUES: usize = 1 << 28;
 
 /// Largest dilated or final signal length accepted (per example).
