@@ -97,7 +97,6 @@ impl Params {
     pub fn quick() -> Self {
         Self {
             widths: vec![64, 128, 256],
-            steps: 150,
             seeds: 1,
             sharpness_checkpoints: 16,
             ..Self::full()
@@ -109,15 +108,15 @@ impl Params {
         Self {
             widths: vec![64, 128, 256, 512, 1024],
             hidden_layers: 2,
-            steps: 200,
+            steps: 150,
             batch: 64,
             seeds: 2,
             lr_grids: vec![
-                (Parameterization::Standard, -6, 1),
-                (Parameterization::Ntk, -2, 5),
-                (Parameterization::MuP, -4, 2),
+                (Parameterization::Standard, -4, 1),
+                (Parameterization::Ntk, -1, 5),
+                (Parameterization::MuP, -4, 1),
             ],
-            sharpness_checkpoints: 13,
+            sharpness_checkpoints: 11,
             sharpness_batch: 256,
             lanczos_tol: 1e-3,
             divergence_factor: 5.0,

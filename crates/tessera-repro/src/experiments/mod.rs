@@ -3,11 +3,15 @@
 
 use crate::harness::Experiment;
 
+pub mod batch_hessian;
 pub mod logmel_parity;
+pub mod lr_transfer;
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(logmel_parity::LogmelParity),
+        Box::new(lr_transfer::LrTransfer),
+        Box::new(batch_hessian::BatchHessian),
     ]
 }
