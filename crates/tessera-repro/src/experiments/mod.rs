@@ -4,13 +4,17 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
+pub mod random_pruning;
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(logmel_parity::LogmelParity),
+        Box::new(random_pruning::RandomPruning),
+        Box::new(inception_scaling::InceptionScaling),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
     ]
