@@ -7,6 +7,7 @@ pub mod batch_hessian;
 pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
+pub mod oracle_pruning;
 pub mod random_pruning;
 
 /// Every experiment, in report order.
@@ -14,6 +15,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(logmel_parity::LogmelParity),
         Box::new(random_pruning::RandomPruning),
+        Box::new(oracle_pruning::OraclePruning),
         Box::new(inception_scaling::InceptionScaling),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),

@@ -509,6 +509,18 @@ pub fn run_mask(
         PruneKind::Unstructured => unstructured_masks(&shapes, p.sparsity, &mut rng)?,
         PruneKind::Neuron => neuron_masks(&shapes, p.sparsity, &mut rng)?.masks,
     };
+    Ok(prune_and_retrain(base, task, masks, p, mask_seed, order_seed)?.0)
+}
+
+/// The work of [`run_mask`] for given masks; also returns the retrained network.
+fn prune_and_retrain(
+    base: &Mlp<f32>,
+    task: &TaskData,
+    masks: Vec<Option<Mask>>,
+    p: &Params,
+    mask_seed: u64,
+    order_seed: u64,
+) -> Result<(MaskRecord, Mlp<f32>)> {
     let mut mlp = base.clone();
     let set = MaskSet::new(&mlp, masks, MaskPolicy::default())?;
     let density = set.weight_density();
@@ -556,7 +568,7 @@ pub fn run_mask(
             test_acc: f64::NAN,
         });
     }
-    Ok(MaskRecord {
+    let record = MaskRecord {
         seed: mask_seed,
         density,
         pruned_train_loss,
@@ -565,7 +577,8 @@ pub fn run_mask(
         pruned_test_acc,
         checkpoints,
         status: log.status,
-    })
+    };
+    Ok((record, mlp))
 }
 
 /// Runs every mask of one (task, kind) setting in parallel over the rayon pool. Each mask is
@@ -1658,18 +1671,42 @@ mod tests {
         let mut base = Mlp::<f32>::new(MlpConfig::new(5, p.hidden.clone(), 3), 1).unwrap();
         base.set_params(ndarray::ArrayView1::from(&params[..]))
             .unwrap();
-        for kind in PruneKind::ALL {
-            let r = run_mask(&base, &task, kind, &p, 11, 3).unwrap();
+        let shapes = layer_shapes(&base);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let unstructured = unstructured_masks(&shapes, p.sparsity, &mut rng).unwrap();
+        let neuron = neuron_masks(&shapes, p.sparsity, &mut rng).unwrap().masks;
+        for masks in [unstructured, neuron] {
+            let (r, retrained) = prune_and_retrain(&base, &task, masks.clone(), &p, 11, 3).unwrap();
             assert_eq!(r.status, RunStatus::Finished);
             assert_eq!(
                 r.checkpoints.iter().map(|c| c.steps).collect::<Vec<_>>(),
                 vec![2, 5]
             );
             assert!(r.pruned_train_loss.is_finite());
-            // Neuron pruning of 4/8 units leaves (8·4... ) — check the density is below 1.
-            assert!(r.density < 0.75, "{kind:?}: {}", r.density);
             assert!(r.checkpoints.iter().all(|c| c.test_loss.is_finite()));
+            let (mut pruned, mut moved) = (0, 0);
+            for (layer, mask) in masks.iter().enumerate() {
+                let mask = mask.as_ref().unwrap();
+                let before = base.weight(layer).unwrap();
+                let after = retrained.weight(layer).unwrap();
+                for (i, (&w0, &w1)) in before.iter().zip(after.iter()).enumerate() {
+                    if mask.get(i) {
+                        moved += usize::from(w0 != w1);
+                    } else {
+                        assert_eq!(w1, 0.0, "layer {layer}, weight {i} not pruned");
+                        pruned += 1;
+                    }
+                }
+            }
+            assert!(pruned > 0);
+            // Retraining changed the kept weights.
+            assert!(moved > 0);
+            assert!((r.density - (1.0 - pruned as f64 / base_weights(&base) as f64)).abs() < 1e-12);
         }
+    }
+
+    fn base_weights(mlp: &Mlp<f32>) -> usize {
+        layer_shapes(mlp).iter().map(|&(i, o)| i * o).sum()
     }
 
     #[test]
