@@ -145,6 +145,9 @@ fn block_gains(mlp: &Mlp<f32>, x: ndarray::ArrayView2<'_, f32>, blocks: usize) -
         .collect())
 }
 
+/// (width, seed, RMS gain after each block) of one network at initialisation.
+type GainCurve = (usize, usize, Vec<f64>);
+
 struct RunResult {
     width: usize,
     scale: f64,
@@ -185,7 +188,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     let bar = ctx.progress((total * p.steps) as u64, "inception-scaling");
     let mut results = Vec::new();
     // Per scale: (width, seed, RMS gain after each block) at initialisation.
-    let mut gain_curves: Vec<(f64, Vec<(usize, usize, Vec<f64>)>)> =
+    let mut gain_curves: Vec<(f64, Vec<GainCurve>)> =
         p.scales.iter().map(|&s| (s, Vec::new())).collect();
     for &width in &p.widths {
         for (si, &scale) in p.scales.iter().enumerate() {
