@@ -295,7 +295,7 @@ fn train_run(
         LrSchedule::constant(lr)?,
         None,
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xBA7C_4E5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0BA7_C4E5);
     let n = data.y.len();
     let batch = params.batch.min(n);
     let mut order: Vec<usize> = (0..n).collect();
