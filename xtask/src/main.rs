@@ -1,13 +1,13 @@
 //! `cargo xtask`: thin wrappers that run cargo with the right flags.
 //!
-//! * `cargo xtask repro [--out DIR] [--only NAME] [--quick] [--list]` builds the release binary
-//!   `tessera-repro` and runs the paper reproductions.
+//! * `cargo xtask repro [ARGS]` builds the release binary `tessera-repro` and runs the paper
+//!   reproductions; every argument (`--quick`, `--only NAME`, `--check`, `--seed N`, `--out DIR`,
+//!   `--list`, `--help`) goes to that binary unchanged.
 //! * `cargo xtask ci` runs `.ci/run`, the one definition of what CI checks (fmt, clippy
 //!   `-D warnings`, tests, docs `-D warnings`, bench compilation, the `lapack` feature, the
 //!   repro smoke test).
 //! * `cargo xtask bench [ARGS]` runs the criterion benches in release mode.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -22,20 +22,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Reproduce each paper's headline effect in miniature (release build of tessera-repro).
+    /// Reproduce each paper's headline effect in miniature (release build of tessera-repro);
+    /// every argument is passed to `tessera-repro` unchanged (`cargo xtask repro --help`).
+    #[command(disable_help_flag = true)]
     Repro {
-        /// Output directory for CSVs, plots and REPORT.md.
-        #[arg(long, default_value = "target/repro")]
-        out: PathBuf,
-        /// Run only the experiment with this name (repeatable).
-        #[arg(long)]
-        only: Vec<String>,
-        /// Smaller, faster versions of every experiment.
-        #[arg(long)]
-        quick: bool,
-        /// List the experiments and exit.
-        #[arg(long)]
-        list: bool,
+        /// Arguments for `tessera-repro`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Everything CI checks: runs `.ci/run`.
     Ci,
@@ -65,25 +58,16 @@ fn run(mut cmd: Command) -> Result<()> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Repro {
-            out,
-            only,
-            quick,
-            list,
-        } => {
+        Task::Repro { args } => {
             let mut cmd = cargo();
             cmd.args(["run", "--release", "--package", "tessera-repro", "--"]);
-            cmd.arg("--out").arg(out);
-            for name in only {
-                cmd.arg("--only").arg(name);
-            }
-            if quick {
-                cmd.arg("--quick");
-            }
-            if list {
-                cmd.arg("--list");
-            }
-            run(cmd)
+            cmd.args(args);
+            // Propagate tessera-repro's exit code as is (`--check` failures, experiment errors).
+            eprintln!("xtask: running {cmd:?}");
+            let status = cmd
+                .status()
+                .with_context(|| format!("could not start {cmd:?}"))?;
+            std::process::exit(status.code().unwrap_or(1))
         }
         Task::Ci => {
             // `.ci/run` is the one definition of what CI checks; running it here keeps the two

@@ -15,6 +15,7 @@ pub mod error;
 pub mod keywords;
 #[cfg(feature = "wav")]
 pub mod loaders;
+pub mod mnist1d;
 pub mod shapes;
 pub mod split;
 
@@ -32,6 +33,9 @@ pub use keywords::{KeywordConfig, SyntheticKeywords, KEYWORD_CLASSES};
 pub use loaders::{
     esc10, speech_commands, urbansound8k, AudioFile, DatasetIndex, SpeechCommandsOptions, Subset,
     ESC10_CLASSES, URBANSOUND8K_CLASSES,
+};
+pub use mnist1d::{
+    ExampleDraws, Mnist1d, Mnist1dConfig, Mnist1dData, Mnist1dSplit, MNIST1D_CLASSES,
 };
 pub use shapes::{Shapes, ShapesConfig, SHAPE_CLASSES};
 pub use split::{

@@ -1,25 +1,17 @@
 //! Fourier low-pass crop against numpy (`tests/data/make_fixtures.py`).
 
 use ndarray::{Array3, ArrayView3};
-use ndarray_npy::read_npy;
 use tessera_augment::FourierCrop;
 
 const CASES: [&str; 5] = ["even", "odd_crop", "odd_image", "mixed", "full"];
 
 fn load(kind: &str, case: &str) -> Array3<f64> {
-    let path = format!(
-        "{}/tests/data/fourier_{kind}_{case}.npy",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    read_npy(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    tessera_testing::fixture!(&format!("fourier_{kind}_{case}.npy"))
 }
 
 fn max_abs_diff(a: ArrayView3<f64>, b: ArrayView3<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    tessera_testing::max_abs_diff(a.iter().copied(), b.iter().copied())
 }
 
 #[test]

@@ -210,7 +210,7 @@ proptest! {
         let conv = ClassWiseConvolution::paper(key);
         let forward: Vec<_> = classes.iter().map(|&c| conv.filter::<f64>(c)).collect();
         // A fresh instance, queried in reverse order after unrelated queries.
-        let other = ClassWiseConvolution::new(tessera_augment::ClassWiseConvolutionConfig { key: key, kernel_size: 3, blur_parameter: 0.3, quantize: false }).unwrap();
+        let other = ClassWiseConvolution::new(tessera_augment::ClassWiseConvolutionConfig { key, kernel_size: 3, blur_parameter: 0.3, quantize: false }).unwrap();
         let _ = other.filter::<f64>(123_456);
         let backward: Vec<_> = classes.iter().rev().map(|&c| other.filter::<f64>(c)).collect();
         for (f, b) in forward.iter().zip(backward.iter().rev()) {

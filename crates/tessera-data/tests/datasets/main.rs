@@ -7,5 +7,6 @@ mod generators;
 mod golden;
 mod label_gap;
 mod loaders;
+mod mnist1d;
 mod properties;
 mod reference;

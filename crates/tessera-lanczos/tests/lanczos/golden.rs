@@ -6,7 +6,7 @@ use ndarray_npy::read_npy;
 use tessera_lanczos::*;
 
 fn load1(name: &str) -> Array1<f64> {
-    read_npy(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    tessera_testing::fixture!(name)
 }
 
 #[test]

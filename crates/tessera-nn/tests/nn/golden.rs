@@ -3,27 +3,18 @@
 //! numpy gradient) and three steps of SGD-Nesterov and AdamW with μP multipliers.
 
 use approx::assert_abs_diff_eq;
-use ndarray::{Array1, Array2, Ix1, Ix2};
-use ndarray_npy::read_npy;
+use ndarray::{Array1, Array2};
 use tessera_nn::{
     Activation, AdamConfig, Loss, LrSchedule, Mlp, MlpConfig, OptimizerConfig, Parameterization,
     ResidualConfig, SgdConfig, Targets, Trainer,
 };
 
 fn load1(name: &str) -> Array1<f64> {
-    read_npy::<_, ndarray::Array<f64, Ix1>>(format!(
-        "{}/tests/data/{name}.npy",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    tessera_testing::fixture!(&format!("{name}.npy"))
 }
 
 fn load2(name: &str) -> Array2<f64> {
-    read_npy::<_, ndarray::Array<f64, Ix2>>(format!(
-        "{}/tests/data/{name}.npy",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    tessera_testing::fixture!(&format!("{name}.npy"))
 }
 
 fn network() -> Mlp<f64> {
@@ -40,12 +31,7 @@ fn network() -> Mlp<f64> {
     mlp
 }
 
-fn max_abs_diff(a: impl IntoIterator<Item = f64>, b: impl IntoIterator<Item = f64>) -> f64 {
-    a.into_iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
+use tessera_testing::max_abs_diff;
 
 #[test]
 fn forward_loss_and_gradient_match_numpy() {

@@ -1,19 +1,23 @@
-//! `logmel-parity`: log-mel spectrograms of generated signals with every preset of
-//! tessera-spectro, their shapes against the frame formula, f32/f64 and batch/single
-//! agreement, the arrays as `.npy` and one spectrogram as an SVG heatmap.
+//! `logmel-parity`: tessera-spectro's log-mel (librosa preset) against librosa 0.11's own
+//! values on the fixture signal shipped with tessera-spectro (the claim), plus log-mel
+//! spectrograms of generated signals with every preset: shapes against the frame formula,
+//! f32/f64 and batch/single agreement, the arrays as `.npy` and one spectrogram as an SVG
+//! heat map.
 
 use std::fmt::Write as _;
+use std::io::Cursor;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use ndarray::{Array1, Array2, Axis};
-use ndarray_npy::write_npy;
-use plotters::prelude::*;
+use ndarray_npy::{write_npy, ReadNpyExt};
 use tessera_spectro::{LogMelConfig, LogMelSpectrogram};
 
-use crate::report::{markdown_table, write_csv, Context};
+use crate::harness::{
+    markdown_table, plot, Claim, Context, Expectation, Experiment, Mode, Outcome, ResultsCsv,
+    Verdict,
+};
 
 const SAMPLE_RATE: f64 = 22050.0;
-const SEED: u64 = 2024;
 
 /// SplitMix64: a seeded, platform-independent noise source. Written out because this
 /// binary's dependency list is fixed and the few samples needed do not justify `rand`.
@@ -31,7 +35,7 @@ impl SplitMix64 {
 }
 
 /// The three test signals, `seconds` long at 22.05 kHz.
-fn signals(seconds: f64) -> Vec<(&'static str, Array1<f64>)> {
+fn signals(seconds: f64, seed: u64) -> Vec<(&'static str, Array1<f64>)> {
     let n = (SAMPLE_RATE * seconds) as usize;
     let tau = 2.0 * std::f64::consts::PI;
     // Linear chirp 100 Hz → 8 kHz: phase = 2π (f0 t + (f1 − f0) t² / (2T)).
@@ -47,7 +51,7 @@ fn signals(seconds: f64) -> Vec<(&'static str, Array1<f64>)> {
             .sum::<f64>()
     });
     // Silence, then a quarter-length burst of white noise in the middle, then silence.
-    let mut rng = SplitMix64(SEED);
+    let mut rng = SplitMix64(seed);
     let burst = Array1::from_shape_fn(n, |i| {
         let noise = 0.5 * rng.next_unit();
         if (3 * n / 8..5 * n / 8).contains(&i) {
@@ -63,72 +67,146 @@ fn signals(seconds: f64) -> Vec<(&'static str, Array1<f64>)> {
     ]
 }
 
-/// A blue → yellow ramp (viridis-like endpoints) for values in [0, 1].
-fn colour(v: f64) -> RGBColor {
-    let stops = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
-    ];
-    let x = v.clamp(0.0, 1.0) * (stops.len() - 1) as f64;
-    let i = (x.floor() as usize).min(stops.len() - 2);
-    let f = x - i as f64;
-    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
-    RGBColor(
-        mix(stops[i].0, stops[i + 1].0),
-        mix(stops[i].1, stops[i + 1].1),
-        mix(stops[i].2, stops[i + 1].2),
-    )
+/// Sizes of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Length of the generated signals, seconds.
+    pub seconds: f64,
+    /// Tolerance of the f64 path against librosa, dB (max over unclipped entries).
+    pub tol_f64_db: f64,
+    /// Tolerance of the f32 path against librosa (float64), dB.
+    pub tol_f32_db: f64,
 }
 
-fn draw_heatmap(path: &std::path::Path, log_mel: &Array2<f32>, title: &str) -> Result<()> {
-    let (n_mels, frames) = log_mel.dim();
-    let max = log_mel.iter().cloned().fold(f32::MIN, f32::max) as f64;
-    let min = log_mel.iter().cloned().fold(f32::MAX, f32::min) as f64;
-    let span = (max - min).max(1e-6);
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..frames as f64, 0.0..n_mels as f64)
-        .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_desc("frame")
-        .y_desc("mel band")
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .draw_series(log_mel.indexed_iter().map(|((m, t), &v)| {
-            let (x, y) = (t as f64, m as f64);
-            Rectangle::new(
-                [(x, y), (x + 1.0, y + 1.0)],
-                colour((v as f64 - min) / span).filled(),
-            )
-        }))
-        .map_err(|e| anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow!("{e}"))?;
-    Ok(())
+impl Params {
+    /// The CI smoke test: 1 s signals.
+    pub fn quick() -> Self {
+        Params {
+            seconds: 1.0,
+            ..Self::full()
+        }
+    }
+
+    /// The reported run: 2 s signals. The tolerances follow the crate's golden tests
+    /// (relative 1e-9 in f64 and 1e-4 in f32 on the power, i.e. about 4e-9 dB and 4e-4 dB),
+    /// with headroom: 1e-6 dB and 1e-3 dB.
+    pub fn full() -> Self {
+        Params {
+            seconds: 2.0,
+            tol_f64_db: 1e-6,
+            tol_f32_db: 1e-3,
+        }
+    }
 }
 
-/// Runs the experiment.
-pub fn run(ctx: &Context) -> Result<String> {
-    let seconds = if ctx.quick { 1.0 } else { 2.0 };
-    let inputs = signals(seconds);
+/// librosa 0.11's float64 outputs for the preset, generated by
+/// `crates/tessera-spectro/tests/data/make_fixtures.py` (signal: 4096 samples at 22.05 kHz).
+const FIXTURE_SIGNAL: &[u8] =
+    include_bytes!("../../../tessera-spectro/tests/data/librosa_signal.npy");
+const FIXTURE_DB: &[u8] =
+    include_bytes!("../../../tessera-spectro/tests/data/librosa_db_ref1_top80.npy");
+
+/// Largest |ours − librosa| in dB, and the number of entries compared.
+fn max_gap(ours: &Array2<f64>, reference: &Array2<f64>) -> Result<f64> {
+    anyhow::ensure!(
+        ours.dim() == reference.dim(),
+        "log-mel shape {:?}, librosa {:?}",
+        ours.dim(),
+        reference.dim()
+    );
+    Ok(ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max))
+}
+
+/// The log-mel parity check (librosa as the reference for tessera-spectro).
+#[derive(Debug, Clone, Copy)]
+pub struct LogmelParity;
+
+impl Experiment for LogmelParity {
+    fn name(&self) -> &'static str {
+        "logmel-parity"
+    }
+
+    fn paper(&self) -> &'static str {
+        "librosa (McFee et al., SciPy 2015) as the reference for tessera-spectro"
+    }
+
+    fn about(&self) -> &'static str {
+        "log-mel equals librosa's on its fixture; every preset on generated signals"
+    }
+
+    fn run(&self, ctx: &Context) -> Result<Outcome> {
+        let params = match ctx.mode {
+            Mode::Quick => Params::quick(),
+            Mode::Full => Params::full(),
+        };
+        run(ctx, &params)
+    }
+}
+
+fn run(ctx: &Context, params: &Params) -> Result<Outcome> {
+    // 1. Against librosa itself.
+    let fixture: Array1<f32> =
+        Array1::read_npy(Cursor::new(FIXTURE_SIGNAL)).context("reading librosa_signal.npy")?;
+    let reference: Array2<f64> =
+        Array2::read_npy(Cursor::new(FIXTURE_DB)).context("reading librosa_db_ref1_top80.npy")?;
+    let config = LogMelConfig::librosa(SAMPLE_RATE);
+    let ours64 =
+        LogMelSpectrogram::<f64>::new(config.clone())?.compute(fixture.mapv(f64::from).view())?;
+    let ours32 = LogMelSpectrogram::<f32>::new(config)?.compute(fixture.view())?;
+    let gap64 = max_gap(&ours64, &reference)?;
+    let gap32 = max_gap(&ours32.mapv(f64::from), &reference)?;
+
+    // 2. Every preset on generated signals: shapes, batch = single, f32 vs f64.
+    let inputs = signals(params.seconds, ctx.seed);
     let presets: [(&str, LogMelConfig); 3] = [
         ("librosa", LogMelConfig::librosa(SAMPLE_RATE)),
         ("torchaudio", LogMelConfig::torchaudio(SAMPLE_RATE)),
         ("sslh", LogMelConfig::sslh(SAMPLE_RATE)),
     ];
     let mut rows = Vec::new();
-    let mut csv = Vec::new();
+    let mut csv = ResultsCsv::new(&[
+        "preset",
+        "signal",
+        "n_mels",
+        "frames",
+        "frames_formula",
+        "db_min",
+        "db_max",
+        "empty_filters",
+        "batch_equals_single",
+        "max_abs_db_f32_vs_f64_within_80db",
+    ]);
+    csv.row(&[
+        &"librosa-fixture",
+        &"librosa_signal (f64 vs librosa)",
+        &reference.nrows(),
+        &reference.ncols(),
+        &reference.ncols(),
+        &"",
+        &"",
+        &"",
+        &"",
+        &gap64,
+    ]);
+    csv.row(&[
+        &"librosa-fixture",
+        &"librosa_signal (f32 vs librosa)",
+        &reference.nrows(),
+        &reference.ncols(),
+        &reference.ncols(),
+        &"",
+        &"",
+        &"",
+        &"",
+        &gap32,
+    ]);
     let mut worst_precision_gap = 0.0f64;
+    let mut consistent = 0usize;
+    let mut total = 0usize;
     let mut heatmap = None;
     for (preset, config) in &presets {
         let single = LogMelSpectrogram::<f32>::new(config.clone())?;
@@ -149,10 +227,7 @@ pub fn run(ctx: &Context) -> Result<String> {
             let x32 = signal.mapv(|v| v as f32);
             let out32 = single.compute(x32.view())?;
             let out64 = double.compute(signal.view())?;
-            anyhow::ensure!(
-                batch.index_axis(Axis(0), b) == out32,
-                "{preset}/{name}: batch differs from single"
-            );
+            let batch_same = batch.index_axis(Axis(0), b) == out32;
             // Compare within 80 dB of the peak: further down, f32 FFT rounding noise
             // (about 1e-7 of the peak amplitude) rather than the signal sets the value.
             let peak = out64.iter().cloned().fold(f64::MIN, f64::max);
@@ -170,71 +245,97 @@ pub fn run(ctx: &Context) -> Result<String> {
                 1 + (n - mel.n_fft) / mel.hop_length
             };
             let (n_mels, frames) = out32.dim();
+            total += 1;
+            consistent += usize::from(batch_same && frames == formula);
             let lo = out32.iter().cloned().fold(f32::MAX, f32::min);
             let hi = out32.iter().cloned().fold(f32::MIN, f32::max);
             let file = format!("{preset}_{name}.npy");
             write_npy(ctx.path(&file), &out32).with_context(|| format!("writing {file}"))?;
+            let empty = single.mel().empty_filters().len();
             rows.push(vec![
                 (*preset).to_string(),
                 (*name).to_string(),
                 format!("{n_mels}×{frames}"),
                 format!("{formula}"),
                 format!("{lo:.1} … {hi:.1}"),
-                format!("{}", single.mel().empty_filters().len()),
+                format!("{empty}"),
+                format!("{batch_same}"),
                 format!("{gap:.1e}"),
             ]);
-            csv.push(vec![
-                (*preset).to_string(),
-                (*name).to_string(),
-                n_mels.to_string(),
-                frames.to_string(),
-                formula.to_string(),
-                format!("{lo}"),
-                format!("{hi}"),
-                single.mel().empty_filters().len().to_string(),
-                format!("{gap:e}"),
+            csv.row(&[
+                preset,
+                name,
+                &n_mels,
+                &frames,
+                &formula,
+                &lo,
+                &hi,
+                &empty,
+                &batch_same,
+                &gap,
             ]);
-            anyhow::ensure!(
-                frames == formula,
-                "{preset}/{name}: {frames} frames, formula {formula}"
-            );
             if *preset == "librosa" && *name == "chirp" {
-                heatmap = Some(out32.clone());
+                heatmap = Some(out32.mapv(f64::from));
             }
         }
     }
-    write_csv(
-        &ctx.path("logmel_parity.csv"),
-        &[
-            "preset",
-            "signal",
-            "n_mels",
-            "frames",
-            "frames_formula",
-            "db_min",
-            "db_max",
-            "empty_filters",
-            "max_abs_db_f32_vs_f64_within_80db",
-        ],
-        &csv,
-    )?;
-    let svg = ctx.path("librosa_chirp_logmel.svg");
+    csv.write(ctx.path("results.csv"))?;
     if let Some(log_mel) = &heatmap {
-        draw_heatmap(
-            &svg,
+        let x: Vec<String> = (0..log_mel.ncols()).map(|t| t.to_string()).collect();
+        let y: Vec<String> = (0..log_mel.nrows()).map(|m| m.to_string()).collect();
+        plot::heatmap(
+            ctx.path("librosa_chirp_logmel.svg"),
+            "log-mel (librosa preset) of a 100 Hz → 8 kHz chirp, dB (x: frame, y: mel band)",
+            &x,
+            &y,
             log_mel,
-            "log-mel (librosa preset) of a 100 Hz → 8 kHz chirp, dB",
         )?;
     }
+
+    let claims = vec![
+        Claim::new(
+            "tessera-spectro's log-mel (librosa preset, f64) equals librosa's",
+            format!("max |ΔdB| = {gap64:.1e} dB over {} entries", reference.len()),
+            format!(
+                "max |ΔdB| ≤ {:.0e} dB (partly: ≤ 1e-3 dB) against librosa 0.11 float64 on its fixture",
+                params.tol_f64_db
+            ),
+            Verdict::from_tests(gap64 <= params.tol_f64_db, gap64 <= 1e-3),
+        )
+        .paper("librosa.power_to_db(melspectrogram(y)) in float64")
+        .expect(Expectation::Always),
+        Claim::new(
+            "the f32 path matches librosa's float64 values to f32 precision",
+            format!("max |ΔdB| = {gap32:.1e} dB"),
+            format!(
+                "max |ΔdB| ≤ {:.0e} dB (partly: ≤ 1e-1 dB)",
+                params.tol_f32_db
+            ),
+            Verdict::from_tests(gap32 <= params.tol_f32_db, gap32 <= 1e-1),
+        )
+        .expect(Expectation::Always),
+        Claim::new(
+            "every preset gives the formula's frame count and batch = clip-by-clip",
+            format!("{consistent}/{total} preset×signal cases"),
+            "all cases (partly: at least half)",
+            Verdict::from_tests(consistent == total, 2 * consistent >= total),
+        )
+        .expect(Expectation::Always),
+    ];
 
     let mut section = String::new();
     let _ = writeln!(
         section,
-        "Log-mel spectrograms (f32) of three generated {seconds} s signals at 22.05 kHz with each \
-         preset of `tessera-spectro`. Frame counts are checked against \
-         1 + ⌊(N + 2⌊n_fft/2⌋ − n_fft)/hop⌋; every batch result equals the clip-by-clip one; \
-         the last column is the largest dB gap between the f32 and f64 paths over entries within 80 dB of the peak (below that, f32 rounding noise sets the value). Exactness \
-         against librosa itself (≤ 1e-9 relative in f64) is pinned by the crate's golden tests.\n"
+        "The claim: on the fixture signal that `tessera-spectro`'s golden tests use (4096 \
+         samples at 22.05 kHz, `tests/data/make_fixtures.py`), the librosa preset's log-mel \
+         differs from `librosa.power_to_db(librosa.feature.melspectrogram(y))` by at most \
+         {gap64:.1e} dB in f64 and {gap32:.1e} dB in f32.\n\n\
+         Beside it, log-mel spectrograms (f32) of three generated {} s signals at 22.05 kHz \
+         with each preset. Frame counts are checked against \
+         1 + ⌊(N + 2⌊n_fft/2⌋ − n_fft)/hop⌋; batch results are compared with the clip-by-clip \
+         ones; the last column is the largest dB gap between the f32 and f64 paths over \
+         entries within 80 dB of the peak (below that, f32 rounding noise sets the value).\n",
+        params.seconds
     );
     section.push_str(&markdown_table(
         &[
@@ -244,6 +345,7 @@ pub fn run(ctx: &Context) -> Result<String> {
             "frames (formula)",
             "dB range",
             "empty filters",
+            "batch = single",
             "max ΔdB f32 vs f64",
         ],
         &rows,
@@ -254,7 +356,7 @@ pub fn run(ctx: &Context) -> Result<String> {
          as torchaudio itself does (it warns); tessera reports them instead of failing because the \
          preset opts in with `EmptyFilters::Allow`. Largest f32/f64 gap: {worst_precision_gap:.1e} dB.\n\n\
          ![librosa-preset log-mel of the chirp](logmel-parity/librosa_chirp_logmel.svg)\n\n\
-         Files: `*.npy` (one per preset and signal), `logmel_parity.csv`, `librosa_chirp_logmel.svg`."
+         Files: `*.npy` (one per preset and signal), `results.csv`, `librosa_chirp_logmel.svg`."
     );
-    Ok(section)
+    Ok(Outcome { section, claims })
 }

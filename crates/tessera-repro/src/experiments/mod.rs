@@ -1,30 +1,23 @@
-//! The registry of experiments, one per paper (plus the log-mel parity check).
+//! The registry of experiments, one per paper (plus the log-mel parity check). To add one:
+//! a `pub mod` line and one line in [`all`].
 
-use anyhow::Result;
+use crate::harness::Experiment;
 
-use crate::report::Context;
-
+pub mod batch_hessian;
+pub mod inception_scaling;
 pub mod logmel_parity;
-
-/// One reproduction.
-#[derive(Debug)]
-pub struct Experiment {
-    /// Short name used by `--only`.
-    pub name: &'static str,
-    /// The paper it reproduces.
-    pub paper: &'static str,
-    /// One line on what it shows.
-    pub about: &'static str,
-    /// Runs it and returns its markdown section of the report.
-    pub run: fn(&Context) -> Result<String>,
-}
+pub mod lr_transfer;
+pub mod oracle_pruning;
+pub mod random_pruning;
 
 /// Every experiment, in report order.
-pub fn all() -> Vec<Experiment> {
-    vec![Experiment {
-        name: "logmel-parity",
-        paper: "librosa (McFee et al., SciPy 2015) as the reference for tessera-spectro",
-        about: "log-mel of generated signals with every preset: shapes, dB ranges, f32/f64",
-        run: logmel_parity::run,
-    }]
+pub fn all() -> Vec<Box<dyn Experiment>> {
+    vec![
+        Box::new(logmel_parity::LogmelParity),
+        Box::new(random_pruning::RandomPruning),
+        Box::new(oracle_pruning::OraclePruning),
+        Box::new(inception_scaling::InceptionScaling),
+        Box::new(lr_transfer::LrTransfer),
+        Box::new(batch_hessian::BatchHessian),
+    ]
 }

@@ -2,17 +2,11 @@
 //! complex-step differentiation, so they are independent of the analytic gradients here.
 
 use approx::assert_abs_diff_eq;
-use std::path::PathBuf;
-
 use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
-use ndarray_npy::read_npy;
 use tessera_ssl::*;
 
 fn load(name: &str) -> ArrayD<f64> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("{name}.npy"));
-    read_npy(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    tessera_testing::fixture!(&format!("{name}.npy"))
 }
 
 fn matrix(name: &str) -> Array2<f64> {
@@ -28,10 +22,7 @@ fn scalar(name: &str) -> f64 {
 }
 
 fn assert_close(actual: &Array2<f64>, expected: &Array2<f64>, tol: f64, what: &str) {
-    assert_eq!(actual.shape(), expected.shape(), "{what}");
-    for (a, e) in actual.iter().zip(expected.iter()) {
-        assert!((a - e).abs() <= tol, "{what}: {a} vs {e}");
-    }
+    tessera_testing::assert_all_close(actual, expected, 0.0, tol, what);
 }
 
 #[test]
