@@ -9,3 +9,4 @@ mod label_gap;
 mod loaders;
 mod properties;
 mod reference;
+mod robustness;
