@@ -3,6 +3,7 @@
 
 mod cache;
 mod common;
+mod fuzz;
 mod generators;
 mod golden;
 mod label_gap;

@@ -366,3 +366,78 @@ fn duplicate_speech_commands_classes_are_an_error() {
         "{message}"
     );
 }
+
+fn in_pool<T: Send>(threads: usize, run: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(run)
+}
+
+fn bits(values: impl IntoIterator<Item = f32>) -> Vec<u32> {
+    values.into_iter().map(f32::to_bits).collect()
+}
+
+#[test]
+fn parallel_paths_give_identical_bits_for_1_2_and_4_threads() {
+    let dir = TempDir::new("threads");
+    // An ESC-50 tree at 22.05 kHz: DatasetIndex::load resamples in parallel.
+    let mut csv = String::from("filename,fold,target,category,esc10");
+    for i in 0..6 {
+        let name = format!("{i}.wav");
+        write_pcm16(
+            &dir.path().join("audio").join(&name),
+            &sine(300.0 + 50.0 * i as f64, 22_050, 3_000, 0.5),
+            22_050,
+            1 + (i % 2) as u16,
+        );
+        csv.push_str(&format!("\n{name},{},0,dog,True", 1 + i % 5));
+    }
+    write_text(&dir.path().join("meta/esc50.csv"), &csv);
+    let index = tessera_data::esc10(dir.path()).unwrap();
+    let spec = ClipSpec {
+        clip_samples: 6_000,
+        ..ClipSpec::esc10()
+    };
+    let run = |threads: usize| {
+        in_pool(threads, || {
+            let keywords = tessera_data::SyntheticKeywords::new(tessera_data::KeywordConfig {
+                n_classes: 3,
+                clips_per_class: 3,
+                clip_seconds: 0.5,
+                seed: 7,
+                ..Default::default()
+            })
+            .unwrap()
+            .generate();
+            let shapes = tessera_data::Shapes::new(tessera_data::ShapesConfig {
+                n_classes: 3,
+                images_per_class: 4,
+                height: 16,
+                width: 16,
+                seed: 7,
+                ..Default::default()
+            })
+            .unwrap()
+            .generate();
+            let loaded = index.load(&spec).unwrap();
+            let cache_dir = TempDir::new(&format!("threads-cache-{threads}"));
+            let cache = FeatureCache::new(cache_dir.path(), "f").unwrap();
+            let features = cache
+                .compute_dataset(&loaded, |x| {
+                    Ok::<_, Error>(x.mapv(|v| v * v).insert_axis(ndarray::Axis(0)))
+                })
+                .unwrap();
+            (
+                bits(keywords.clips.iter().copied()),
+                bits(shapes.images.iter().copied()),
+                bits(loaded.clips.iter().copied()),
+                bits(features.iter().copied()),
+            )
+        })
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
+    assert_eq!(run(4), one);
+}
