@@ -86,16 +86,31 @@ impl FeatureCache {
     /// The cached features of `key`, or `None` if there are none.
     ///
     /// # Errors
-    /// An empty key, or a cached file that cannot be read as a 2-D `f32` array.
+    /// An empty key, or a cached file that cannot be read as a 2-D `f32` array: a bad
+    /// header, a shape whose data does not match the file's size (checked before anything
+    /// is allocated), or a non-finite value.
     pub fn get(&self, key: &str) -> Result<Option<Array2<f32>>> {
         let path = self.path_for(key)?;
         if !path.is_file() {
             return Ok(None);
         }
-        read_npy(&path).map(Some).map_err(|e| Error::Cache {
-            path,
-            reason: format!("cannot read a 2-D f32 array: {e}"),
-        })
+        let corrupt = |reason: String| Error::Cache {
+            path: path.clone(),
+            reason,
+        };
+        check_npy_size(&path).map_err(corrupt)?;
+        let features: Array2<f32> =
+            read_npy(&path).map_err(|e| corrupt(format!("cannot read a 2-D f32 array: {e}")))?;
+        if let Some((index, value)) = features
+            .iter()
+            .enumerate()
+            .find(|(_, value)| !value.is_finite())
+        {
+            return Err(corrupt(format!(
+                "cached value {index} = {value} is not finite"
+            )));
+        }
+        Ok(Some(features))
     }
 
     /// Stores `features` under `key`, atomically (written to a temporary file, then
@@ -156,8 +171,9 @@ impl FeatureCache {
     /// a miss), stacked to `(n_items, rows, cols)`.
     ///
     /// # Errors
-    /// As [`get_or_compute`](Self::get_or_compute), an empty dataset, or items whose feature
-    /// matrices differ in shape.
+    /// As [`get_or_compute`](Self::get_or_compute), an empty or inconsistent dataset
+    /// ([`AudioDataset::validate`]), duplicate ids, or items whose feature matrices differ in
+    /// shape.
     pub fn compute_dataset<F, E>(&self, dataset: &AudioDataset, feature: F) -> Result<Array3<f32>>
     where
         F: Fn(ArrayView1<f32>) -> std::result::Result<Array2<f32>, E> + Sync,
@@ -166,6 +182,23 @@ impl FeatureCache {
         use rayon::prelude::*;
         if dataset.is_empty() {
             return Err(Error::invalid("dataset", "0 items", "must not be empty"));
+        }
+        // Checked here, not inside the rayon threads: inconsistent public fields and two
+        // items sharing one cache entry are errors before any work starts.
+        dataset.validate()?;
+        let mut seen = std::collections::HashMap::with_capacity(dataset.ids.len());
+        for (i, id) in dataset.ids.iter().enumerate() {
+            let file = self.path_for(id)?;
+            if let Some(first) = seen.insert(file, i) {
+                return Err(Error::invalid(
+                    "ids",
+                    format!(
+                        "ids[{first}] = {:?} and ids[{i}] = {id:?}",
+                        dataset.ids[first]
+                    ),
+                    "must be unique (each item needs its own cache entry)",
+                ));
+            }
         }
         let matrices: Vec<Array2<f32>> = (0..dataset.len())
             .into_par_iter()
@@ -186,5 +219,93 @@ impl FeatureCache {
             slot.assign(&matrix);
         }
         Ok(stacked)
+    }
+}
+
+/// The largest `.npy` header accepted, in bytes (NumPy writes 64–128; format 2 allows 4 GiB).
+const MAX_NPY_HEADER: u64 = 1 << 16;
+
+/// Reads the header of the `.npy` file at `path` and checks that it describes a C-order
+/// little-endian `f32` array whose data is exactly the rest of the file, so that a header
+/// claiming a huge shape is rejected before anything is allocated.
+fn check_npy_size(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut prefix = [0u8; 12];
+    file.read_exact(&mut prefix[..10])
+        .map_err(|_| format!("{file_len} bytes is too short for a .npy header"))?;
+    if &prefix[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (bad magic)".into());
+    }
+    let (header_len, header_start) = match prefix[6] {
+        1 => (u64::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10u64),
+        2 | 3 => {
+            file.read_exact(&mut prefix[10..12])
+                .map_err(|_| "truncated .npy header".to_string())?;
+            let len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+            (u64::from(len), 12u64)
+        }
+        major => return Err(format!(".npy format version {major} is not supported")),
+    };
+    if header_len > MAX_NPY_HEADER || header_start + header_len > file_len {
+        return Err(format!(
+            "the header length {header_len} exceeds the file ({file_len} bytes) or the limit \
+             {MAX_NPY_HEADER}"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|_| "truncated .npy header".to_string())?;
+    let header = String::from_utf8_lossy(&header);
+    let descr = npy_field(&header, "descr").ok_or("the header has no descr")?;
+    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
+    if descr != "<f4" {
+        return Err(format!("dtype {descr:?} is not little-endian f32 ('<f4')"));
+    }
+    let shape = npy_field(&header, "shape").ok_or("the header has no shape")?;
+    let dims = shape
+        .trim()
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| format!("shape {shape:?} is not a tuple"))?;
+    let dims: Vec<u64> = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u64>().map_err(|_| format!("shape entry {d:?}")))
+        .collect::<std::result::Result<_, _>>()?;
+    if dims.len() != 2 {
+        return Err(format!("shape {dims:?} is not 2-D"));
+    }
+    let data_bytes = dims
+        .iter()
+        .try_fold(4u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {dims:?} overflows"))?;
+    let available = file_len - header_start - header_len;
+    if data_bytes != available {
+        return Err(format!(
+            "the header's shape {dims:?} needs {data_bytes} data bytes, the file holds {available}"
+        ));
+    }
+    Ok(())
+}
+
+/// The text after `'key':` in a `.npy` header dict, up to the next key (a tuple value is
+/// kept whole).
+fn npy_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let start = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?
+        + key.len()
+        + 2;
+    let rest = header[start..].trim_start().strip_prefix(':')?;
+    let rest = rest.trim_start();
+    if rest.starts_with('(') {
+        let end = rest.find(')')?;
+        Some(&rest[..=end])
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(&rest[..end])
     }
 }

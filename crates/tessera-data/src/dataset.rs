@@ -45,6 +45,45 @@ impl AudioDataset {
         self.clips.ncols()
     }
 
+    /// Checks that the public fields agree: one clip row, id and fold per label, labels
+    /// `< class_names.len()`, a positive sample rate. The fields are public, so a hand-built
+    /// dataset can disagree; every method that indexes several fields (and the parallel
+    /// [`crate::FeatureCache::compute_dataset`]) calls this first instead of panicking.
+    ///
+    /// # Errors
+    /// The first disagreeing field, named with its length or value.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.labels.len();
+        if self.clips.nrows() != n {
+            return Err(Error::invalid(
+                "clips",
+                format!("{} rows", self.clips.nrows()),
+                format!("must have one row per label ({n})"),
+            ));
+        }
+        if self.ids.len() != n {
+            return Err(Error::invalid(
+                "ids",
+                format!("{} ids", self.ids.len()),
+                format!("must have one id per label ({n})"),
+            ));
+        }
+        if let Some(folds) = &self.folds {
+            if folds.len() != n {
+                return Err(Error::invalid(
+                    "folds",
+                    format!("{} folds", folds.len()),
+                    format!("must have one fold per label ({n})"),
+                ));
+            }
+        }
+        check_labels(&self.labels, self.class_names.len())?;
+        if self.sample_rate == 0 {
+            return Err(Error::invalid("sample_rate", 0, "must be positive"));
+        }
+        Ok(())
+    }
+
     /// Clip `index` as a view.
     ///
     /// # Panics
@@ -66,6 +105,7 @@ impl AudioDataset {
     /// # Errors
     /// An index `>= len()`.
     pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        self.validate()?;
         check_indices(indices, self.len())?;
         Ok(Self {
             clips: self.clips.select(Axis(0), indices),
@@ -109,6 +149,23 @@ impl ImageDataset {
         self.class_names.len()
     }
 
+    /// Checks that the public fields agree: one image per label, labels
+    /// `< class_names.len()`.
+    ///
+    /// # Errors
+    /// The first disagreeing field, named with its length or value.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.labels.len();
+        if self.images.len_of(Axis(0)) != n {
+            return Err(Error::invalid(
+                "images",
+                format!("{} images", self.images.len_of(Axis(0))),
+                format!("must have one image per label ({n})"),
+            ));
+        }
+        check_labels(&self.labels, self.class_names.len())
+    }
+
     /// Images per class.
     ///
     /// # Errors
@@ -133,12 +190,24 @@ impl ImageDataset {
     /// # Errors
     /// An index `>= len()`.
     pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        self.validate()?;
         check_indices(indices, self.len())?;
         Ok(Self {
             images: self.images.select(Axis(0), indices),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
         })
+    }
+}
+
+fn check_labels(labels: &[usize], n_classes: usize) -> Result<()> {
+    match labels.iter().position(|&l| l >= n_classes) {
+        Some(i) => Err(Error::invalid(
+            "labels",
+            format!("labels[{i}] = {}", labels[i]),
+            format!("must be < the {n_classes} class names"),
+        )),
+        None => Ok(()),
     }
 }
 

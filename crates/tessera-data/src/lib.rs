@@ -22,6 +22,7 @@ pub mod split;
 #[cfg(feature = "wav")]
 pub use audio::{
     fit_length, load_clip, read_wav_mono, resample, write_wav_mono, ClipSpec, FitMode, MonoAudio,
+    MAX_RESAMPLED_SAMPLES, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
 };
 pub use batch::{BatchConfig, MiniBatches};
 pub use cache::FeatureCache;

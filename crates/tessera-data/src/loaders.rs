@@ -237,6 +237,24 @@ fn relative_id(root: &Path, path: &Path) -> String {
         .join("/")
 }
 
+/// Checks that a metadata file name is one plain file name, so that `dir.join(name)` stays
+/// inside `dir`: no `..`, no root or drive prefix, no path separator (`/` or `\\`), not empty.
+fn plain_file_name<'a>(table: &Table, line: usize, name: &'a str) -> Result<&'a str> {
+    let mut components = Path::new(name).components();
+    let plain = matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains(['/', '\\', ':', '\0']);
+    if plain {
+        Ok(name)
+    } else {
+        Err(table.error(
+            line,
+            format!("file name `{name}` is not a plain file name inside the dataset root"),
+        ))
+    }
+}
+
 fn check_exists(path: PathBuf, listed_in: &Path) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
@@ -315,7 +333,8 @@ pub fn esc10(root: impl AsRef<Path>) -> Result<DatasetIndex> {
         if !(1..=5).contains(&fold) {
             return Err(table.error(*line, format!("fold {fold} is outside 1..=5")));
         }
-        let path = check_exists(audio_dir.join(&fields[c_file]), &table.path)?;
+        let file = plain_file_name(&table, *line, &fields[c_file])?;
+        let path = check_exists(audio_dir.join(file), &table.path)?;
         files.push(AudioFile {
             id: relative_id(root, &path),
             path,
@@ -380,8 +399,9 @@ pub fn urbansound8k(root: impl AsRef<Path>) -> Result<DatasetIndex> {
         if !(1..=10).contains(&fold) {
             return Err(table.error(*line, format!("fold {fold} is outside 1..=10")));
         }
+        let file = plain_file_name(&table, *line, &fields[c_file])?;
         let path = check_exists(
-            audio_dir.join(format!("fold{fold}")).join(&fields[c_file]),
+            audio_dir.join(format!("fold{fold}")).join(file),
             &table.path,
         )?;
         files.push(AudioFile {
@@ -478,7 +498,14 @@ pub fn speech_commands(
             if wanted.is_empty() {
                 return Err(Error::invalid("classes", "[]", "name at least one class"));
             }
-            for class in wanted {
+            for (i, class) in wanted.iter().enumerate() {
+                if wanted[..i].contains(class) {
+                    return Err(Error::invalid(
+                        "classes",
+                        format!("{class:?} (given twice)"),
+                        "class names must be unique",
+                    ));
+                }
                 if !class_folders.contains(class) {
                     return Err(Error::UnknownLabel {
                         label: class.clone(),

@@ -458,12 +458,15 @@ fn fresh_direction<F: Float>(basis: ndarray::ArrayView2<'_, F>, rng: &mut ChaCha
 }
 
 /// `‖A·x − θ·x‖` for a claimed eigenpair (one operator application), for checking results.
+/// A non-finite `theta` or `x` is an error (never a residual of 0).
 pub fn eigen_residual<F: Float, O: LinearOperator<F> + ?Sized>(
     op: &O,
     theta: F,
     x: ArrayView1<'_, F>,
 ) -> Result<F> {
     let n = check_operator(op)?;
+    tessera_core::check::finite_scalar("theta", theta.to_f64_exact())?;
+    tessera_core::check::finite("x", &x)?;
     if x.len() != n {
         return Err(Error::shape(
             "x",

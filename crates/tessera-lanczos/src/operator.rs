@@ -61,7 +61,8 @@ const DENSE_PARALLEL_MIN_ENTRIES: usize = 1 << 16;
 
 /// Dense matrices (owned arrays and views). For row-major (standard-layout) matrices the
 /// product is this crate's vectorised kernel over row blocks that run in parallel (rayon);
-/// other layouts use ndarray's product. `apply_batch` is a blocked matrix–matrix product
+/// other layouts use ndarray's product. `validate` rejects non-square matrices and matrices
+/// that are not symmetric up to rounding (`|a_ij − a_ji| ≤ 100·ε·max|a|`). `apply_batch` is a blocked matrix–matrix product
 /// (matrixmultiply's gemm per row block), which reads `A` once for all `k` columns.
 impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
     fn dim(&self) -> usize {
@@ -116,7 +117,9 @@ impl<F: Float, S: Data<Elem = F>> LinearOperator<F> for ArrayBase<S, Ix2> {
                 format!("{}×{}", self.nrows(), self.ncols()),
             ));
         }
-        Ok(())
+        // Every algorithm of this crate assumes a symmetric operator; a dense matrix is
+        // checked (up to rounding, like `SymmetricMatrix::from_dense`).
+        crate::symmetric::check_symmetric("matrix", self.view())
     }
 
     fn repeated_apply(&self) -> Option<RepeatedApply<'_, F>> {

@@ -12,6 +12,15 @@ use crate::Float;
 /// Below this many stored entries the product runs on the calling thread.
 const PARALLEL_MIN_ENTRIES: usize = 1 << 16;
 
+/// The most row blocks a parallel triangle product is split into. The split depends only
+/// on the dimension (never on the thread count), so products are bit-identical for every
+/// rayon pool size.
+const TRIANGLE_BLOCKS: usize = 16;
+
+/// Entries of `y` summed per task when the per-block partial outputs are reduced (each entry
+/// is summed over the blocks in block order).
+const REDUCE_CHUNK: usize = 4096;
+
 /// A dense symmetric `n × n` matrix that stores only its upper triangle (row `i` holds
 /// `a[i, i..n]`, LAPACK's packed row-major layout): half the memory of a full matrix, and a
 /// product `y = A·x` that reads each stored entry once for both `a_ij·x_j` and its mirror
@@ -44,24 +53,7 @@ impl<F: Float> SymmetricMatrix<F> {
     /// upper triangle is kept).
     pub fn from_dense(a: ArrayView2<'_, F>) -> Result<Self> {
         let n = check_square(a)?;
-        let scale = a.iter().fold(F::zero(), |m, v| m.max(v.abs()));
-        let allowed = F::from_f64_rounded(100.0) * F::epsilon() * scale;
-        for i in 0..n {
-            for j in i + 1..n {
-                let gap = (a[[i, j]] - a[[j, i]]).abs();
-                if gap > allowed {
-                    return Err(Error::invalid(
-                        "a",
-                        format!(
-                            "a[{i}, {j}] = {} but a[{j}, {i}] = {}",
-                            a[[i, j]],
-                            a[[j, i]]
-                        ),
-                        format!("the matrix must be symmetric (tolerance {allowed})"),
-                    ));
-                }
-            }
-        }
+        check_symmetric("a", a)?;
         Ok(Self::pack(a, n))
     }
 
@@ -102,6 +94,32 @@ impl<F: Float> SymmetricMatrix<F> {
     }
 }
 
+/// Checks that the square matrix `a` is symmetric up to rounding:
+/// `|a_ij − a_ji| ≤ 100·ε·max|a|` for every pair (the error names `name` and the first pair
+/// that differs by more).
+pub(crate) fn check_symmetric<F: Float>(name: &'static str, a: ArrayView2<'_, F>) -> Result<()> {
+    let n = a.nrows();
+    let scale = a.iter().fold(F::zero(), |m, v| m.max(v.abs()));
+    let allowed = F::from_f64_rounded(100.0) * F::epsilon() * scale;
+    for i in 0..n {
+        for j in i + 1..n {
+            let gap = (a[[i, j]] - a[[j, i]]).abs();
+            if gap > allowed {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "{name}[{i}, {j}] = {} but {name}[{j}, {i}] = {}",
+                        a[[i, j]],
+                        a[[j, i]]
+                    ),
+                    format!("the matrix must be symmetric (tolerance {allowed})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_square<F: Float>(a: ArrayView2<'_, F>) -> Result<usize> {
     if a.nrows() != a.ncols() {
         return Err(Error::shape(
@@ -132,8 +150,9 @@ impl<F: Float> LinearOperator<F> for SymmetricMatrix<F> {
 }
 
 /// `y = A·x` for a symmetric `A` of which `storage` holds the upper triangle in `layout`:
-/// row ranges of about equal area run in parallel, each scattering into its own buffer
-/// (the mirrored entries reach all of y), and the buffers are summed.
+/// a fixed number of row ranges of about equal area (a function of `n` only) run in
+/// parallel, each scattering into its own buffer (the mirrored entries reach all of y), and
+/// the buffers are summed in block order, so the result does not depend on the pool size.
 pub(crate) fn triangle_product<F: Float>(
     storage: &[F],
     layout: TriangleLayout,
@@ -157,18 +176,31 @@ pub(crate) fn triangle_product<F: Float>(
         crate::gemv::symmetric_rows(rows_of(&(0..n)), layout, 0..n, x, &mut out);
         out
     } else {
-        balanced_row_ranges(n, rayon::current_num_threads().max(1))
+        // The block boundaries depend only on `n`, and the partial outputs are summed in
+        // block order, so the bits do not depend on the size of the rayon pool.
+        let blocks = (entries / PARALLEL_MIN_ENTRIES).clamp(1, TRIANGLE_BLOCKS);
+        let partials: Vec<Vec<F>> = balanced_row_ranges(n, blocks)
             .par_iter()
             .map(|range| {
                 let mut out = vec![F::zero(); n];
                 crate::gemv::symmetric_rows(rows_of(range), layout, range.clone(), x, &mut out);
                 out
             })
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(p, &q)| *p += q);
-                a
-            })
-            .expect("at least one row range")
+            .collect();
+        let mut out = vec![F::zero(); n];
+        out.par_chunks_mut(REDUCE_CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let base = c * REDUCE_CHUNK;
+                let len = chunk.len();
+                for part in &partials {
+                    chunk
+                        .iter_mut()
+                        .zip(&part[base..base + len])
+                        .for_each(|(p, &q)| *p += q);
+                }
+            });
+        out
     };
     y.assign(&ArrayView1::from(&result));
 }

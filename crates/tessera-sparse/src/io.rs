@@ -75,13 +75,24 @@ pub enum MaskDtype {
 }
 
 /// Serializes one mask per layer: tensor name = layer name, shape = layer dims, one byte per
-/// entry. Errors when the counts differ or a mask's length is not the layer's size.
+/// entry. Errors when the counts differ, two layers share a name, or a mask's length is not
+/// the layer's size.
 pub fn masks_to_bytes(layers: &[LayerShape], masks: &[Mask], dtype: MaskDtype) -> Result<Vec<u8>> {
     if layers.len() != masks.len() {
         return Err(Error::shape(
             "masks",
             format!("{} masks (one per layer)", layers.len()),
             format!("{} masks", masks.len()),
+        ));
+    }
+    // safetensors keys are unique: a second layer of the same name is an error here, not an
+    // index panic inside the serializer.
+    let mut names = std::collections::HashSet::with_capacity(layers.len());
+    if let Some(duplicate) = layers.iter().find(|l| !names.insert(l.name())) {
+        return Err(Error::invalid(
+            "layers",
+            format!("two layers named `{}`", duplicate.name()),
+            "layer names must be unique (they are the tensor names)",
         ));
     }
     let mut buffers = Vec::with_capacity(layers.len());

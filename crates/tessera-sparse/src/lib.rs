@@ -13,7 +13,7 @@ pub mod allocation;
 pub use allocation::{layer_densities, Allocation, DensitySource, LayerDensities, LayerShape};
 
 pub mod sampling;
-pub use sampling::{exact_kept_count, sample_masks, MaskPolicy, Sampling};
+pub use sampling::{exact_kept_count, sample_masks, MaskPolicy, Sampling, MAX_SAMPLED_MASK_LEN};
 
 pub mod criteria;
 pub use criteria::{

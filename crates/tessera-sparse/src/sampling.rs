@@ -27,10 +27,16 @@ pub fn exact_kept_count(len: usize, density: f64) -> usize {
     ((density * len as f64).round() as usize).min(len)
 }
 
+/// The longest mask [`Mask::bernoulli`] and [`Mask::exact_count`] sample (2^31 entries).
+pub const MAX_SAMPLED_MASK_LEN: usize = 1 << 31;
+
 impl Mask {
     /// A Bernoulli mask: each of `len` entries kept with probability `density` ∈ (0, 1].
+    ///
+    /// `len` above [`MAX_SAMPLED_MASK_LEN`] is an error (checked before allocating).
     pub fn bernoulli<R: Rng + ?Sized>(len: usize, density: f64, rng: &mut R) -> Result<Self> {
         check::density("density", density)?;
+        check::size_at_most("len", len, MAX_SAMPLED_MASK_LEN)?;
         let keep: Vec<bool> = (0..len).map(|_| rng.random_bool(density)).collect();
         Ok(Mask::from_bools(&keep))
     }
@@ -38,6 +44,7 @@ impl Mask {
     /// A mask with exactly `round(density · len)` kept entries at uniformly random positions.
     pub fn exact_count<R: Rng + ?Sized>(len: usize, density: f64, rng: &mut R) -> Result<Self> {
         check::density("density", density)?;
+        check::size_at_most("len", len, MAX_SAMPLED_MASK_LEN)?;
         Ok(Self::with_kept_count(
             len,
             exact_kept_count(len, density),

@@ -18,14 +18,14 @@ pub use db::{
 pub use error::{Error, InputError, Result};
 pub use mel::{
     fft_frequencies, hz_to_mel, mel_filterbank, mel_filterbank_with_empty, mel_frequencies,
-    mel_to_hz, MelNorm, MelScale,
+    mel_to_hz, MelNorm, MelScale, MAX_FILTERBANK_ENTRIES, MAX_N_MELS,
 };
 pub use melspec::{
     EmptyFilters, LogMelConfig, LogMelSpectrogram, MelConfig, MelScratch, MelSpectrogram,
 };
 pub use mfcc::{dct_ii_ortho, Mfcc, MfccConfig};
 pub use num_complex::Complex;
-pub use stft::{PadMode, Stft, StftConfig};
+pub use stft::{PadMode, Stft, StftConfig, MAX_N_FFT};
 pub use tessera_core::Float;
 #[cfg(feature = "wav")]
 pub use wav::{read_wav, read_wav_from, Audio};

@@ -38,7 +38,21 @@ fn slaney_log_start_mel() -> f64 {
 }
 
 /// Converts a frequency in Hz to mels (librosa `hz_to_mel`).
-pub fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
+///
+/// # Errors
+/// A negative or non-finite frequency.
+pub fn hz_to_mel(hz: f64, scale: MelScale) -> Result<f64> {
+    if !(hz.is_finite() && hz >= 0.0) {
+        return Err(Error::invalid(
+            "hz",
+            hz,
+            "a frequency must be finite and ≥ 0",
+        ));
+    }
+    Ok(hz_to_mel_unchecked(hz, scale))
+}
+
+fn hz_to_mel_unchecked(hz: f64, scale: MelScale) -> f64 {
     match scale {
         MelScale::Htk => 2595.0 * (1.0 + hz / 700.0).log10(),
         MelScale::Slaney => {
@@ -52,7 +66,21 @@ pub fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
 }
 
 /// Converts mels to a frequency in Hz (librosa `mel_to_hz`), the inverse of [`hz_to_mel`].
-pub fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
+///
+/// # Errors
+/// A negative or non-finite mel value, or one whose frequency overflows `f64`.
+pub fn mel_to_hz(mel: f64, scale: MelScale) -> Result<f64> {
+    if !(mel.is_finite() && mel >= 0.0) {
+        return Err(Error::invalid("mel", mel, "must be finite and ≥ 0"));
+    }
+    let hz = mel_to_hz_unchecked(mel, scale);
+    if !hz.is_finite() {
+        return Err(Error::invalid("mel", mel, "the frequency overflows f64"));
+    }
+    Ok(hz)
+}
+
+fn mel_to_hz_unchecked(mel: f64, scale: MelScale) -> f64 {
     match scale {
         MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
         MelScale::Slaney => {
@@ -65,35 +93,59 @@ pub fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
     }
 }
 
-/// `n` frequencies in Hz uniformly spaced on the mel scale from `fmin` to `fmax` inclusive
+/// `n` frequencies in Hz evenly spaced on the mel scale from `fmin` to `fmax` inclusive
 /// (librosa `mel_frequencies`).
-pub fn mel_frequencies(n: usize, fmin: f64, fmax: f64, scale: MelScale) -> Vec<f64> {
-    let low = hz_to_mel(fmin, scale);
-    let high = hz_to_mel(fmax, scale);
+///
+/// # Errors
+/// `fmin` or `fmax` negative or non-finite, `fmin > fmax`, or `n > MAX_N_MELS + 2`.
+pub fn mel_frequencies(n: usize, fmin: f64, fmax: f64, scale: MelScale) -> Result<Vec<f64>> {
+    tessera_core::check::size_at_most("n", n, MAX_N_MELS + 2)?;
+    let low = hz_to_mel(fmin, scale)?;
+    let high = hz_to_mel(fmax, scale)?;
+    if fmin > fmax {
+        return Err(Error::invalid(
+            "fmin",
+            fmin,
+            format!("must not exceed fmax = {fmax}"),
+        ));
+    }
     // numpy.linspace: start + i·step with the endpoint stored exactly.
     let step = if n > 1 {
         (high - low) / (n - 1) as f64
     } else {
         0.0
     };
-    (0..n)
+    Ok((0..n)
         .map(|i| {
             let mel = if n > 1 && i == n - 1 {
                 high
             } else {
                 i as f64 * step + low
             };
-            mel_to_hz(mel, scale)
+            mel_to_hz_unchecked(mel, scale)
         })
-        .collect()
+        .collect())
 }
 
 /// Centre frequencies in Hz of the `n_fft / 2 + 1` FFT bins: $k \cdot sr / n_{fft}$
 /// (librosa `fft_frequencies`, i.e. `numpy.fft.rfftfreq`).
-pub fn fft_frequencies(sample_rate: f64, n_fft: usize) -> Vec<f64> {
+///
+/// # Errors
+/// `n_fft == 0`, `n_fft > MAX_N_FFT`, or a sample rate that is not positive and finite.
+pub fn fft_frequencies(sample_rate: f64, n_fft: usize) -> Result<Vec<f64>> {
+    tessera_core::check::positive("sample_rate", sample_rate)?;
+    tessera_core::check::positive_size("n_fft", n_fft)?;
+    tessera_core::check::size_at_most("n_fft", n_fft, crate::stft::MAX_N_FFT)?;
     let spacing = 1.0 / (n_fft as f64 * (1.0 / sample_rate));
-    (0..n_fft / 2 + 1).map(|k| k as f64 * spacing).collect()
+    Ok((0..n_fft / 2 + 1).map(|k| k as f64 * spacing).collect())
 }
+
+/// The largest accepted number of mel bands.
+pub const MAX_N_MELS: usize = 1 << 16;
+
+/// The most weights a dense mel filterbank (`n_mels × (n_fft / 2 + 1)`) may hold (2^28,
+/// 2 GiB of `f64`).
+pub const MAX_FILTERBANK_ENTRIES: usize = 1 << 28;
 
 pub(crate) fn check_mel_parameters(
     sample_rate: f64,
@@ -115,6 +167,13 @@ pub(crate) fn check_mel_parameters(
     if n_mels == 0 {
         return Err(Error::invalid("n_mels", 0, "must be at least 1"));
     }
+    tessera_core::check::size_at_most("n_fft", n_fft, crate::stft::MAX_N_FFT)?;
+    tessera_core::check::size_at_most("n_mels", n_mels, MAX_N_MELS)?;
+    tessera_core::check::element_count(
+        "filterbank (n_mels × (n_fft / 2 + 1))",
+        &[n_mels, n_fft / 2 + 1],
+        MAX_FILTERBANK_ENTRIES,
+    )?;
     if !(fmin.is_finite() && fmin >= 0.0) {
         return Err(Error::invalid(
             "fmin",
@@ -153,8 +212,8 @@ fn filterbank_f64(
     norm: MelNorm,
 ) -> Result<(Array2<f64>, Vec<usize>)> {
     check_mel_parameters(sample_rate, n_fft, n_mels, fmin, fmax)?;
-    let bins = fft_frequencies(sample_rate, n_fft);
-    let edges = mel_frequencies(n_mels + 2, fmin, fmax, scale);
+    let bins = fft_frequencies(sample_rate, n_fft)?;
+    let edges = mel_frequencies(n_mels + 2, fmin, fmax, scale)?;
     let mut weights = Array2::<f64>::zeros((n_mels, bins.len()));
     let mut empty = Vec::new();
     for m in 0..n_mels {
@@ -299,17 +358,25 @@ mod tests {
     fn scales_round_trip_and_hit_known_points() {
         for scale in [MelScale::Slaney, MelScale::Htk] {
             for hz in [0.0, 50.0, 999.0, 1000.0, 1001.0, 8000.0, 22050.0] {
-                let back = mel_to_hz(hz_to_mel(hz, scale), scale);
+                let back = mel_to_hz(hz_to_mel(hz, scale).unwrap(), scale).unwrap();
                 assert!(
                     (back - hz).abs() <= 1e-9 * hz.max(1.0),
                     "{scale:?} {hz} -> {back}"
                 );
             }
         }
-        assert_abs_diff_eq!(hz_to_mel(1000.0, MelScale::Slaney), 15.0, epsilon = 1e-12);
-        assert_abs_diff_eq!(hz_to_mel(6400.0, MelScale::Slaney), 42.0, epsilon = 1e-12);
         assert_abs_diff_eq!(
-            hz_to_mel(700.0, MelScale::Htk),
+            hz_to_mel(1000.0, MelScale::Slaney).unwrap(),
+            15.0,
+            epsilon = 1e-12
+        );
+        assert_abs_diff_eq!(
+            hz_to_mel(6400.0, MelScale::Slaney).unwrap(),
+            42.0,
+            epsilon = 1e-12
+        );
+        assert_abs_diff_eq!(
+            hz_to_mel(700.0, MelScale::Htk).unwrap(),
             2595.0 * 2f64.log10(),
             epsilon = 1e-9
         );
@@ -317,9 +384,9 @@ mod tests {
 
     #[test]
     fn fft_frequencies_are_bin_centres() {
-        let f = fft_frequencies(16000.0, 8);
+        let f = fft_frequencies(16000.0, 8).unwrap();
         assert_eq!(f, vec![0.0, 2000.0, 4000.0, 6000.0, 8000.0]);
-        assert_eq!(fft_frequencies(16000.0, 7).len(), 4);
+        assert_eq!(fft_frequencies(16000.0, 7).unwrap().len(), 4);
     }
 
     #[test]

@@ -317,14 +317,30 @@ impl<T: Float> MelSpectrogram<T> {
                 for (dst, &v) in out.column_mut(t).iter_mut().zip(mel.iter()) {
                     *dst = v;
                 }
-            })
+            })?;
+        // A finite but very loud signal can overflow the float type in the power spectrum
+        // (|X|² above T::MAX, or ∞ − ∞ = NaN in the FFT). That is an error naming the
+        // signal, never a NaN that `power_to_db` would clamp to silence.
+        if let Some(((mel_band, frame), &v)) = out.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::invalid(
+                "signal",
+                format!("a signal whose mel power is {v} at (mel {mel_band}, frame {frame})"),
+                format!(
+                    "the power spectrum overflows {}: scale the signal down (e.g. to [-1, 1]) \
+                     or compute in f64",
+                    std::any::type_name::<T>()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The mel spectrogram of one signal, shape `(n_mels, frames)`:
     /// $M = W\,|STFT(x)|^{p}$, equal to `librosa.feature.melspectrogram`.
     ///
     /// # Errors
-    /// An empty or non-finite signal, or one too short for the STFT settings.
+    /// An empty or non-finite signal, one too short for the STFT settings, or one so loud
+    /// that its power spectrum overflows `T` (an error naming `signal`, never silence).
     pub fn compute(&self, signal: ArrayView1<T>) -> Result<Array2<T>> {
         let (samples, frames) = self.stft.prepare(&signal)?;
         let mut out = Array2::zeros((self.n_mels(), frames));

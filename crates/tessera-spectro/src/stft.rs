@@ -133,16 +133,21 @@ impl<T: Float> Clone for Stft<T> {
     }
 }
 
+/// The largest accepted `n_fft` (2^24 samples, over 5 minutes at 48 kHz): an FFT plan and
+/// its buffers are allocated from it, so larger sizes are an error instead of an abort.
+pub const MAX_N_FFT: usize = 1 << 24;
+
 impl<T: Float> Stft<T> {
     /// Checks `config` and builds the plan.
     ///
     /// # Errors
     /// `n_fft == 0`, `win_length == 0` or `> n_fft`, `hop_length == 0` (also when the default
-    /// `win_length / 4` is zero), or an invalid custom window.
+    /// `win_length / 4` is zero), `n_fft > MAX_N_FFT`, or an invalid custom window.
     pub fn new(config: StftConfig) -> Result<Self> {
         if config.n_fft == 0 {
             return Err(Error::invalid("n_fft", 0, "must be at least 1"));
         }
+        tessera_core::check::size_at_most("n_fft", config.n_fft, MAX_N_FFT)?;
         let win_length = config.win_length.unwrap_or(config.n_fft);
         if win_length == 0 {
             return Err(Error::invalid("win_length", 0, "must be at least 1"));

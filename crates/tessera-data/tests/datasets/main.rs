@@ -3,6 +3,7 @@
 
 mod cache;
 mod common;
+mod fuzz;
 mod generators;
 mod golden;
 mod label_gap;
@@ -10,3 +11,4 @@ mod loaders;
 mod mnist1d;
 mod properties;
 mod reference;
+mod robustness;

@@ -1,6 +1,8 @@
 //! The integration tests of tessera-sparse, as one test binary (one link of the
 //! dependencies instead of one per file).
 
+mod fuzz;
 mod golden;
 mod properties;
 mod reference;
+mod robustness;

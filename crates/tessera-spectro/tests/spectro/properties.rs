@@ -32,8 +32,8 @@ proptest! {
         let sr = 16000.0;
         let (weights, _) = mel_filterbank_with_empty::<f64>(sr, n_fft, n_mels, fmin, sr / 2.0, scale, MelNorm::Slaney).unwrap();
         prop_assert!(weights.iter().all(|w| *w >= 0.0));
-        let edges = mel_frequencies(n_mels + 2, fmin, sr / 2.0, scale);
-        let spacing = fft_frequencies(sr, n_fft)[1];
+        let edges = mel_frequencies(n_mels + 2, fmin, sr / 2.0, scale).unwrap();
+        let spacing = fft_frequencies(sr, n_fft).unwrap()[1];
         for (m, row) in weights.outer_iter().enumerate() {
             let base = edges[m + 2] - edges[m];
             let area: f64 = row.sum() * spacing;
