@@ -57,8 +57,11 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
         Mutation::Truncate(i) => bytes.truncate(i % n),
         Mutation::HeaderLength(v) => bytes[..8].copy_from_slice(&v.to_le_bytes()),
         Mutation::HeaderNumber(i, huge) => {
-            let header_end = (8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize).min(n);
-            let digits: Vec<usize> = (8..header_end).filter(|&k| bytes[k].is_ascii_digit()).collect();
+            let header_end =
+                (8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize).min(n);
+            let digits: Vec<usize> = (8..header_end)
+                .filter(|&k| bytes[k].is_ascii_digit())
+                .collect();
             if digits.is_empty() {
                 return;
             }

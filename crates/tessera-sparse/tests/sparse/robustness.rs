@@ -25,4 +25,3 @@ fn two_layers_of_one_name_are_an_error() {
     let e = masks_to_bytes(&layers, &masks, MaskDtype::Bool).unwrap_err();
     assert!(e.to_string().contains("`w`"), "{e}");
 }
-
