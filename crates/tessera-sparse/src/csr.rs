@@ -177,7 +177,7 @@ impl<F: Float> CsrMatrix<F> {
         Self::from_parts(nrows, ncols, indptr, indices, values)
     }
 
-    /// Sparse × vector, `y = W x`, row-parallel above [`MIN_WORK_PER_TASK`] stored entries.
+    /// Sparse × vector, `y = W x`, row-parallel above 2¹⁵ stored entries.
     /// Errors when `x` does not have `ncols` entries or `y` does not have `nrows`.
     pub fn matvec(&self, x: &[F], y: &mut [F]) -> Result<()> {
         check::length("x", x.len(), self.ncols)?;
