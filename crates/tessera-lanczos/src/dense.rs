@@ -31,16 +31,16 @@ where
     let eye = Array2::<F>::eye(n);
     let mut a = Array2::zeros((n, n));
     apply_batch_checked(op, eye.view(), &mut a, 1)?;
-    let scale = a.iter().fold(<F as Float>::c(0.0), |m, v| {
+    let scale = a.iter().fold(<F as Float>::from_f64_rounded(0.0), |m, v| {
         m.max(num_traits::Float::abs(*v))
     });
     let asym = a
         .indexed_iter()
-        .fold(<F as Float>::c(0.0), |m, ((i, j), &v)| {
+        .fold(<F as Float>::from_f64_rounded(0.0), |m, ((i, j), &v)| {
             m.max(num_traits::Float::abs(v - a[[j, i]]))
         });
     let allowed =
-        <F as Float>::c(1e3) * F::epsilon() * scale * num_traits::Float::sqrt(F::from_count(n));
+        <F as Float>::from_f64_rounded(1e3) * F::epsilon() * scale * num_traits::Float::sqrt(F::from_count(n));
     if asym > allowed {
         return Err(Error::invalid(
             "op",
@@ -48,7 +48,7 @@ where
             "the operator must be symmetric",
         ));
     }
-    let sym = (&a + &a.t()) * <F as Float>::c(0.5);
+    let sym = (&a + &a.t()) * <F as Float>::from_f64_rounded(0.5);
     sym.eigvalsh(UPLO::Lower)
         .map_err(|e| Error::invalid("op", "LAPACK eigvalsh", e.to_string()))
 }
