@@ -39,8 +39,10 @@ where
         .fold(<F as Float>::from_f64_rounded(0.0), |m, ((i, j), &v)| {
             m.max(num_traits::Float::abs(v - a[[j, i]]))
         });
-    let allowed =
-        <F as Float>::from_f64_rounded(1e3) * F::epsilon() * scale * num_traits::Float::sqrt(F::from_count(n));
+    let allowed = <F as Float>::from_f64_rounded(1e3)
+        * F::epsilon()
+        * scale
+        * num_traits::Float::sqrt(F::from_count(n));
     if asym > allowed {
         return Err(Error::invalid(
             "op",
