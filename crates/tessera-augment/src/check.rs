@@ -5,7 +5,8 @@ use ndarray::{ArrayView, ArrayView2, Dimension};
 use tessera_core::RejectInput;
 
 pub(crate) use tessera_core::check::{
-    finite, finite_scalar, non_empty_batch, positive, probability, range,
+    finite, finite_scalar, non_empty_batch, positive, positive_size, probability, range,
+    size_at_most,
 };
 
 use crate::{Error, Float, Result};

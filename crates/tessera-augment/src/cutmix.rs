@@ -74,7 +74,17 @@ impl CutMix {
 
     /// Samples a box on a `rows × cols` grid: side ratio $\sqrt{1-\lambda}$, centre uniform,
     /// clipped to the grid.
-    pub fn sample_box<R: Rng + ?Sized>(&self, rows: usize, cols: usize, rng: &mut R) -> BoxRegion {
+    ///
+    /// # Errors
+    /// An empty grid (`rows == 0` or `cols == 0`).
+    pub fn sample_box<R: Rng + ?Sized>(
+        &self,
+        rows: usize,
+        cols: usize,
+        rng: &mut R,
+    ) -> Result<BoxRegion> {
+        check::positive_size("rows", rows)?;
+        check::positive_size("cols", cols)?;
         let lambda = self.beta.sample(rng);
         let ratio = (1.0 - lambda).max(0.0).sqrt();
         let cut_rows = (rows as f64 * ratio).floor() as usize;
@@ -86,10 +96,10 @@ impl CutMix {
             let end = (centre + cut / 2).min(n);
             start..end.max(start)
         };
-        BoxRegion {
+        Ok(BoxRegion {
             rows: clip(centre_row, cut_rows, rows),
             cols: clip(centre_col, cut_cols, cols),
-        }
+        })
     }
 
     /// Pastes a box of item `i` of `b` into item `i` of `a` (first axis = batch, the box spans
@@ -168,10 +178,10 @@ impl CutMix {
         let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
         let batch = shape[0];
         let boxes: Vec<BoxRegion> = match self.scope {
-            LambdaScope::PerBatch => vec![self.sample_box(rows, cols, rng); batch],
+            LambdaScope::PerBatch => vec![self.sample_box(rows, cols, rng)?; batch],
             LambdaScope::PerItem => (0..batch)
                 .map(|_| self.sample_box(rows, cols, rng))
-                .collect(),
+                .collect::<Result<_>>()?,
         };
         let total = (rows * cols) as f64;
         let lambdas: Array1<F> = boxes

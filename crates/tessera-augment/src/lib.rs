@@ -24,8 +24,10 @@ pub use poison::{
 pub use pool::{AudioAugment, AugmentPool, Domain};
 pub use spectrogram::{
     CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecAugmentConfig, SpecBox, TimeShift,
+    MAX_TIME_SHIFT,
 };
 pub use tessera_core::Float;
 pub use waveform::{
     add_noise_at_snr, resample_nearest, AdditiveNoise, Align, Gain, Occlusion, SpeedPerturbation,
+    MAX_GAIN_DB, MAX_SNR_DB,
 };

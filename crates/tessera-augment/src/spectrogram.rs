@@ -375,6 +375,9 @@ pub enum ShiftMode {
     Pad(f64),
 }
 
+/// The largest accepted [`TimeShift`] `max_shift` (2^31 frames).
+pub const MAX_TIME_SHIFT: usize = 1 << 31;
+
 /// Shifts the last (time) axis by $s \sim U\{-S, \dots, S\}$ frames, rolling or padding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeShift {
@@ -383,11 +386,12 @@ pub struct TimeShift {
 }
 
 impl TimeShift {
-    /// Checks a finite pad value.
+    /// Checks a finite pad value and `max_shift ≤ MAX_TIME_SHIFT`.
     pub fn new(max_shift: usize, mode: ShiftMode) -> Result<Self> {
         if let ShiftMode::Pad(value) = mode {
             check::finite_scalar("mode (pad value)", value)?;
         }
+        check::size_at_most("max_shift", max_shift, MAX_TIME_SHIFT)?;
         Ok(TimeShift { max_shift, mode })
     }
 

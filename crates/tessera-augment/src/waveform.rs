@@ -207,9 +207,9 @@ pub struct AdditiveNoise {
 }
 
 impl AdditiveNoise {
-    /// Checks a finite range `low ≤ high` (dB, may be negative).
+    /// Checks a range `-MAX_SNR_DB ≤ low ≤ high ≤ MAX_SNR_DB` (dB, may be negative).
     pub fn new(snr_db: (f64, f64)) -> Result<Self> {
-        check::range("snr_db", snr_db, f64::MIN, f64::MAX)?;
+        check::range("snr_db", snr_db, -MAX_SNR_DB, MAX_SNR_DB)?;
         Ok(AdditiveNoise { snr_db })
     }
 
@@ -231,7 +231,7 @@ pub fn add_noise_at_snr<F: Float, R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Array1<F>> {
     check_waveform(&waveform)?;
-    check::finite_scalar("snr_db", snr_db)?;
+    check::range("snr_db", (snr_db, snr_db), -MAX_SNR_DB, MAX_SNR_DB)?;
     let n = waveform.len() as f64;
     let signal_power = waveform
         .iter()
@@ -246,12 +246,35 @@ pub fn add_noise_at_snr<F: Float, R: Rng + ?Sized>(
         return Ok(waveform.to_owned());
     }
     let scale = (signal_power / (noise_power * 10f64.powf(snr_db / 10.0))).sqrt();
-    Ok(Array1::from_iter(
+    let noisy = Array1::from_iter(
         waveform
             .iter()
             .zip(&noise)
             .map(|(&x, &e)| x + F::from_f64_rounded(scale * e)),
-    ))
+    );
+    check_output("snr_db", snr_db, &noisy)?;
+    Ok(noisy)
+}
+
+/// The widest accepted SNR range of [`AdditiveNoise`] and [`add_noise_at_snr`], in dB.
+pub const MAX_SNR_DB: f64 = 300.0;
+
+/// The widest accepted gain range of [`Gain`], in dB (a factor of 10^±10).
+pub const MAX_GAIN_DB: f64 = 200.0;
+
+/// A result that overflowed the float type is an error naming the parameter that caused it.
+fn check_output<F: Float>(name: &'static str, value: f64, out: &Array1<F>) -> Result<()> {
+    if let Some(v) = out.iter().find(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            name,
+            value,
+            format!(
+                "the result overflows {} (a sample became {v}); use a smaller {name}",
+                std::any::type_name::<F>()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Multiplies by $10^{g/20}$ with a gain $g$ drawn uniformly from `gain_db`.
@@ -261,9 +284,9 @@ pub struct Gain {
 }
 
 impl Gain {
-    /// Checks a finite range `low ≤ high` (dB).
+    /// Checks a range `-MAX_GAIN_DB ≤ low ≤ high ≤ MAX_GAIN_DB` (dB).
     pub fn new(gain_db: (f64, f64)) -> Result<Self> {
-        check::range("gain_db", gain_db, f64::MIN, f64::MAX)?;
+        check::range("gain_db", gain_db, -MAX_GAIN_DB, MAX_GAIN_DB)?;
         Ok(Gain { gain_db })
     }
 
@@ -276,7 +299,9 @@ impl Gain {
         check_waveform(&waveform)?;
         let gain = rng.random_range(self.gain_db.0..=self.gain_db.1);
         let factor = F::from_f64_rounded(10f64.powf(gain / 20.0));
-        Ok((waveform.mapv(|v| v * factor), gain))
+        let out = waveform.mapv(|v| v * factor);
+        check_output("gain_db", gain, &out)?;
+        Ok((out, gain))
     }
 }
 

@@ -17,8 +17,11 @@ pub mod train;
 pub use activation::Activation;
 pub use curvature::{Curvature, CurvatureOperator};
 pub use error::{Error, InputError, Result};
-pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets};
-pub use model::{DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig};
+pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets, MAX_DENSE_TARGET_ENTRIES};
+pub use model::{
+    DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig, MAX_BRANCH_SCALE, MAX_INIT_GAIN,
+    MAX_MLP_PARAMETERS,
+};
 pub use optim::{AdamConfig, Decay, LrSchedule, Optimizer, OptimizerConfig, SgdConfig};
 pub use param::{LayerRole, LayerScaling, OptimizerFamily, Parameterization};
 pub use rift::{

@@ -94,20 +94,49 @@ impl<F: Float> Targets<'_, F> {
         }
     }
 
-    /// Dense targets (one-hot for hard labels).
-    pub fn to_dense(&self, classes: usize) -> Array2<F> {
+    /// Dense targets (one-hot for hard labels), shape `(len, classes)`.
+    ///
+    /// # Errors
+    /// A hard label `>= classes`, soft targets with another number of columns,, or a one-hot
+    /// matrix of more than [`MAX_DENSE_TARGET_ENTRIES`] entries.
+    pub fn to_dense(&self, classes: usize) -> Result<Array2<F>> {
         match self {
             Targets::Hard(l) => {
+                check::positive_size("classes", classes)?;
+                check::element_count(
+                    "dense targets (labels × classes)",
+                    &[l.len(), classes],
+                    MAX_DENSE_TARGET_ENTRIES,
+                )?;
+                if let Some((i, &c)) = l.iter().enumerate().find(|(_, &c)| c >= classes) {
+                    return Err(Error::invalid(
+                        "targets",
+                        format!("label {c} of example {i}"),
+                        format!("labels must be < classes = {classes}"),
+                    ));
+                }
                 let mut y = Array2::zeros((l.len(), classes));
                 for (i, &c) in l.iter().enumerate() {
                     y[[i, c]] = F::one();
                 }
-                y
+                Ok(y)
             }
-            Targets::Soft(y) => y.to_owned(),
+            Targets::Soft(y) => {
+                if y.ncols() != classes {
+                    return Err(Error::shape(
+                        "targets",
+                        format!("{classes} columns"),
+                        format!("{} columns", y.ncols()),
+                    ));
+                }
+                Ok(y.to_owned())
+            }
         }
     }
 }
+
+/// The most entries [`Targets::to_dense`] allocates (2^28).
+pub const MAX_DENSE_TARGET_ENTRIES: usize = 1 << 28;
 
 pub(crate) fn argmax<F: Float>(values: impl Iterator<Item = F>) -> usize {
     let mut best = 0;
@@ -179,7 +208,7 @@ pub fn loss_and_logit_gradient<F: Float>(
             Ok((total * inv_b, grad))
         }
         Loss::Mse => {
-            let y = targets.to_dense(classes);
+            let y = targets.to_dense(classes)?;
             let scale = F::one() / F::from_count(batch * classes);
             let diff = &logits - &y;
             let total = diff.iter().fold(F::zero(), |s, &d| s + d * d) * scale;
@@ -240,7 +269,7 @@ mod tests {
         let (lh, gh) =
             loss_and_logit_gradient(z.view(), &Targets::Hard(&labels), Loss::SoftmaxCrossEntropy)
                 .unwrap();
-        let y = Targets::Hard(&labels).to_dense(3);
+        let y = Targets::Hard(&labels).to_dense(3).unwrap();
         let (ls, gs) = loss_and_logit_gradient(
             z.view(),
             &Targets::Soft(y.view()),

@@ -31,6 +31,16 @@ pub struct ResidualConfig {
     pub branch_depth: usize,
 }
 
+/// The most parameters an [`Mlp`] may have (2^28: 2 GiB of `f64`); larger configs are an
+/// error from [`Mlp::new`], checked before allocating.
+pub const MAX_MLP_PARAMETERS: usize = 1 << 28;
+
+/// The largest accepted [`MlpConfig::init_gain`]: larger gains overflow the forward pass.
+pub const MAX_INIT_GAIN: f64 = 1e3;
+
+/// The largest accepted `|branch_scale|` of a [`ResidualConfig`].
+pub const MAX_BRANCH_SCALE: f64 = 1e3;
+
 /// Everything that defines an [`Mlp`]'s architecture and parameterisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpConfig {
@@ -103,11 +113,11 @@ impl MlpConfig {
             ));
         }
         if let Some(r) = &self.residual {
-            if !r.branch_scale.is_finite() {
+            if !(r.branch_scale.is_finite() && r.branch_scale.abs() <= MAX_BRANCH_SCALE) {
                 return Err(Error::invalid(
                     "branch_scale",
                     r.branch_scale,
-                    "must be finite",
+                    format!("must be finite with |branch_scale| ≤ {MAX_BRANCH_SCALE}"),
                 ));
             }
             if !(1..=2).contains(&r.branch_depth) {
@@ -119,11 +129,61 @@ impl MlpConfig {
             }
         }
         if let Some(g) = self.init_gain {
-            if !(g.is_finite() && g > 0.0) {
-                return Err(Error::invalid("init_gain", g, "must be finite and > 0"));
+            if !(g.is_finite() && g > 0.0 && g <= MAX_INIT_GAIN) {
+                return Err(Error::invalid(
+                    "init_gain",
+                    g,
+                    format!("must be finite, > 0 and ≤ {MAX_INIT_GAIN}"),
+                ));
             }
         }
+        self.parameter_count()?;
         Ok(())
+    }
+
+    /// The number of parameters of the network (weights and biases), computed with checked
+    /// arithmetic; more than [`MAX_MLP_PARAMETERS`] (or an overflow) is an error, before
+    /// anything is allocated.
+    pub fn parameter_count(&self) -> Result<usize> {
+        let too_large = || {
+            Error::too_large(
+                "parameter count",
+                format!(
+                    "input_dim {}, hidden_widths {:?}, output_dim {}",
+                    self.input_dim, self.hidden_widths, self.output_dim
+                ),
+                MAX_MLP_PARAMETERS,
+            )
+        };
+        // fan_in·fan_out weights + fan_out biases, times `repeat` layers.
+        let layer = |fan_in: usize, fan_out: usize, repeat: usize| {
+            fan_in
+                .checked_mul(fan_out)
+                .and_then(|w| w.checked_add(fan_out))
+                .and_then(|p| p.checked_mul(repeat))
+        };
+        let mut total = 0usize;
+        let mut previous = self.input_dim;
+        for &width in &self.hidden_widths {
+            let mut stage = layer(previous, width, 1);
+            if let Some(r) = &self.residual {
+                let branch_layers = r.blocks_per_stage.checked_mul(r.branch_depth);
+                stage = stage.and_then(|p| {
+                    branch_layers
+                        .and_then(|k| layer(width, width, k))
+                        .and_then(|q| p.checked_add(q))
+                });
+            }
+            total = stage
+                .and_then(|p| total.checked_add(p))
+                .filter(|&t| t <= MAX_MLP_PARAMETERS)
+                .ok_or_else(too_large)?;
+            previous = width;
+        }
+        layer(previous, self.output_dim, 1)
+            .and_then(|p| total.checked_add(p))
+            .filter(|&t| t <= MAX_MLP_PARAMETERS)
+            .ok_or_else(too_large)
     }
 }
 

@@ -448,7 +448,9 @@ impl LrSchedule {
         let tau = t - self.warmup_steps;
         let lr = match self.decay {
             Decay::Constant => self.base_lr,
-            Decay::Step { every, gamma } => self.base_lr * gamma.powi((tau / every) as i32),
+            // `powf` of the exact step count: a cast to i32 would wrap at large steps into a
+            // negative exponent (and ∞).
+            Decay::Step { every, gamma } => self.base_lr * gamma.powf((tau / every) as f64),
             Decay::Cosine {
                 total_steps,
                 final_lr,

@@ -26,7 +26,8 @@ struct History<F> {
 impl<F: Float> History<F> {
     fn new(capacity: usize) -> Self {
         History {
-            batches: VecDeque::with_capacity(capacity),
+            // The window fills batch by batch; reserve only a small part of it up front.
+            batches: VecDeque::with_capacity(capacity.min(256)),
             capacity,
         }
     }
@@ -69,10 +70,14 @@ pub struct DistributionAlignment<F> {
     unlabelled: History<F>,
 }
 
+/// The longest accepted [`DistributionAlignment`] window, in batches (2^20).
+pub const MAX_ALIGNMENT_HISTORY: usize = 1 << 20;
+
 impl<F: Float> DistributionAlignment<F> {
     /// Alignment over `classes` classes with a window of `history` batches (128 in
     /// ReMixMatch); the labelled marginal is the running mean of the labelled targets given to
-    /// [`observe_labelled`](Self::observe_labelled) (SSLH).
+    /// [`observe_labelled`](Self::observe_labelled) (SSLH). `history` above
+    /// [`MAX_ALIGNMENT_HISTORY`] is an error.
     pub fn new(classes: usize, history: usize) -> Result<Self> {
         if classes == 0 {
             return Err(Error::invalid("classes", classes, "must be >= 1"));
@@ -80,6 +85,7 @@ impl<F: Float> DistributionAlignment<F> {
         if history == 0 {
             return Err(Error::invalid("history", history, "must be >= 1 batch"));
         }
+        tessera_core::check::size_at_most("history", history, MAX_ALIGNMENT_HISTORY)?;
         Ok(DistributionAlignment {
             classes,
             history,

@@ -14,7 +14,7 @@ pub mod remixmatch;
 pub mod sharpen;
 pub mod softmax;
 
-pub use alignment::DistributionAlignment;
+pub use alignment::{DistributionAlignment, MAX_ALIGNMENT_HISTORY};
 pub use cotraining::{view_difference, DeepCoTraining, DeepCoTrainingConfig, ViewDifferenceLoss};
 pub use error::{Error, InputError, Result};
 pub use fixmatch::{
@@ -29,7 +29,7 @@ pub use mean_teacher::{
 pub use mixmatch::{MixMatch, MixMatchBatch, MixMatchConfig, MixMatchLoss, SoftTargetLoss};
 pub use ramp::{RampKind, RampUp};
 pub use remixmatch::{ReMixMatch, ReMixMatchBatch, ReMixMatchConfig, ReMixMatchLoss};
-pub use sharpen::{average_softmax, guess_labels, one_hot, sharpen};
+pub use sharpen::{average_softmax, guess_labels, one_hot, sharpen, MAX_ONE_HOT_ENTRIES};
 pub use softmax::{log_softmax, softmax, softmax_backward};
 /// Re-exported from `tessera-augment`: per-item or per-batch mixup $\lambda$.
 pub use tessera_augment::LambdaScope;

@@ -70,13 +70,22 @@ pub fn guess_labels<F: Float>(
     Ok(sharpen_unchecked(mean.view(), temperature))
 }
 
+/// The most entries [`one_hot`] allocates (2^28).
+pub const MAX_ONE_HOT_ENTRIES: usize = 1 << 28;
+
 /// One-hot rows `(labels.len(), classes)` from class indices.
 ///
-/// Errors when `classes == 0` or a label is `>= classes`.
+/// Errors when `classes == 0`, a label is `>= classes`, or the output would hold more than
+/// [`MAX_ONE_HOT_ENTRIES`] entries (checked before allocating).
 pub fn one_hot<F: Float>(labels: &[usize], classes: usize) -> Result<Array2<F>> {
     if classes == 0 {
         return Err(Error::invalid("classes", 0, "must be >= 1"));
     }
+    tessera_core::check::element_count(
+        "one-hot output (labels.len() × classes)",
+        &[labels.len(), classes],
+        MAX_ONE_HOT_ENTRIES,
+    )?;
     let mut out = Array2::<F>::zeros((labels.len(), classes));
     for (row, &label) in labels.iter().enumerate() {
         if label >= classes {

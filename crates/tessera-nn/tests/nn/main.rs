@@ -2,7 +2,9 @@
 //! dependencies instead of one per file).
 
 mod errors;
+mod fuzz;
 mod golden;
 mod properties;
 mod reference;
+mod robustness;
 mod training;

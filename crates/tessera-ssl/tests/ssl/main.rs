@@ -5,3 +5,4 @@ mod errors;
 mod golden;
 mod properties;
 mod reference;
+mod robustness;
