@@ -280,7 +280,7 @@ impl<F: Float> LocalComplexityEstimator<F> {
             .outer_iter()
             .map(|row| r * row.iter().fold(F::zero(), |m, v| m.max(v.abs())))
             .collect();
-        let pre = x.dot(&weight.t()) + &bias;
+        let pre = x.dot(&weight.t()) + bias;
         Ok(pre
             .outer_iter()
             .map(|row| row.iter().zip(&reach).filter(|(a, &m)| a.abs() < m).count())

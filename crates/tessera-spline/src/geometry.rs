@@ -30,7 +30,7 @@ impl Polygon {
             .iter()
             .fold(0.0f64, |m, p| m.max(p[0].abs()).max(p[1].abs()));
         let area = signed_area(&vertices);
-        if vertices.len() < 3 || !(area.abs() > 1e-14 * scale * scale) {
+        if vertices.len() < 3 || !area.is_finite() || area.abs() <= 1e-14 * scale * scale {
             return Err(Error::invalid(
                 "domain",
                 format!("{} vertices, area {area}", vertices.len()),

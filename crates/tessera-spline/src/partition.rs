@@ -44,8 +44,15 @@ impl Plane {
                 "the plane's directions must be non-zero",
             ));
         }
+        if !(n1 * n2).is_finite() {
+            return Err(Error::invalid(
+                "e1",
+                format!("|e1|² = {n1}, |e2|² = {n2}"),
+                "the plane's directions are too large to represent their products",
+            ));
+        }
         let gram = n1 * n2 - c * c;
-        if !(gram > 1e-12 * n1 * n2) {
+        if gram <= 1e-12 * n1 * n2 {
             return Err(Error::invalid(
                 "e2",
                 format!("cos(e1, e2) = {}", c / (n1 * n2).sqrt()),
