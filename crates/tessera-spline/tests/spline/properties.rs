@@ -67,3 +67,35 @@ proptest! {
         prop_assert_eq!(est.compute(&net, x.view()).unwrap(), est.compute(&scaled, x.view()).unwrap());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn every_grid_sees_at_most_the_regions_and_only_their_patterns(
+        seed in 0u64..1000,
+        n in 2usize..25,
+        shift in 0.0f64..1.0,
+    ) {
+        use std::collections::HashSet;
+        use tessera_spline::ActivationPatterns;
+        let net = random_net(&[3, 7, 7, 2], PlActivation::LeakyRelu { slope: 0.2 }, seed);
+        let plane = Plane::new(
+            gaussian(3, seed + 1).view(),
+            gaussian(3, seed + 2).view(),
+            gaussian(3, seed + 3).view(),
+        ).unwrap();
+        let domain = Polygon::rectangle([-1.0, -1.0], [1.0, 1.0]).unwrap();
+        let part = Partition2d::compute(&net, &plane, &domain, PartitionConfig::default()).unwrap();
+        let h = 2.0 / n as f64;
+        let us: Vec<[f64; 2]> = (0..n * n)
+            .map(|k| [-1.0 + ((k / n) as f64 + shift) * h, -1.0 + ((k % n) as f64 + shift) * h])
+            .collect();
+        let pats = ActivationPatterns::of(&net, plane.points(&us).view()).unwrap();
+        prop_assert!(pats.num_distinct() <= part.num_regions());
+        let known: HashSet<&[u64]> = part.regions().iter().map(|r| r.pattern()).collect();
+        for i in 0..pats.len() {
+            prop_assert!(known.contains(pats.pattern(i).unwrap()));
+        }
+    }
+}
