@@ -29,6 +29,23 @@ impl ActivationPatterns {
     ) -> Result<Self> {
         let info = model.layer_info();
         let pres = model.pre_activations(x)?;
+        // A model implemented outside this crate could disagree with its own description.
+        if pres.len() != info.len() {
+            return Err(Error::shape(
+                "pre_activations",
+                format!("{} layers (layer_info)", info.len()),
+                format!("{} layers", pres.len()),
+            ));
+        }
+        for (l, (pre, li)) in pres.iter().zip(&info).enumerate() {
+            if pre.dim() != (x.nrows(), li.width) {
+                return Err(Error::shape(
+                    "pre_activations",
+                    format!("layer {l}: ({}, {})", x.nrows(), li.width),
+                    format!("{:?}", pre.dim()),
+                ));
+            }
+        }
         let kinked: Vec<usize> = (0..info.len().saturating_sub(1))
             .filter(|&l| info[l].activation.has_kink())
             .collect();

@@ -322,3 +322,81 @@ fn unsupported_models_are_rejected_clearly() {
     .unwrap_err();
     assert_eq!(name_of(&e), "slope");
 }
+
+/// A model whose pre-activations disagree with its own layer description.
+struct Inconsistent;
+
+impl PiecewiseLinear<f64> for Inconsistent {
+    fn input_dim(&self) -> usize {
+        2
+    }
+    fn layer_info(&self) -> Vec<tessera_spline::LayerInfo> {
+        vec![
+            tessera_spline::LayerInfo {
+                width: 3,
+                activation: PlActivation::Relu,
+            },
+            tessera_spline::LayerInfo {
+                width: 1,
+                activation: PlActivation::Identity,
+            },
+        ]
+    }
+    fn pre_activations(
+        &self,
+        x: ndarray::ArrayView2<'_, f64>,
+    ) -> tessera_spline::Result<Vec<Array2<f64>>> {
+        Ok(vec![
+            Array2::zeros((x.nrows(), 2)),
+            Array2::zeros((x.nrows(), 1)),
+        ])
+    }
+    fn to_affine(&self) -> tessera_spline::Result<PiecewiseLinearNet<f64>> {
+        Err(Error::Unsupported {
+            reason: "test model".into(),
+        })
+    }
+}
+
+#[test]
+fn inconsistent_custom_models_are_errors_not_panics() {
+    let x = Array2::zeros((3, 2));
+    let e = tessera_spline::ActivationPatterns::of(&Inconsistent, x.view()).unwrap_err();
+    assert_eq!(name_of(&e), "pre_activations");
+    let est = LocalComplexityEstimator::<f64>::new(
+        LocalComplexityConfig {
+            num_vertices: 2,
+            ..LocalComplexityConfig::default()
+        },
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        name_of(&est.compute(&Inconsistent, x.view()).unwrap_err()),
+        "pre_activations"
+    );
+    let plane = Plane::new(
+        array![0.0, 0.0].view(),
+        array![1.0, 0.0].view(),
+        array![0.0, 1.0].view(),
+    )
+    .unwrap();
+    let domain = Polygon::rectangle([0.0, 0.0], [1.0, 1.0]).unwrap();
+    assert!(matches!(
+        Partition2d::compute(&Inconsistent, &plane, &domain, PartitionConfig::default()),
+        Err(Error::Unsupported { .. })
+    ));
+    // SVG options are checked too.
+    let net = random_net(&[2, 3, 2], PlActivation::Relu, 0);
+    let part = Partition2d::compute(&net, &plane, &domain, PartitionConfig::default()).unwrap();
+    let bad = tessera_spline::SvgOptions {
+        width: 0,
+        ..Default::default()
+    };
+    assert_eq!(name_of(&part.to_svg(&bad).unwrap_err()), "width");
+    let bad = tessera_spline::SvgOptions {
+        boundary_width: f64::NAN,
+        ..Default::default()
+    };
+    assert_eq!(name_of(&part.to_svg(&bad).unwrap_err()), "boundary_width");
+}
