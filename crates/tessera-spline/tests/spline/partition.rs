@@ -130,6 +130,7 @@ fn region_maps_reproduce_the_network_at_interior_points() {
                 );
             }
             assert_eq!(region.pattern(), patterns.pattern(k).unwrap(), "{act:?}");
+            assert_eq!(part.region_containing(u), Some(k / 3), "{act:?}");
         }
     }
 }
