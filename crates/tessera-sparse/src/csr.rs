@@ -29,7 +29,7 @@ const TASKS_PER_THREAD: usize = 4;
 /// Mean stored entries per row from which [`CsrMatrix::matmul`] packs the dense operand into
 /// panels (when it is wider than one panel). Below it, packing costs more than it saves:
 /// measured crossover in the README (§ Sparse products) and `examples/vs_sprs.rs --kernels`.
-pub const PANEL_MIN_ENTRIES_PER_ROW: usize = 256;
+pub const PANEL_MIN_ENTRIES_PER_ROW: usize = 512;
 
 /// Bytes of `x` per column block of the masked gradient: half of a 512 KiB L2.
 const GRADIENT_BLOCK_BYTES: usize = 256 * 1024;
