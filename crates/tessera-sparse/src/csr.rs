@@ -626,6 +626,20 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
 fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> Vec<F> {
     let (k, n) = b.dim();
     let mut packed = vec![F::zero(); n.div_ceil(P) * k * P];
+    if let Some(rows) = b.as_slice() {
+        // Row-major B: each panel row is one contiguous copy (a memcpy, not an iterator).
+        packed
+            .par_chunks_mut(k * P)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let first = p * P;
+                let width = P.min(n - first);
+                for (dst, src) in panel.chunks_exact_mut(P).zip(rows.chunks_exact(n)) {
+                    dst[..width].copy_from_slice(&src[first..first + width]);
+                }
+            });
+        return packed;
+    }
     packed
         .par_chunks_mut(k * P)
         .enumerate()

@@ -93,7 +93,9 @@ proptest! {
         }
         // A column-major operand takes the copying path of each kernel.
         let b_f = b64.t().as_standard_layout().into_owned().reversed_axes();
-        prop_assert_eq!(a64.matmul(b_f.view()).unwrap(), expected);
+        for kernel in KERNELS {
+            prop_assert_eq!(&a64.matmul_with(b_f.view(), kernel).unwrap(), &expected, "{:?}", kernel);
+        }
     }
 
     /// sprs 0.11 accumulates `out += v·b` in stored order too: an independent implementation
