@@ -12,8 +12,13 @@
 //! - `masked_gradient_dense_then_mask/<shape>` (matrixmultiply GEMM, then the mask) and
 //!   `masked_gradient_tessera_{1_thread,2_threads}/<shape>`.
 //!
-//! Ratios are the quotient of two groups' medians for the same shape and density; on a shared
-//! machine prefer `examples/vs_sprs.rs`, which interleaves the contenders.
+//! Ratios are the quotient of two groups' medians for the same shape and density, and they are
+//! only meaningful on a quiet machine: under load, criterion's mean wall time grows faster
+//! than linearly with the length of a call (a 12 ms call is preempted several times, a 3 ms
+//! one rarely), so the slower contender looks slower still. On 2026-11-30 at load average ~10
+//! this bench put sprs at 100–125 ms for the 1024×1024 layer at density 0.1, against
+//! 11–17 ms best-of-15 in `examples/vs_sprs.rs` (interleaved runs, same process), whose ratios
+//! are the ones to quote on a shared machine.
 //!
 //! `cargo bench -p tessera-sparse --bench sparse_products`
 
