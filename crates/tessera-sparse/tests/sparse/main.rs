@@ -3,6 +3,7 @@
 
 mod fuzz;
 mod golden;
+mod kernels;
 mod properties;
 mod reference;
 mod robustness;

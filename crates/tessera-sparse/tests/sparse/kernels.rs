@@ -1,0 +1,206 @@
+//! The sparse × dense kernels against each other, a naive loop and sprs (bit for bit), the
+//! kernel choice, and thread-count determinism of the products and the masked gradient.
+
+use ndarray::Array2;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tessera_sparse::{CsrMatrix, Float, Mask, SpmmKernel, PANEL_MIN_ENTRIES_PER_ROW};
+
+const KERNELS: [SpmmKernel; 3] = [
+    SpmmKernel::Auto,
+    SpmmKernel::RowGather,
+    SpmmKernel::PackedPanels,
+];
+
+/// $W B$ by the definition: each entry the sum of its products in stored order, multiply and
+/// add rounded separately.
+fn naive_product<F: Float>(a: &CsrMatrix<F>, b: &Array2<F>) -> Array2<F> {
+    let (m, _) = a.dim();
+    let n = b.ncols();
+    let mut out = Array2::zeros((m, n));
+    for r in 0..m {
+        let span = a.indptr()[r]..a.indptr()[r + 1];
+        for j in 0..n {
+            let mut acc = F::zero();
+            for (&c, &v) in a.indices()[span.clone()]
+                .iter()
+                .zip(&a.values()[span.clone()])
+            {
+                acc += v * b[[c, j]];
+            }
+            out[[r, j]] = acc;
+        }
+    }
+    out
+}
+
+/// A random `m × k` matrix whose mask keeps each entry with probability `density`, with row
+/// `empty_row` (if any) emptied.
+fn masked_matrix<F: Float>(
+    m: usize,
+    k: usize,
+    density: f64,
+    empty_row: Option<usize>,
+    rng: &mut ChaCha8Rng,
+) -> CsrMatrix<F> {
+    let w = Array2::from_shape_fn((m, k), |_| F::from_f64_rounded(rng.random_range(-1.0..1.0)));
+    let mut keep: Vec<bool> = (0..m * k).map(|_| rng.random_bool(density)).collect();
+    if let Some(r) = empty_row.filter(|&r| r < m) {
+        keep[r * k..(r + 1) * k].fill(false);
+    }
+    CsrMatrix::from_masked(w.view(), &Mask::from_bools(&keep)).unwrap()
+}
+
+fn dense<F: Float>(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<F> {
+    Array2::from_shape_fn((rows, cols), |_| {
+        F::from_f64_rounded(rng.random_range(-1.0..1.0))
+    })
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Widths up to 150 cover one and several panels of either precision, with ragged last
+    /// panels and gather remainders of every width; densities span both sides of the
+    /// kernel crossover, including no stored entries at all.
+    #[test]
+    fn every_kernel_is_bit_identical_to_the_naive_loop(
+        m in 0usize..40, k in 0usize..80, n in 0usize..150,
+        density in prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0],
+        empty_row in prop::option::of(0usize..40),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a32 = masked_matrix::<f32>(m, k, density, empty_row, &mut rng);
+        let b32 = dense::<f32>(k, n, &mut rng);
+        let expected = naive_product(&a32, &b32);
+        for kernel in KERNELS {
+            prop_assert_eq!(&a32.matmul_with(b32.view(), kernel).unwrap(), &expected, "{:?}", kernel);
+        }
+        let a64 = masked_matrix::<f64>(m, k, density, empty_row, &mut rng);
+        let b64 = dense::<f64>(k, n, &mut rng);
+        let expected = naive_product(&a64, &b64);
+        for kernel in KERNELS {
+            prop_assert_eq!(&a64.matmul_with(b64.view(), kernel).unwrap(), &expected, "{:?}", kernel);
+        }
+        // A column-major operand takes the copying path of each kernel.
+        let b_f = b64.t().as_standard_layout().into_owned().reversed_axes();
+        for kernel in KERNELS {
+            prop_assert_eq!(&a64.matmul_with(b_f.view(), kernel).unwrap(), &expected, "{:?}", kernel);
+        }
+    }
+
+    /// sprs 0.11 accumulates `out += v·b` in stored order too: an independent implementation
+    /// of the same sums, so the results must agree bit for bit.
+    #[test]
+    fn products_equal_sprs_bit_for_bit(
+        m in 1usize..30, k in 1usize..60, n in 1usize..140,
+        density in 0.0f64..1.0,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a = masked_matrix::<f32>(m, k, density, None, &mut rng);
+        let b = dense::<f32>(k, n, &mut rng);
+        let theirs = sprs::CsMat::new(
+            (m, k),
+            a.indptr().to_vec(),
+            a.indices().to_vec(),
+            a.values().to_vec(),
+        );
+        let expected = &theirs * &b;
+        for kernel in KERNELS {
+            prop_assert_eq!(&a.matmul_with(b.view(), kernel).unwrap(), &expected, "{:?}", kernel);
+        }
+    }
+}
+
+#[test]
+fn the_kernel_choice_follows_entries_per_row_and_width() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let t = PANEL_MIN_ENTRIES_PER_ROW;
+    // 10 rows of 4t columns with exactly t (and t - 1) entries each.
+    let cols = 4 * t;
+    let build = |per_row: usize, rng: &mut ChaCha8Rng| {
+        let mut keep = vec![false; 10 * cols];
+        for r in 0..10 {
+            for c in 0..per_row {
+                keep[r * cols + c * 3 % cols] = true;
+            }
+        }
+        let w = dense::<f32>(10, cols, rng);
+        CsrMatrix::from_masked(w.view(), &Mask::from_bools(&keep)).unwrap()
+    };
+    let at = build(t, &mut rng);
+    let below = build(t - 1, &mut rng);
+    assert_eq!(at.nnz(), 10 * t);
+    // 64 f32 columns are one 256-byte panel: nothing to pack.
+    assert_eq!(at.spmm_kernel(64), SpmmKernel::RowGather);
+    assert_eq!(at.spmm_kernel(65), SpmmKernel::PackedPanels);
+    assert_eq!(below.spmm_kernel(65), SpmmKernel::RowGather);
+    assert_eq!(below.spmm_kernel(1000), SpmmKernel::RowGather);
+    // f64: 32 columns per panel.
+    let at64 = CsrMatrix::from_parts(
+        at.dim().0,
+        at.dim().1,
+        at.indptr().to_vec(),
+        at.indices().to_vec(),
+        at.values().iter().map(|&v| f64::from(v)).collect(),
+    )
+    .unwrap();
+    assert_eq!(at64.spmm_kernel(32), SpmmKernel::RowGather);
+    assert_eq!(at64.spmm_kernel(33), SpmmKernel::PackedPanels);
+    let empty = CsrMatrix::<f32>::from_parts(0, 5, vec![0], vec![], vec![]).unwrap();
+    assert_eq!(
+        empty
+            .matmul(dense::<f32>(5, 100, &mut rng).view())
+            .unwrap()
+            .dim(),
+        (0, 100)
+    );
+}
+
+/// Large enough for several rayon tasks; the gradient takes its dense-GEMM path at density 0.3
+/// and its sparse path with two column blocks of `x` at 0.15.
+#[test]
+fn one_and_two_threads_give_the_same_bits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (one, two) = (pool(1), pool(2));
+    for (m, k, n, density) in [
+        (300, 200, 130, 0.3),
+        (500, 300, 40, 0.02),
+        (64, 700, 100, 0.15),
+    ] {
+        let a = masked_matrix::<f32>(m, k, density, Some(3), &mut rng);
+        let b = dense::<f32>(k, n, &mut rng);
+        let dy = dense::<f32>(m, n, &mut rng);
+        for kernel in KERNELS {
+            let single = one.install(|| a.matmul_with(b.view(), kernel)).unwrap();
+            let double = two.install(|| a.matmul_with(b.view(), kernel)).unwrap();
+            assert_eq!(single, double, "{m}×{k}·{k}×{n} {kernel:?}");
+        }
+        let single = one
+            .install(|| a.masked_gradient(dy.view(), b.view()))
+            .unwrap();
+        let double = two
+            .install(|| a.masked_gradient(dy.view(), b.view()))
+            .unwrap();
+        assert_eq!(single, double, "gradient {m}×{k}, n {n}");
+        // And against the f64 dense-then-mask reference.
+        let dy64 = dy.mapv(f64::from);
+        let b64 = b.mapv(f64::from);
+        let expected = a.mask().masked(&dy64.dot(&b64.t())).unwrap();
+        let got = single.to_dense().mapv(f64::from);
+        let worst = (&got - &expected)
+            .iter()
+            .fold(0.0f64, |w, d| w.max(d.abs()));
+        assert!(worst < 1e-4, "gradient {m}×{k}, n {n}: {worst}");
+    }
+}
