@@ -11,10 +11,10 @@ pub use tessera_lanczos as lanczos;
 pub use tessera_nn as nn;
 #[cfg(feature = "sparse")]
 pub use tessera_sparse as sparse;
-#[cfg(feature = "spline")]
-pub use tessera_spline as spline;
 #[cfg(feature = "spectro")]
 pub use tessera_spectro as spectro;
+#[cfg(feature = "spline")]
+pub use tessera_spline as spline;
 #[cfg(feature = "ssl")]
 pub use tessera_ssl as ssl;
 
