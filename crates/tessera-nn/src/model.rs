@@ -585,8 +585,39 @@ impl<F: Float> Mlp<F> {
         logit_grad: ArrayView2<'_, F>,
         want_input: bool,
     ) -> (Array1<F>, Option<Array2<F>>) {
-        let n = self.layers.len();
         let mut grad = Array1::zeros(self.params.len());
+        let input = self.backward_into(trace, logit_grad, Some(&mut grad), want_input);
+        (grad, input)
+    }
+
+    /// Loss of a batch and its gradient with respect to the input `x` only: the backward pass
+    /// skips every parameter gradient (about a third of the work), which is what attacks
+    /// need (see [`crate::attack`]).
+    pub fn loss_and_input_gradient(
+        &self,
+        x: ArrayView2<'_, F>,
+        targets: &Targets<'_, F>,
+        loss: Loss,
+    ) -> Result<(F, Array2<F>)> {
+        let trace = self.forward(x)?;
+        let (value, logit_grad) = loss_and_logit_gradient(trace.logits(), targets, loss)?;
+        let input = self
+            .backward_into(&trace, logit_grad.view(), None, true)
+            .expect("input gradient requested");
+        Ok((value, input))
+    }
+
+    /// The reverse-mode pass behind [`Mlp::backward_impl`]: writes the flat parameter
+    /// gradient into `grad` when given (it must be zero on entry and have the parameters'
+    /// length) and returns `∂L/∂x` when `want_input`.
+    fn backward_into(
+        &self,
+        trace: &ForwardTrace<F>,
+        logit_grad: ArrayView2<'_, F>,
+        mut grad: Option<&mut Array1<F>>,
+        want_input: bool,
+    ) -> Option<Array2<F>> {
+        let n = self.layers.len();
         // Gradient with respect to node k of [input, activation(0), ...], accumulated from the
         // next layer and from residual skips.
         let mut pending: Vec<Option<Array2<F>>> = vec![None; n + 1];
@@ -608,10 +639,12 @@ impl<F: Float> Mlp<F> {
             }
             let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
             let s = F::from_f64_rounded(layer.branch_scale);
-            let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
-            gemm(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
-            gb.assign(&delta.sum_axis(Axis(0)));
-            gb.mapv_inplace(|v| v * s);
+            if let Some(grad) = grad.as_deref_mut() {
+                let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
+                gemm(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
+                gb.assign(&delta.sum_axis(Axis(0)));
+                gb.mapv_inplace(|v| v * s);
+            }
             if j > 0 || want_input {
                 let back = {
                     let mut back = Array2::zeros((delta.nrows(), layer.fan_in));
@@ -621,7 +654,7 @@ impl<F: Float> Mlp<F> {
                 add_owned_into(&mut pending[j], back);
             }
         }
-        (grad, pending[0].take())
+        pending[0].take()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The integration tests of tessera-nn, as one test binary (one link of the
 //! dependencies instead of one per file).
 
+mod attack;
 mod errors;
 mod golden;
 mod properties;
