@@ -19,6 +19,7 @@ pub use activation::Activation;
 pub use curvature::{Curvature, CurvatureOperator};
 pub use error::{Error, InputError, Result};
 pub use layer::{BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent};
+pub use loss::{entropy_and_logit_gradient, prediction_entropies};
 pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets};
 pub use model::{DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig};
 pub use optim::{AdamConfig, Decay, LrSchedule, Optimizer, OptimizerConfig, SgdConfig};

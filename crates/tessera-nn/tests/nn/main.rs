@@ -2,6 +2,7 @@
 //! dependencies instead of one per file).
 
 mod attack;
+mod entropy;
 mod errors;
 mod golden;
 mod properties;
