@@ -14,6 +14,11 @@
 //! $\bar G_h = \sum_b \bar S'_b \odot S_b$ (multiplicative) or $\sum_b \bar S'_b$ (additive),
 //! which [`LogitMask::accumulate_gradient`] turns into parameter gradients.
 //!
+//! The cache keeps $P$ only: for a multiplicative mask the backward pass recomputes $S$ (one
+//! small GEMM per plane, on operands it reads anyway) instead of storing a second
+//! `batch · heads · tokens²` array, whose allocation and memory traffic cost more than the
+//! product (measured: 1.34× against 1.0× for the additive mask, which needs no $S$).
+//!
 //! Every `(b, h)` plane is independent and runs as a rayon task; the mask gradient is summed
 //! over fixed chunks of [`BATCH_CHUNK`] batch items and then over the chunks in order, so the
 //! result is the same bit for bit whatever the number of threads.
@@ -50,7 +55,7 @@ impl<'a, F: Float> MaskRef<'a, F> {
     }
 }
 
-/// The sizes of one attention call.
+/// The sizes of one forward call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Dims {
     batch: usize,
@@ -60,13 +65,11 @@ struct Dims {
     d_value: usize,
 }
 
-/// What the backward pass needs from the forward pass: the attention probabilities, the mask
-/// and, for a multiplicative mask, the logits before masking.
+/// What the backward pass needs from the forward pass: the attention probabilities and the
+/// mask.
 #[derive(Debug, Clone)]
 pub struct AttentionCache<F> {
-    dims: Dims,
     probabilities: Array4<F>,
-    logits: Option<Array4<F>>,
     mask: Option<(Array3<F>, MaskCombine)>,
 }
 
@@ -79,6 +82,56 @@ impl<F: Float> AttentionCache<F> {
     /// The mask $G$ used, `(heads, tokens, tokens)`, if any.
     pub fn mask(&self) -> Option<ArrayView3<'_, F>> {
         self.mask.as_ref().map(|(g, _)| g.view())
+    }
+
+    /// A borrowed view for [`attention_backward_view`].
+    pub fn view(&self) -> AttentionCacheView<'_, F> {
+        AttentionCacheView {
+            probabilities: self.probabilities.view(),
+            mask: self.mask.as_ref().map(|(g, c)| (g.view(), *c)),
+        }
+    }
+
+    /// The parts — probabilities, and the mask with its combination — for callers that store
+    /// them elsewhere (tessera-nn's layer cache) and rebuild an [`AttentionCacheView`] with
+    /// [`AttentionCacheView::new`].
+    pub fn into_parts(self) -> (Array4<F>, Option<(Array3<F>, MaskCombine)>) {
+        (self.probabilities, self.mask)
+    }
+}
+
+/// A borrowed [`AttentionCache`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionCacheView<'a, F> {
+    probabilities: ArrayView4<'a, F>,
+    mask: Option<(ArrayView3<'a, F>, MaskCombine)>,
+}
+
+impl<'a, F: Float> AttentionCacheView<'a, F> {
+    /// The view of parts from [`AttentionCache::into_parts`]; errors when their shapes do not
+    /// fit together.
+    pub fn new(
+        probabilities: ArrayView4<'a, F>,
+        mask: Option<(ArrayView3<'a, F>, MaskCombine)>,
+    ) -> Result<Self> {
+        let &[_, heads, tokens, cols] = probabilities.shape() else {
+            unreachable!("a 4-D view has four axes")
+        };
+        if cols != tokens || probabilities.is_empty() {
+            return Err(InputError::shape(
+                "probabilities",
+                "(batch, heads, tokens, tokens), non-empty",
+                probabilities.shape(),
+            )
+            .into());
+        }
+        if let Some((g, _)) = &mask {
+            check::shape("mask", g.shape(), &[heads, tokens, tokens])?;
+        }
+        Ok(AttentionCacheView {
+            probabilities,
+            mask,
+        })
     }
 }
 
@@ -187,46 +240,30 @@ pub fn attention_forward<F: Float>(
     let planes_count = batch * heads;
     let mut output = Array3::<F>::zeros((planes_count, tokens, d_value));
     let mut probabilities = Array3::<F>::zeros((planes_count, tokens, tokens));
-    let mut logits = match &mask {
-        Some((_, MaskCombine::Multiply)) => {
-            Some(Array3::<F>::zeros((planes_count, tokens, tokens)))
-        }
-        _ => None,
-    };
-    let mut logit_planes: Vec<Option<ArrayViewMut2<'_, F>>> = match logits.as_mut() {
-        Some(l) => planes(l).into_iter().map(Some).collect(),
-        None => (0..batch * heads).map(|_| None).collect(),
-    };
     let tasks: Vec<_> = planes(&mut output)
         .into_iter()
         .zip(planes(&mut probabilities))
-        .zip(logit_planes.drain(..))
         .enumerate()
         .collect();
     let mask_view = mask.as_ref().map(|(g, c)| (g.view(), *c));
-    tasks
-        .into_par_iter()
-        .for_each(|(index, ((out, probs), logit))| {
-            let (b, h) = (index / heads, index % heads);
-            forward_plane(
-                plane(&q, b, h),
-                plane(&k, b, h),
-                plane(&v, b, h),
-                mask_view
-                    .as_ref()
-                    .map(|(g, c)| (g.slice(s![h, .., ..]), *c)),
-                scale,
-                out,
-                probs,
-                logit,
-            );
-        });
+    tasks.into_par_iter().for_each(|(index, (out, probs))| {
+        let (b, h) = (index / heads, index % heads);
+        forward_plane(
+            plane(&q, b, h),
+            plane(&k, b, h),
+            plane(&v, b, h),
+            mask_view
+                .as_ref()
+                .map(|(g, c)| (g.slice(s![h, .., ..]), *c)),
+            scale,
+            out,
+            probs,
+        );
+    });
     Ok((
         split_planes(output, batch, heads)?,
         AttentionCache {
-            dims,
             probabilities: split_planes(probabilities, batch, heads)?,
-            logits: logits.map(|l| split_planes(l, batch, heads)).transpose()?,
             mask,
         },
     ))
@@ -256,7 +293,6 @@ fn split_planes<F>(a: Array3<F>, batch: usize, heads: usize) -> Result<Array4<F>
         })?)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn forward_plane<F: Float>(
     q: ArrayView2<'_, F>,
     k: ArrayView2<'_, F>,
@@ -265,21 +301,12 @@ fn forward_plane<F: Float>(
     scale: F,
     mut out: ArrayViewMut2<'_, F>,
     mut probs: ArrayViewMut2<'_, F>,
-    logits: Option<ArrayViewMut2<'_, F>>,
 ) {
-    match (mask, logits) {
-        (Some((g, MaskCombine::Multiply)), Some(mut s)) => {
-            general_mat_mul(scale, &q, &k.t(), F::zero(), &mut s);
-            Zip::from(&mut probs)
-                .and(&s)
-                .and(&g)
-                .for_each(|p, &s, &g| *p = g * s);
-        }
-        (Some((g, _)), _) => {
-            general_mat_mul(scale, &q, &k.t(), F::zero(), &mut probs);
-            probs += &g;
-        }
-        (None, _) => general_mat_mul(scale, &q, &k.t(), F::zero(), &mut probs),
+    general_mat_mul(scale, &q, &k.t(), F::zero(), &mut probs);
+    match mask {
+        Some((g, MaskCombine::Multiply)) => probs *= &g,
+        Some((g, MaskCombine::Add)) => probs += &g,
+        None => {}
     }
     softmax_rows_in_place(probs.view_mut());
     general_mat_mul(F::one(), &probs, &v, F::zero(), &mut out);
@@ -300,16 +327,41 @@ pub fn attention_backward<F: Float>(
     mask: Option<MaskRef<'_, F>>,
     grad_mask_parameters: &mut [F],
 ) -> Result<AttentionGradients<F>> {
-    let dims = cache.dims;
-    let Dims {
-        batch,
-        heads,
-        tokens,
-        d_head,
-        d_value,
-    } = dims;
-    check::shape("q", q.shape(), &[batch, heads, tokens, d_head])?;
+    attention_backward_view(
+        cache.view(),
+        q,
+        k,
+        v,
+        grad_output,
+        mask,
+        grad_mask_parameters,
+    )
+}
+
+/// [`attention_backward`] from a borrowed cache.
+pub fn attention_backward_view<F: Float>(
+    cache: AttentionCacheView<'_, F>,
+    q: ArrayView4<'_, F>,
+    k: ArrayView4<'_, F>,
+    v: ArrayView4<'_, F>,
+    grad_output: ArrayView4<'_, F>,
+    mask: Option<MaskRef<'_, F>>,
+    grad_mask_parameters: &mut [F],
+) -> Result<AttentionGradients<F>> {
+    let &[batch, heads, tokens, _] = cache.probabilities.shape() else {
+        unreachable!("a 4-D view has four axes")
+    };
+    let (d_head, d_value) = (k.shape()[3], v.shape()[3]);
+    if d_head == 0 || d_value == 0 {
+        let (name, shape) = if d_head == 0 {
+            ("k", k.shape())
+        } else {
+            ("v", v.shape())
+        };
+        return Err(InputError::shape(name, "(batch, heads, tokens, d) with d >= 1", shape).into());
+    }
     check::shape("k", k.shape(), &[batch, heads, tokens, d_head])?;
+    check::shape("q", q.shape(), &[batch, heads, tokens, d_head])?;
     check::shape("v", v.shape(), &[batch, heads, tokens, d_value])?;
     check::shape(
         "grad_output",
@@ -363,15 +415,18 @@ pub fn attention_backward<F: Float>(
         let (b, h) = (index / heads, index % heads);
         groups[h * chunks + b / BATCH_CHUNK].push((b, dq, dk, dv));
     }
-    let mask_view = cache.mask.as_ref().map(|(g, _)| g.view());
-    let probabilities = cache.probabilities.view();
-    let logits = cache.logits.as_ref().map(|l| l.view());
+    let mask_view = cache.mask.map(|(g, _)| g);
+    let probabilities = cache.probabilities;
     let partial_mask_grads: Vec<Option<Array2<F>>> = groups
         .into_par_iter()
         .enumerate()
         .map(|(group, members)| {
             let h = group / chunks;
             let mut scratch = Array2::<F>::zeros((tokens, tokens));
+            let mut logits = match combine {
+                Some(MaskCombine::Multiply) => Array2::<F>::zeros((tokens, tokens)),
+                _ => Array2::<F>::zeros((0, 0)),
+            };
             let mut grad_mask = combine.map(|_| Array2::<F>::zeros((tokens, tokens)));
             for (b, dq, dk, dv) in members {
                 backward_plane(
@@ -380,7 +435,6 @@ pub fn attention_backward<F: Float>(
                         k: plane(&k.view(), b, h),
                         v: plane(&v.view(), b, h),
                         probs: plane(&probabilities.view(), b, h),
-                        logits: logits.as_ref().map(|l| plane(&l.view(), b, h)),
                         mask: mask_view
                             .as_ref()
                             .zip(combine)
@@ -392,6 +446,7 @@ pub fn attention_backward<F: Float>(
                     dk,
                     dv,
                     &mut scratch,
+                    &mut logits,
                     grad_mask.as_mut(),
                 );
             }
@@ -428,7 +483,6 @@ struct BackwardPlane<'a, F> {
     k: ArrayView2<'a, F>,
     v: ArrayView2<'a, F>,
     probs: ArrayView2<'a, F>,
-    logits: Option<ArrayView2<'a, F>>,
     mask: Option<(ArrayView2<'a, F>, MaskCombine)>,
     grad_out: ArrayView2<'a, F>,
     scale: F,
@@ -440,6 +494,7 @@ fn backward_plane<F: Float>(
     mut dk: ArrayViewMut2<'_, F>,
     mut dv: ArrayViewMut2<'_, F>,
     scratch: &mut Array2<F>,
+    logits: &mut Array2<F>,
     grad_mask: Option<&mut Array2<F>>,
 ) {
     general_mat_mul(F::one(), &p.probs.t(), &p.grad_out, F::zero(), &mut dv);
@@ -454,13 +509,16 @@ fn backward_plane<F: Float>(
     }
     match (p.mask, grad_mask) {
         (Some((g, MaskCombine::Multiply)), Some(grad_mask)) => {
-            if let Some(s) = p.logits {
-                Zip::from(grad_mask)
-                    .and(&*scratch)
-                    .and(&s)
-                    .for_each(|acc, &d, &s| *acc += d * s);
-            }
-            *scratch *= &g;
+            // S again, bit for bit as in the forward pass (same product of the same operands).
+            general_mat_mul(p.scale, &p.q, &p.k.t(), F::zero(), logits);
+            Zip::from(grad_mask)
+                .and(&mut *scratch)
+                .and(&*logits)
+                .and(&g)
+                .for_each(|acc, d, &s, &g| {
+                    *acc += *d * s;
+                    *d *= g;
+                });
         }
         (Some((_, MaskCombine::Add)), Some(grad_mask)) => *grad_mask += &*scratch,
         _ => {}

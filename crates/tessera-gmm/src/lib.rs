@@ -14,7 +14,8 @@ pub use mask::{mask_array, ElementwiseMask, GaussianMixtureMask, DEFAULT_KERNELS
 
 pub mod attention;
 pub use attention::{
-    attention_backward, attention_forward, AttentionCache, AttentionGradients, MaskRef,
+    attention_backward, attention_backward_view, attention_forward, AttentionCache,
+    AttentionCacheView, AttentionGradients, MaskRef,
 };
 
 pub mod svg;

@@ -216,3 +216,49 @@ fn attention_rejects_bad_shapes_values_and_masks() {
     assert_eq!(name(e), "q");
     bwd(&out, m, &mut gp).unwrap();
 }
+
+#[test]
+fn cache_parts_round_trip_and_are_checked() {
+    use tessera_gmm::{attention_backward_view, AttentionCacheView, MaskCombine};
+    let grid = TokenGrid::square(2).unwrap();
+    let gmm = GaussianMixtureMask::new(grid, 2, 1, 0).unwrap();
+    let params = [0.5, -1.0, 1.0, 2.0];
+    let q = random4((3, 2, 4, 2), 1, 1.0);
+    let m = Some(MaskRef::new(&gmm, &params));
+    let (out, cache) = attention_forward(q.view(), q.view(), q.view(), m).unwrap();
+    let mut direct = vec![0.0; 4];
+    let g1 = attention_backward(
+        &cache,
+        q.view(),
+        q.view(),
+        q.view(),
+        out.view(),
+        m,
+        &mut direct,
+    )
+    .unwrap();
+    let (p, mask) = cache.into_parts();
+    let (g, combine) = mask.unwrap();
+    let view = AttentionCacheView::new(p.view(), Some((g.view(), combine))).unwrap();
+    let mut from_parts = vec![0.0; 4];
+    let g2 = attention_backward_view(
+        view,
+        q.view(),
+        q.view(),
+        q.view(),
+        out.view(),
+        m,
+        &mut from_parts,
+    )
+    .unwrap();
+    assert_eq!(g1.q, g2.q);
+    assert_eq!(direct, from_parts);
+    let e = AttentionCacheView::new(
+        p.view(),
+        Some((g.slice(ndarray::s![..1, .., ..]), MaskCombine::Add)),
+    )
+    .unwrap_err();
+    assert_eq!(name(e), "mask");
+    let e = AttentionCacheView::new(p.slice(ndarray::s![.., .., .., ..3]), None).unwrap_err();
+    assert_eq!(name(e), "probabilities");
+}
