@@ -2,9 +2,13 @@
 //! dependencies instead of one per file).
 
 mod attack;
+mod conv_golden;
 mod entropy;
 mod errors;
 mod golden;
+mod hvp_engine;
+mod layers;
 mod properties;
 mod reference;
+mod sequential;
 mod training;
