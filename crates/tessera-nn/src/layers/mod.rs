@@ -4,6 +4,7 @@
 mod activations;
 // The attention layer (multi-head self-attention with a pluggable `LogitMask`) is added here
 // as `pub mod attention;` by its owner once `attention.rs` exists.
+pub mod attention;
 mod conv;
 mod dense;
 mod dropout;

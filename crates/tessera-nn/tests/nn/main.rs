@@ -2,6 +2,7 @@
 //! dependencies instead of one per file).
 
 mod attack;
+mod attention;
 mod conv_golden;
 mod entropy;
 mod errors;
