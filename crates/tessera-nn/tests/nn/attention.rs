@@ -366,3 +366,84 @@ fn bad_configurations_and_inputs_are_rejected() {
         )
         .is_err());
 }
+
+#[test]
+fn inside_a_sequential_the_mask_is_a_named_parameter_group_with_exact_gradients() {
+    use tessera_nn::layers::Dense;
+    use tessera_nn::Sequential;
+    let grid = TokenGrid::square(2).unwrap().with_extra_tokens(1).unwrap();
+    let gmm = GaussianMixtureMask::new(grid, HEADS, 2, 3).unwrap();
+    let model = Sequential::<f64>::new(&[5, DIM], 7)
+        .unwrap()
+        .push(
+            "attn",
+            MultiHeadAttention::new(DIM, HEADS)
+                .unwrap()
+                .with_mask(Box::new(gmm))
+                .unwrap(),
+        )
+        .unwrap()
+        .push("head", Dense::new(DIM, 3).unwrap())
+        .unwrap();
+    let layout = model.parameter_layout();
+    let mask = layout.iter().find(|r| r.name == "attn.mask").unwrap();
+    assert_eq!(mask.range.len(), 8);
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 5, DIM]), random(40, 8, 1.0)).unwrap();
+    let w = ArrayD::from_shape_vec(IxDyn(&[2, 5, 3]), random(30, 9, 1.0)).unwrap();
+    let params = model.params().to_vec();
+    let loss = |p: &[f64]| {
+        let t = model
+            .forward_with(p, &mut [], x.view(), Context::eval())
+            .unwrap();
+        (&t.output() * &w).sum()
+    };
+    let trace = model.forward_eval(x.view()).unwrap();
+    let grad = model.backward(&trace, w.view()).unwrap();
+    let fd = central_difference_gradient(loss, &params, 1e-6);
+    assert_all_close(
+        &grad,
+        &ndarray::arr1(&fd),
+        1e-6,
+        1e-8,
+        "sequential gradients",
+    );
+}
+
+mod shapes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn gradients_match_finite_differences_over_shapes(
+            batch in 1usize..3, tokens in 1usize..5, heads in 1usize..3, d_head in 1usize..3,
+            elm in any::<bool>(), seed in 0u64..100,
+        ) {
+            let dim = heads * d_head;
+            let mut layer = MultiHeadAttention::<f64>::new(dim, heads).unwrap();
+            if elm {
+                let mask = ElementwiseMask::new(tokens, heads).unwrap().with_combine(MaskCombine::Add);
+                layer = layer.with_mask(Box::new(mask)).unwrap();
+            }
+            let params = parameters(&layer, seed);
+            let shape = IxDyn(&[batch, tokens, dim]);
+            let n = batch * tokens * dim;
+            let x = ArrayD::from_shape_vec(shape.clone(), random(n, seed + 7, 1.0)).unwrap();
+            let w = ArrayD::from_shape_vec(shape.clone(), random(n, seed + 8, 1.0)).unwrap();
+            let (y, cache) = forward(&layer, &params, &x);
+            let rec = Recorded { params: &params, buffers: &[], input: x.view(), output: y.view(), cache: &cache };
+            let mut grad = vec![0.0; params.len()];
+            let dx = layer.backward(&rec, w.view(), Some(&mut grad), true).unwrap().unwrap();
+            let fd_p = central_difference_gradient(|p| (&forward(&layer, p, &x).0 * &w).sum(), &params, 1e-6);
+            let fd_x = central_difference_gradient(
+                |v| (&forward(&layer, &params, &ArrayD::from_shape_vec(shape.clone(), v.to_vec()).unwrap()).0 * &w).sum(),
+                x.as_slice().unwrap(),
+                1e-6,
+            );
+            assert_all_close(&ndarray::arr1(&grad), &ndarray::arr1(&fd_p), 1e-6, 1e-8, "parameters");
+            assert_all_close(&dx, &ArrayD::from_shape_vec(shape, fd_x).unwrap(), 1e-6, 1e-8, "input");
+        }
+    }
+}
