@@ -283,3 +283,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pictures_draw_one_cell_per_mask_entry_and_per_kernel_offset() {
+    let grid = TokenGrid::square(3).unwrap().with_extra_tokens(1).unwrap();
+    let gmm = GaussianMixtureMask::new(grid, 2, 5, 4).unwrap();
+    let mut params = vec![0.0; LogitMask::<f64>::parameter_count(&gmm)];
+    gmm.initial_parameters(&mut params).unwrap();
+    // Background, cells, a 32-step colour bar.
+    let mask = tessera_gmm::mask_svg(&gmm, &params).unwrap();
+    assert_eq!(mask.matches("<rect").count(), 1 + 2 * 10 * 10 + 32);
+    assert!(mask.contains("head 0") && mask.contains("head 1"));
+    let kernel = tessera_gmm::kernel_svg(&gmm, &params).unwrap();
+    assert_eq!(kernel.matches("<rect").count(), 1 + 2 * 5 * 5 + 32);
+    // The scale is symmetric in the largest |G|, which is printed.
+    let g = mask_array(&gmm, &params).unwrap();
+    let largest = g.iter().fold(0.0f64, |m: f64, v: &f64| m.max(v.abs()));
+    assert!(mask.contains(&format!("{largest:.3}")), "{largest}");
+    let mut bad = params.clone();
+    bad[0] = f64::NAN;
+    assert!(tessera_gmm::mask_svg(&gmm, &bad).is_err());
+    assert!(tessera_gmm::kernel_svg(&gmm, &bad).is_err());
+}
