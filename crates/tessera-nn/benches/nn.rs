@@ -4,7 +4,8 @@
 //! The f32 step also runs in rayon pools of 1 and 2 threads (`sgd_step_1t`, `sgd_step_2t`), the
 //! thread counts `scripts/bench_nn_torch.py` times PyTorch at. For a side-by-side comparison
 //! without criterion's statistics, `TESSERA_NN_BEST_OF=R` makes this binary print the best of
-//! `R` runs of 10 steps per thread count (after 10 warm-up steps) and exit:
+//! `R` runs of 10 steps per thread count (after 10 warm-up steps) and exit
+//! (`TESSERA_NN_THREADS=N` keeps one thread count):
 //!
 //! ```text
 //! TESSERA_NN_BEST_OF=10 cargo bench -p tessera-nn --bench nn
@@ -92,7 +93,14 @@ fn bench_precision<F: Float>(c: &mut Criterion, name: &str) {
 fn best_of(repeats: usize) {
     let (mut mlp, mut trainer, x, labels) = setup::<f32>();
     let targets = Targets::Hard(&labels);
-    for threads in [1, 2] {
+    // `TESSERA_NN_THREADS=1` (or 2) times one thread count only (e.g. under `perf stat`).
+    let only: Option<usize> = std::env::var("TESSERA_NN_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok());
+    for threads in [1, 2]
+        .into_iter()
+        .filter(|t| only.map_or(true, |o| o == *t))
+    {
         let best = pool(threads).install(|| {
             let mut step = || {
                 trainer
