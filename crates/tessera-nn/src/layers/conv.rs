@@ -64,6 +64,18 @@ impl Geometry {
         self.o * self.p()
     }
 
+    /// The output columns `ox` whose input column `ox·sw + kx − pw` lies inside the image.
+    fn valid_columns(&self, kx: usize) -> std::ops::Range<usize> {
+        let lo = self.pw.saturating_sub(kx).div_ceil(self.sw);
+        // Largest ox with ox·sw + kx − pw ≤ w − 1.
+        let hi = if self.w + self.pw > kx {
+            ((self.w - 1 + self.pw - kx) / self.sw + 1).min(self.ow)
+        } else {
+            0
+        };
+        lo.min(hi)..hi
+    }
+
     /// The receptive fields of one image (`C×H×W`) as a `(C·kh·kw) × (oh·ow)` matrix.
     fn im2col<F: Float>(&self, x: &[F], cols: &mut [F]) {
         let p = self.p();
@@ -72,21 +84,28 @@ impl Geometry {
                 for kx in 0..self.kw {
                     let row = (c * self.kh + ky) * self.kw + kx;
                     let dst = &mut cols[row * p..(row + 1) * p];
+                    let valid = self.valid_columns(kx);
                     for oy in 0..self.oh {
                         let iy = (oy * self.sh + ky) as isize - self.ph as isize;
                         let line = &mut dst[oy * self.ow..(oy + 1) * self.ow];
-                        if iy < 0 || iy >= self.h as isize {
+                        if iy < 0 || iy >= self.h as isize || valid.is_empty() {
                             line.fill(F::zero());
                             continue;
                         }
                         let src = &x[(c * self.h + iy as usize) * self.w..][..self.w];
-                        for (ox, v) in line.iter_mut().enumerate() {
-                            let ix = (ox * self.sw + kx) as isize - self.pw as isize;
-                            *v = if ix < 0 || ix >= self.w as isize {
-                                F::zero()
-                            } else {
-                                src[ix as usize]
-                            };
+                        line[..valid.start].fill(F::zero());
+                        line[valid.end..].fill(F::zero());
+                        // Input column of output column ox: ox·sw + kx − pw (in range here).
+                        let first = valid.start * self.sw + kx - self.pw;
+                        if self.sw == 1 {
+                            line[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
+                        } else {
+                            for (v, &s) in line[valid.clone()]
+                                .iter_mut()
+                                .zip(src[first..].iter().step_by(self.sw))
+                            {
+                                *v = s;
+                            }
                         }
                     }
                 }
@@ -103,17 +122,20 @@ impl Geometry {
                 for kx in 0..self.kw {
                     let row = (c * self.kh + ky) * self.kw + kx;
                     let src = &cols[row * p..(row + 1) * p];
+                    let valid = self.valid_columns(kx);
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    let first = valid.start * self.sw + kx - self.pw;
                     for oy in 0..self.oh {
                         let iy = (oy * self.sh + ky) as isize - self.ph as isize;
                         if iy < 0 || iy >= self.h as isize {
                             continue;
                         }
                         let line = &mut dx[(c * self.h + iy as usize) * self.w..][..self.w];
-                        for (ox, &g) in src[oy * self.ow..(oy + 1) * self.ow].iter().enumerate() {
-                            let ix = (ox * self.sw + kx) as isize - self.pw as isize;
-                            if ix >= 0 && ix < self.w as isize {
-                                line[ix as usize] += g;
-                            }
+                        let g = &src[oy * self.ow..(oy + 1) * self.ow][valid.clone()];
+                        for (t, &v) in line[first..].iter_mut().step_by(self.sw).zip(g) {
+                            *t += v;
                         }
                     }
                 }

@@ -131,18 +131,22 @@ impl BatchNorm {
 
     /// Per channel `(Σ a, Σ a·b)` over batch and positions.
     fn sums<F: Float>(a: &ArrayView3<'_, F>, b: &ArrayView3<'_, F>) -> (Vec<F>, Vec<F>) {
-        let c = a.shape()[1];
-        let mut s = vec![F::zero(); c];
-        let mut sp = vec![F::zero(); c];
-        for (ab, bb) in a.outer_iter().zip(b.outer_iter()) {
-            for (ch, (ar, br)) in ab.outer_iter().zip(bb.outer_iter()).enumerate() {
-                for (&u, &v) in ar.iter().zip(br.iter()) {
-                    s[ch] += u;
-                    sp[ch] += u * v;
-                }
+        let (_, c, s) = a.dim();
+        let a = a.as_slice().expect("standard layout");
+        let b = b.as_slice().expect("standard layout");
+        let mut sum = vec![F::zero(); c];
+        let mut dot = vec![F::zero(); c];
+        // The plane of one (example, channel) is contiguous: sum each in one pass.
+        for (i, (pa, pb)) in a.chunks_exact(s).zip(b.chunks_exact(s)).enumerate() {
+            let (mut u, mut uv) = (F::zero(), F::zero());
+            for (&x, &y) in pa.iter().zip(pb) {
+                u += x;
+                uv += x * y;
             }
+            sum[i % c] += u;
+            dot[i % c] += uv;
         }
-        (s, sp)
+        (sum, dot)
     }
 }
 
@@ -206,15 +210,19 @@ impl<F: Float> Layer<F> for BatchNorm {
                     ));
                 }
                 let count = F::from_count(n);
+                let xs = x3.as_slice().expect("standard layout");
                 let mut mean = vec![F::zero(); c];
-                let mut var = vec![F::zero(); c];
-                for ch in 0..c {
-                    let plane = x3.index_axis(ndarray::Axis(1), ch);
-                    let m = plane.iter().fold(F::zero(), |a, &v| a + v) / count;
-                    let v = plane.iter().fold(F::zero(), |a, &v| a + (v - m) * (v - m)) / count;
-                    mean[ch] = m;
-                    var[ch] = v;
+                for (i, plane) in xs.chunks_exact(s).enumerate() {
+                    mean[i % c] += plane.iter().fold(F::zero(), |a, &v| a + v);
                 }
+                mean.iter_mut().for_each(|m| *m /= count);
+                // Two passes (mean, then squared deviations) for accuracy.
+                let mut var = vec![F::zero(); c];
+                for (i, plane) in xs.chunks_exact(s).enumerate() {
+                    let m = mean[i % c];
+                    var[i % c] += plane.iter().fold(F::zero(), |a, &v| a + (v - m) * (v - m));
+                }
+                var.iter_mut().for_each(|v| *v /= count);
                 let mom = F::from_f64_rounded(self.momentum);
                 let unbias = count / F::from_count(n - 1);
                 let (rm, rv) = buffers.split_at_mut(c);
@@ -232,28 +240,29 @@ impl<F: Float> Layer<F> for BatchNorm {
             }
         };
         let gamma = self.gamma(params);
-        let mut xhat = ArrayD::zeros(IxDyn(input.shape()));
-        let mut out = ArrayD::zeros(IxDyn(input.shape()));
+        let mut xhat = vec![F::zero(); b * c * s];
+        let mut out = vec![F::zero(); b * c * s];
+        let xs = x3.as_slice().expect("standard layout");
+        for (i, ((px, ph), py)) in xs
+            .chunks_exact(s)
+            .zip(xhat.chunks_exact_mut(s))
+            .zip(out.chunks_exact_mut(s))
+            .enumerate()
         {
-            let mut xh = ArrayViewMut3::from_shape((b, c, s), xhat.as_slice_mut().expect("fresh"))
-                .expect("b·c·s entries");
-            let mut y = ArrayViewMut3::from_shape((b, c, s), out.as_slice_mut().expect("fresh"))
-                .expect("b·c·s entries");
-            for bi in 0..b {
-                for ch in 0..c {
-                    let beta = if self.affine {
-                        params[c + ch]
-                    } else {
-                        F::zero()
-                    };
-                    for si in 0..s {
-                        let h = (x3[[bi, ch, si]] - mean[ch]) * inv[ch];
-                        xh[[bi, ch, si]] = h;
-                        y[[bi, ch, si]] = gamma[ch] * h + beta;
-                    }
-                }
+            let ch = i % c;
+            let beta = if self.affine {
+                params[c + ch]
+            } else {
+                F::zero()
+            };
+            let (m, iv, g) = (mean[ch], inv[ch], gamma[ch]);
+            for ((&x, h), y) in px.iter().zip(ph.iter_mut()).zip(py.iter_mut()) {
+                *h = (x - m) * iv;
+                *y = g * *h + beta;
             }
         }
+        let xhat = ArrayD::from_shape_vec(IxDyn(input.shape()), xhat).expect("same shape");
+        let out = ArrayD::from_shape_vec(IxDyn(input.shape()), out).expect("same shape");
         let inv = ArrayD::from_shape_vec(IxDyn(&[c]), inv).expect("one per channel");
         Ok((
             out,
@@ -292,26 +301,32 @@ impl<F: Float> Layer<F> for BatchNorm {
         }
         let gamma = self.gamma(rec.params);
         let n = F::from_count(b * s);
-        let mut dx = ArrayD::zeros(IxDyn(rec.input.shape()));
+        let mut dx = vec![F::zero(); b * c * s];
+        let ds = d3.as_slice().expect("standard layout");
+        let xs = xh.as_slice().expect("standard layout");
+        for (i, ((pd, px), pdx)) in ds
+            .chunks_exact(s)
+            .zip(xs.chunks_exact(s))
+            .zip(dx.chunks_exact_mut(s))
+            .enumerate()
         {
-            let mut dxv = ArrayViewMut3::from_shape((b, c, s), dx.as_slice_mut().expect("fresh"))
-                .expect("b·c·s entries");
-            for bi in 0..b {
-                for ch in 0..c {
-                    let k = gamma[ch] * inv[ch];
-                    for si in 0..s {
-                        let g = d3[[bi, ch, si]];
-                        dxv[[bi, ch, si]] = if train {
-                            // The batch statistics depend on x: the usual three-term formula.
-                            k * (g - (sum_d[ch] + xh[[bi, ch, si]] * sum_dx[ch]) / n)
-                        } else {
-                            k * g
-                        };
-                    }
+            let ch = i % c;
+            let k = gamma[ch] * inv[ch];
+            if train {
+                // The batch statistics depend on x: the usual three-term formula.
+                let (md, mdx) = (sum_d[ch] / n, sum_dx[ch] / n);
+                for ((&g, &h), o) in pd.iter().zip(px).zip(pdx.iter_mut()) {
+                    *o = k * (g - md - h * mdx);
+                }
+            } else {
+                for (&g, o) in pd.iter().zip(pdx.iter_mut()) {
+                    *o = k * g;
                 }
             }
         }
-        Ok(Some(dx))
+        Ok(Some(
+            ArrayD::from_shape_vec(IxDyn(rec.input.shape()), dx).expect("same shape"),
+        ))
     }
 
     fn forward_tangent(
