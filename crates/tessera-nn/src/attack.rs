@@ -6,7 +6,8 @@
 //!
 //! The attacks are model-agnostic: they take a closure that returns the loss of a batch and its
 //! gradient with respect to the input (`∂ℓ/∂x`, no parameter gradients), so they work for any
-//! model that can back-propagate to its input — [`mlp_objective`] adapts an [`Mlp`].
+//! model that can back-propagate to its input — [`mlp_objective`] adapts an [`Mlp`],
+//! [`sequential_objective`] a [`Sequential`].
 //!
 //! One PGD step on each example $i$ (perturbation $\delta_i = x_i - x^0_i$):
 //! $x \leftarrow x + \alpha\,\mathrm{sign}(g)$ ($L_\infty$) or
@@ -19,7 +20,8 @@
 //! Deep Co-Training ($\epsilon = 0.02$, tessera-ssl) and by the robustness experiments.
 
 use ndarray::{
-    Array, Array2, ArrayView, ArrayView2, ArrayViewMut, Axis, Dimension, RemoveAxis, Zip,
+    Array, Array2, ArrayD, ArrayView, ArrayView2, ArrayViewD, ArrayViewMut, Axis, Dimension,
+    RemoveAxis, Zip,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +31,7 @@ use tessera_core::{check, RejectInput};
 use crate::error::Error;
 use crate::loss::{argmax, Loss, Targets};
 use crate::model::Mlp;
+use crate::sequential::Sequential;
 use crate::train::Trainer;
 use crate::{Float, Result};
 
@@ -371,6 +374,42 @@ pub fn fgsm_example<F: Float, D: Dimension>(
         };
         x + step * sign
     }))
+}
+
+/// The attack objective of a [`Sequential`] (any input rank, e.g. NCHW images):
+/// `x ↦ (loss, ∂loss/∂x)` in evaluation mode (running statistics, no dropout), through
+/// [`Sequential::input_gradient`] (no parameter gradients).
+pub fn sequential_objective<'a, F: Float>(
+    model: &'a Sequential<F>,
+    targets: Targets<'a, F>,
+    loss: Loss,
+) -> impl FnMut(ArrayViewD<'_, F>) -> Result<(F, ArrayD<F>)> + 'a {
+    move |x| model.input_gradient(x, &targets, loss)
+}
+
+/// Clean and robust accuracy of a [`Sequential`] classifier (evaluation mode) under a PGD
+/// attack on the softmax cross-entropy against `labels`.
+pub fn sequential_robust_accuracy<F: Float, R: Rng + ?Sized>(
+    model: &Sequential<F>,
+    x: ArrayViewD<'_, F>,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut R,
+) -> Result<RobustAccuracy> {
+    robust_accuracy(
+        x,
+        labels,
+        config,
+        rng,
+        sequential_objective(model, Targets::Hard(labels), Loss::SoftmaxCrossEntropy),
+        |x| {
+            let logits = model.predict(x)?;
+            let shape = logits.shape().to_vec();
+            logits
+                .into_dimensionality::<ndarray::Ix2>()
+                .map_err(|_| Error::shape("logits", "(batch, classes)", format!("{shape:?}")))
+        },
+    )
 }
 
 /// Adversarial training (Madry et al., 2018): each step trains on PGD examples of the batch,

@@ -278,3 +278,85 @@ fn attacks_reject_bad_input_with_named_errors() {
     .unwrap_err();
     assert!(message(err).contains("`steps`"));
 }
+
+/// conv → ReLU → flatten → dense on 1×4×4 images: PGD through `Sequential::input_gradient`
+/// keeps the 4-D examples in the ball and the data range and raises the loss.
+#[test]
+fn pgd_attacks_a_sequential_convnet() {
+    use ndarray::{ArrayD, IxDyn};
+    use tessera_nn::attack::{sequential_objective, sequential_robust_accuracy};
+    use tessera_nn::layers::{Conv2d, Dense, Flatten, Relu};
+    use tessera_nn::Sequential;
+    let model = Sequential::<f64>::new(&[1, 4, 4], 9)
+        .unwrap()
+        .push("conv", Conv2d::square(1, 2, 3, 1, 1).unwrap())
+        .unwrap()
+        .push("relu", Relu)
+        .unwrap()
+        .push("flat", Flatten)
+        .unwrap()
+        .push("fc", Dense::new(32, 3).unwrap())
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let x = ArrayD::from_shape_fn(IxDyn(&[5, 1, 4, 4]), |_| rng.random_range(0.1..0.9));
+    let labels = [0usize, 1, 2, 0, 1];
+    let targets = Targets::Hard(&labels);
+    let clean = model
+        .loss(x.view(), &targets, Loss::SoftmaxCrossEntropy)
+        .unwrap();
+    for (norm, epsilon) in [(Norm::LInf, 0.05), (Norm::L2, 0.5)] {
+        let config = PgdConfig::new(norm, epsilon, epsilon / 4.0, 10).with_clamp(0.0, 1.0);
+        let objective = sequential_objective(&model, targets, Loss::SoftmaxCrossEntropy);
+        let adv = pgd(x.view(), &config, &mut rng, objective).unwrap();
+        assert_eq!(adv.shape(), x.shape());
+        for (a, c) in adv.outer_iter().zip(x.outer_iter()) {
+            let d = &a - &c;
+            let size = match norm {
+                Norm::LInf => d.fold(0.0f64, |m, v| m.max(v.abs())),
+                Norm::L2 => d.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            };
+            assert!(size <= epsilon * (1.0 + 1e-12), "{norm:?}: {size}");
+        }
+        assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+        let attacked = model
+            .loss(adv.view(), &targets, Loss::SoftmaxCrossEntropy)
+            .unwrap();
+        assert!(attacked > clean, "{norm:?}: {clean} → {attacked}");
+    }
+    let config = PgdConfig::new(Norm::LInf, 0.05, 0.02, 5);
+    let acc = sequential_robust_accuracy(
+        &model,
+        x.view(),
+        &labels,
+        &config,
+        &mut ChaCha8Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    // The robust accuracy is the accuracy on the very PGD examples the same draw makes.
+    let adv = pgd(
+        x.view(),
+        &config,
+        &mut ChaCha8Rng::seed_from_u64(1),
+        sequential_objective(&model, targets, Loss::SoftmaxCrossEntropy),
+    )
+    .unwrap();
+    let logits = model.predict(adv.view()).unwrap();
+    let correct = logits
+        .outer_iter()
+        .zip(&labels)
+        .filter(|(row, &l)| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0
+                == l
+        })
+        .count();
+    assert_eq!(acc.robust, correct as f64 / 5.0);
+    let wrong = ArrayD::<f64>::zeros(IxDyn(&[5, 2, 4, 4]));
+    let objective = sequential_objective(&model, targets, Loss::SoftmaxCrossEntropy);
+    assert!(pgd(wrong.view(), &config, &mut rng, objective).is_err());
+}
