@@ -13,7 +13,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::{check_batch, check_like, standard};
+use crate::layers::util::{check_batch, check_like, check_slices, standard};
 use crate::Float;
 
 /// Images per chunk of the weight-gradient sum (fixed, so the summation order is too).
@@ -402,6 +402,10 @@ impl<F: Float> Layer<F> for Conv2d {
         input: ArrayViewD<'_, F>,
         _ctx: Context,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[("params", params.len())],
+        )?;
         let (batch, g) = self.batch_geometry(&input)?;
         let x = standard(input);
         let (w, b) = self.split(params);
@@ -419,6 +423,18 @@ impl<F: Float> Layer<F> for Conv2d {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params
+                        .as_ref()
+                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
+                ),
+            ],
+        )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         let delta = standard(grad_output);
@@ -447,6 +463,13 @@ impl<F: Float> Layer<F> for Conv2d {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         let x = standard(rec.input.view());
         let (v, vb) = self.split(tangent.params);
@@ -473,6 +496,14 @@ impl<F: Float> Layer<F> for Conv2d {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         check_like(

@@ -6,7 +6,7 @@ use tessera_core::RejectInput;
 use crate::error::{Error, Result};
 use crate::gemm::gemm;
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::{as_matrix, check_like, from_matrix, param_matrix};
+use crate::layers::util::{as_matrix, check_like, check_slices, from_matrix, param_matrix};
 use crate::Float;
 
 /// `y = x Wᵀ + b` with `W` of shape `[out, in]` (PyTorch's `nn.Linear`), applied to the last
@@ -159,6 +159,10 @@ impl<F: Float> Layer<F> for Dense {
         input: ArrayViewD<'_, F>,
         _ctx: Context,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[("params", params.len())],
+        )?;
         let rows = self.rows(&input)?;
         let mut out = ndarray::Array2::zeros((rows, self.out_features));
         self.affine(&input, rows, params, F::zero(), &mut out);
@@ -175,6 +179,18 @@ impl<F: Float> Layer<F> for Dense {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params
+                        .as_ref()
+                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
+                ),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         let delta = as_matrix(grad_output, rows, self.out_features);
@@ -196,6 +212,13 @@ impl<F: Float> Layer<F> for Dense {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         let mut out = ndarray::Array2::zeros((rows, self.out_features));
         // J_θ v: the layer applied to x with parameters v (the map is linear in θ).
@@ -220,6 +243,14 @@ impl<F: Float> Layer<F> for Dense {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         check_like(

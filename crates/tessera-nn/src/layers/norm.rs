@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::layer::{
     unsupported, BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent,
 };
-use crate::layers::util::{check_like, standard};
+use crate::layers::util::{check_like, check_slices, standard};
 use crate::Float;
 
 /// Batch normalisation over the channel axis 1 of a `(batch, C)`, `(batch, C, L)` or
@@ -194,6 +194,11 @@ impl<F: Float> Layer<F> for BatchNorm {
         input: ArrayViewD<'_, F>,
         ctx: Context,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[("params", params.len())],
+        )?;
+        crate::layer::check_len("buffers", buffers.len(), 2 * self.channels)?;
         let (b, c, s) = self.check(&input)?;
         let x = standard(input.view());
         let x3 = view3(&x, (b, c, s));
@@ -281,6 +286,18 @@ impl<F: Float> Layer<F> for BatchNorm {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params
+                        .as_ref()
+                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
+                ),
+            ],
+        )?;
         let (b, c, s) = self.check(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
         let (xhat, inv, train) = self.cached(rec)?;
@@ -334,6 +351,13 @@ impl<F: Float> Layer<F> for BatchNorm {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
         let (b, c, s) = self.check(&rec.input)?;
         let (xhat, inv, train) = self.cached(rec)?;
         if train {
@@ -386,6 +410,14 @@ impl<F: Float> Layer<F> for BatchNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
         let (b, c, s) = self.check(&rec.input)?;
         let (xhat, inv, train) = self.cached(rec)?;
         if train {
@@ -586,6 +618,10 @@ impl<F: Float> Layer<F> for LayerNorm {
         input: ArrayViewD<'_, F>,
         _ctx: Context,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[("params", params.len())],
+        )?;
         let rows = self.rows(&input)?;
         let d = self.width();
         let n = F::from_count(d);
@@ -631,6 +667,18 @@ impl<F: Float> Layer<F> for LayerNorm {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params
+                        .as_ref()
+                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
+                ),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
         let d = self.width();
@@ -673,6 +721,13 @@ impl<F: Float> Layer<F> for LayerNorm {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         let d = self.width();
         let (xhat, inv) = self.cached(rec)?;
@@ -721,6 +776,14 @@ impl<F: Float> Layer<F> for LayerNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
         check_like(

@@ -102,3 +102,12 @@ pub(crate) fn standard<'a, F: Float>(x: ArrayViewD<'a, F>) -> CowArray<'a, F, Ix
         CowArray::from(x.as_standard_layout().into_owned())
     }
 }
+
+/// Checks that every `(name, length)` slice handed to a layer has the layer's parameter count
+/// (layers are public: a caller may pass any slices).
+pub(crate) fn check_slices(expected: usize, slices: &[(&'static str, usize)]) -> Result<()> {
+    for &(name, len) in slices {
+        crate::layer::check_len(name, len, expected)?;
+    }
+    Ok(())
+}

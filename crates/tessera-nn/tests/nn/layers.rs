@@ -506,3 +506,45 @@ fn bad_inputs_are_errors_naming_the_parameter() {
         "momentum"
     );
 }
+
+#[test]
+fn slices_of_the_wrong_length_are_errors_not_panics() {
+    let x = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4, 4]));
+    let layers: Vec<Box<dyn Layer<f64>>> = vec![
+        Box::new(Conv2d::square(3, 2, 3, 1, 1).unwrap()),
+        Box::new(BatchNorm::new(3).unwrap()),
+        Box::new(LayerNorm::new(&[4]).unwrap()),
+        Box::new(tessera_nn::layers::Dense::new(4, 2).unwrap()),
+    ];
+    for layer in &layers {
+        let n = layer.parameter_count();
+        let mut buffers = vec![1.0; layer.buffer_count()];
+        assert!(layer
+            .forward(&vec![0.0; n + 1], &mut buffers, x.view(), Context::eval())
+            .is_err());
+        let p = vec![0.1; n];
+        let (y, cache) = layer
+            .forward(&p, &mut buffers, x.view(), Context::eval())
+            .unwrap();
+        let rec = Recorded {
+            params: &p,
+            buffers: &buffers,
+            input: x.view(),
+            output: y.view(),
+            cache: &cache,
+        };
+        let mut short = vec![0.0; n - 1];
+        assert!(layer
+            .backward(&rec, y.view(), Some(&mut short), true)
+            .is_err());
+        let t = Tangent {
+            params: &short,
+            input: None,
+        };
+        assert!(layer.forward_tangent(&rec, &t).is_err());
+    }
+    let bn = BatchNorm::new(3).unwrap();
+    assert!(bn
+        .forward(&[1.0; 6], &mut [0.0; 2], x.view(), Context::eval())
+        .is_err());
+}
