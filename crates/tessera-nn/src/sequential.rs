@@ -531,6 +531,17 @@ impl<F: Float> Layer<F> for Chain<F> {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params.as_ref().map_or(rec.params.len(), |g| g.len()),
+                ),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
         Ok(self
             .backward_impl(
@@ -553,6 +564,14 @@ impl<F: Float> Layer<F> for Chain<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
         let (mut tangents, tcaches) = self.tangent_all(
             rec.params,
@@ -590,6 +609,15 @@ impl<F: Float> Layer<F> for Chain<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
         let (tangents, tcaches) = self.tangent_views(tangent_cache)?;
         self.backward_tangent_impl(
@@ -870,6 +898,17 @@ impl<F: Float> Layer<F> for Residual<F> {
         mut grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                (
+                    "grad_params",
+                    grad_params.as_ref().map_or(rec.params.len(), |g| g.len()),
+                ),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
         let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
@@ -930,6 +969,14 @@ impl<F: Float> Layer<F> for Residual<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
         let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
@@ -1013,6 +1060,15 @@ impl<F: Float> Layer<F> for Residual<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        crate::layers::util::check_slices(
+            Layer::<F>::parameter_count(self),
+            &[
+                ("params", rec.params.len()),
+                ("tangent.params", tangent.params.len()),
+                ("hvp_params", hvp_params.len()),
+            ],
+        )?;
+        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
         let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
