@@ -5,6 +5,8 @@
 pub use tessera_augment as augment;
 #[cfg(feature = "data")]
 pub use tessera_data as data;
+#[cfg(feature = "gmm")]
+pub use tessera_gmm as gmm;
 #[cfg(feature = "lanczos")]
 pub use tessera_lanczos as lanczos;
 #[cfg(feature = "nn")]

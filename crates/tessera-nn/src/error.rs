@@ -23,6 +23,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A layer does not implement an operation (e.g. an R-operator pass for exact curvature).
+    #[error("layer `{layer}` does not support {operation}")]
+    Unsupported {
+        /// The layer's kind (or name).
+        layer: String,
+        /// The operation asked for.
+        operation: String,
+    },
     /// A safetensors buffer could not be written or read, or does not match the network.
     #[error("safetensors: {reason}")]
     Safetensors {

@@ -1,5 +1,6 @@
-//! Saving and loading parameters as safetensors (`layers.{j}.weight` `[out, in]` and
-//! `layers.{j}.bias` `[out]`, in the network's own precision).
+//! Saving and loading parameters as safetensors: an [`Mlp`]'s as `layers.{j}.weight`
+//! `[out, in]` and `layers.{j}.bias` `[out]`, a [`Sequential`]'s parameters and buffers under
+//! their names (`conv1.weight`, `bn1.running_var`); in the network's own precision.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::model::Mlp;
+use crate::sequential::Sequential;
 use crate::Float;
 
 fn st_err(reason: impl ToString) -> Error {
@@ -138,6 +140,126 @@ impl<F: Float> Mlp<F> {
     }
 
     /// Reads parameters from a safetensors file (see [`Mlp::load_safetensors`]).
+    pub fn load_safetensors_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load_safetensors(&bytes)
+    }
+}
+
+/// Little-endian bytes of `values` in `dtype` (F32 or F64).
+fn encode<F: Float>(values: &[F], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F32 => values
+            .iter()
+            .flat_map(|v| (v.to_f64_exact() as f32).to_le_bytes())
+            .collect(),
+        _ => values
+            .iter()
+            .flat_map(|v| v.to_f64_exact().to_le_bytes())
+            .collect(),
+    }
+}
+
+/// The values of an F32 or F64 tensor, converted to `F`.
+fn decode<F: Float>(view: &TensorView<'_>, key: &str) -> Result<Vec<F>> {
+    match view.dtype() {
+        Dtype::F32 => Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|c| F::from_f64_rounded(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64))
+            .collect()),
+        Dtype::F64 => Ok(view
+            .data()
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                F::from_f64_rounded(f64::from_le_bytes(b))
+            })
+            .collect()),
+        other => Err(st_err(format!(
+            "tensor `{key}` has dtype {other:?}; expected F32 or F64"
+        ))),
+    }
+}
+
+impl<F: Float> Sequential<F> {
+    /// The parameters and buffers as a safetensors buffer keyed by their names
+    /// (`"conv1.weight"`, `"bn1.running_mean"`, PyTorch's `state_dict` keys), in the model's
+    /// precision (F32 or F64).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let dtype = dtype_of::<F>();
+        let params = self.params();
+        let buffers = self.buffers();
+        let params = params.as_slice().expect("owned vector");
+        let buffers = buffers.as_slice().expect("owned vector");
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for e in self.parameter_layout() {
+            tensors.push((e.name, e.shape, encode(&params[e.range], dtype)));
+        }
+        for e in self.buffer_layout() {
+            tensors.push((e.name, e.shape, encode(&buffers[e.range], dtype)));
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(st_err)?;
+        let metadata = HashMap::from([
+            ("format".to_string(), "tessera-nn-sequential".to_string()),
+            ("layers".to_string(), self.names().join(",")),
+        ]);
+        safetensors::serialize(views, &Some(metadata)).map_err(st_err)
+    }
+
+    /// Loads every parameter and buffer of this model from a safetensors buffer keyed by
+    /// name (F32 or F64; extra tensors are ignored, a missing or misshapen one is an error and
+    /// leaves the model unchanged).
+    pub fn load_safetensors(&mut self, bytes: &[u8]) -> Result<()> {
+        let tensors = SafeTensors::deserialize(bytes).map_err(st_err)?;
+        let read = |entries: Vec<crate::sequential::NamedRange>, len: usize| -> Result<Vec<F>> {
+            let mut out = vec![F::zero(); len];
+            for e in entries {
+                let view = tensors
+                    .tensor(&e.name)
+                    .map_err(|err| st_err(format!("tensor `{}`: {err}", e.name)))?;
+                if view.shape() != e.shape.as_slice() {
+                    return Err(Error::shape(
+                        "safetensors",
+                        format!("`{}` of shape {:?}", e.name, e.shape),
+                        format!("{:?}", view.shape()),
+                    ));
+                }
+                let values = decode::<F>(&view, &e.name)?;
+                check::finite_values("safetensors", values.iter().copied())?;
+                out[e.range].copy_from_slice(&values);
+            }
+            Ok(out)
+        };
+        let params = read(self.parameter_layout(), self.num_params())?;
+        let buffers = read(self.buffer_layout(), self.num_buffers())?;
+        self.set_params(ndarray::ArrayView1::from(&params))?;
+        self.set_buffers(ndarray::ArrayView1::from(&buffers))
+    }
+
+    /// Writes [`Sequential::to_safetensors`] to `path`.
+    pub fn save_safetensors_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_safetensors()?;
+        std::fs::write(path, bytes).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Reads parameters and buffers from a safetensors file (see
+    /// [`Sequential::load_safetensors`]).
     pub fn load_safetensors_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {

@@ -1,7 +1,7 @@
 //! Losses on the logits: softmax cross-entropy (hard labels or soft targets) and mean squared
 //! error, with their gradients and Hessian-vector products with respect to the logits.
 
-use ndarray::{Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use tessera_core::{check, RejectInput};
 
 use crate::error::{Error, Result};
@@ -215,6 +215,44 @@ pub fn loss_and_logit_gradient<F: Float>(
             Ok((total, diff * (F::from_f64_rounded(2.0) * scale)))
         }
     }
+}
+
+/// Each row's prediction entropy $H_i = -\sum_k p_{ik} \log p_{ik}$ with $p_i = \mathrm{softmax}(z_i)$
+/// (for picking confident samples, as EcoTTA and EATA do). Errors when `logits` is empty or
+/// holds NaN or ±∞.
+pub fn prediction_entropies<F: Float>(logits: ArrayView2<'_, F>) -> Result<Array1<F>> {
+    let log_p = tessera_core::softmax::log_softmax(logits)?;
+    Ok(row_entropies(log_p.view()))
+}
+
+fn row_entropies<F: Float>(log_p: ArrayView2<'_, F>) -> Array1<F> {
+    // p·log p from the log-probabilities: p = 0 (underflow) contributes exactly 0.
+    log_p
+        .rows()
+        .into_iter()
+        .map(|row| -row.fold(F::zero(), |h, &l| h + l.exp() * l))
+        .collect()
+}
+
+/// The entropy loss of test-time adaptation (TENT, Wang et al., ICLR 2021, "Tent: Fully
+/// Test-Time Adaptation by Entropy Minimization"; github.com/DequanWang/tent) and its exact
+/// gradient with respect to the logits:
+/// $L = \frac1B \sum_i H_i$, $H_i = -\sum_k p_{ik}\log p_{ik}$, and
+/// $\partial L/\partial z_{ik} = -\frac1B\, p_{ik}\,(\log p_{ik} + H_i)$.
+///
+/// Entropy takes no targets, so it is not a [`Loss`] variant; train with it through the
+/// external-loss path: [`crate::Mlp::forward`], this function,
+/// [`crate::Mlp::backward_from_logit_grad`], [`crate::Trainer::step_with_gradient`].
+/// Errors when `logits` is empty or holds NaN or ±∞.
+pub fn entropy_and_logit_gradient<F: Float>(logits: ArrayView2<'_, F>) -> Result<(F, Array2<F>)> {
+    let log_p = tessera_core::softmax::log_softmax(logits)?;
+    let entropies = row_entropies(log_p.view());
+    let inv_b = F::one() / F::from_count(logits.nrows());
+    let mut grad = log_p;
+    for (mut row, &h) in grad.rows_mut().into_iter().zip(&entropies) {
+        row.mapv_inplace(|l| -(l.exp() * (l + h)) * inv_b);
+    }
+    Ok((entropies.sum() * inv_b, grad))
 }
 
 /// The Hessian of the loss with respect to the logits applied to `direction` (one matrix per

@@ -4,6 +4,7 @@ use std::ops::Range;
 use tessera_core::{check, RejectInput};
 
 use crate::gemm::gemm;
+use ndarray::parallel::prelude::*;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Slice, Zip,
 };
@@ -290,6 +291,15 @@ impl<F: Float> ForwardTrace<F> {
     }
 }
 
+/// Arrays one training step needs, kept between steps (see [`crate::Trainer`]): every layer's
+/// pre-activation and activation, and the per-node gradients of the backward pass.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepBuffers<F> {
+    pre: Vec<Array2<F>>,
+    act: Vec<Array2<F>>,
+    spare: Vec<Option<Array2<F>>>,
+}
+
 /// A multilayer perceptron with all parameters in one flat vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp<F> {
@@ -511,49 +521,66 @@ impl<F: Float> Mlp<F> {
         if x.nrows() == 0 {
             return Err(Error::invalid("x", "0 rows", "batch must not be empty"));
         }
-        check::finite_values("x", x.iter().copied())?;
-        Ok(check::finite_values("params", self.params.iter().copied())?)
+        if !x.as_slice().is_some_and(all_finite) {
+            check::finite_values("x", x.iter().copied())?;
+        }
+        if !self.params.as_slice().is_some_and(all_finite) {
+            check::finite_values("params", self.params.iter().copied())?;
+        }
+        Ok(())
     }
 
     /// Forward pass of a batch (rows are examples), keeping every layer's pre-activation and
     /// activation.
     pub fn forward(&self, x: ArrayView2<'_, F>) -> Result<ForwardTrace<F>> {
         self.check_input(x)?;
-        let batch = x.nrows();
         let mut trace = ForwardTrace {
             input: x.to_owned(),
             pre_activations: Vec::with_capacity(self.layers.len()),
             activations: Vec::with_capacity(self.layers.len()),
         };
+        self.forward_into(x, &mut trace.pre_activations, &mut trace.activations);
+        Ok(trace)
+    }
+
+    /// The forward recursion on a checked batch, into `pre` and `act` (one array per layer),
+    /// reusing arrays of the right shape from an earlier call: a training loop allocates them
+    /// once.
+    fn forward_into(
+        &self,
+        x: ArrayView2<'_, F>,
+        pre: &mut Vec<Array2<F>>,
+        act: &mut Vec<Array2<F>>,
+    ) {
+        let batch = x.nrows();
+        let n = self.layers.len();
+        for buffers in [&mut *pre, &mut *act] {
+            buffers.truncate(n);
+            for (j, layer) in self.layers.iter().enumerate() {
+                match buffers.get(j) {
+                    Some(a) if a.dim() == (batch, layer.fan_out) => {}
+                    Some(_) => buffers[j] = Array2::zeros((batch, layer.fan_out)),
+                    None => buffers.push(Array2::zeros((batch, layer.fan_out))),
+                }
+            }
+        }
         for (j, layer) in self.layers.iter().enumerate() {
             let s = F::from_f64_rounded(layer.branch_scale);
             let m = F::from_f64_rounded(layer.forward_multiplier);
-            let mut pre = Array2::zeros((batch, layer.fan_out));
-            gemm(s * m, &trace.node(j), &self.w(j).t(), F::zero(), &mut pre);
-            let bias = self.b(j);
-            match layer.skip_from {
-                Some(k) => {
-                    Zip::from(pre.rows_mut())
-                        .and(trace.node(k).rows())
-                        .for_each(|mut row, skip| {
-                            Zip::from(&mut row)
-                                .and(&skip)
-                                .and(&bias)
-                                .for_each(|p, &a, &b| *p += a + s * b);
-                        });
-                }
-                None => pre += &bias,
-            }
-            let act = layer.activation;
-            let activation = if act == Activation::Identity {
-                pre.clone()
-            } else {
-                pre.mapv(|v| act.value(v))
-            };
-            trace.pre_activations.push(pre);
-            trace.activations.push(activation);
+            let (done, rest) = act.split_at_mut(j);
+            let node = |k: usize| if k == 0 { x.view() } else { done[k - 1].view() };
+            // β = 0: the product overwrites the buffer.
+            gemm(s * m, &node(j), &self.w(j).t(), F::zero(), &mut pre[j]);
+            let skip = layer.skip_from.map(node);
+            bias_and_activation(
+                &mut pre[j],
+                &mut rest[0],
+                self.b(j),
+                skip,
+                s,
+                layer.activation,
+            );
         }
-        Ok(trace)
     }
 
     /// The logits of a batch.
@@ -575,10 +602,33 @@ impl<F: Float> Mlp<F> {
         targets: &Targets<'_, F>,
         loss: Loss,
     ) -> Result<(F, Array1<F>)> {
-        let trace = self.forward(x)?;
-        let (value, logit_grad) = loss_and_logit_gradient(trace.logits(), targets, loss)?;
-        let (grad, _) = self.backward_impl(&trace, logit_grad.view(), false);
+        let mut grad = Array1::zeros(self.params.len());
+        let value =
+            self.loss_and_gradient_into(x, targets, loss, &mut StepBuffers::default(), &mut grad)?;
         Ok((value, grad))
+    }
+
+    /// [`Mlp::loss_and_gradient`] into a caller's gradient vector (every entry is overwritten),
+    /// reusing the activation buffers of earlier calls: one training step allocates nothing
+    /// of the network's size.
+    pub(crate) fn loss_and_gradient_into(
+        &self,
+        x: ArrayView2<'_, F>,
+        targets: &Targets<'_, F>,
+        loss: Loss,
+        buffers: &mut StepBuffers<F>,
+        grad: &mut Array1<F>,
+    ) -> Result<F> {
+        self.check_input(x)?;
+        if grad.len() != self.params.len() {
+            *grad = Array1::zeros(self.params.len());
+        }
+        let StepBuffers { pre, act, spare } = buffers;
+        self.forward_into(x, pre, act);
+        let logits = act.last().expect("a network has at least one layer");
+        let (value, logit_grad) = loss_and_logit_gradient(logits.view(), targets, loss)?;
+        self.backward_core(x, pre, act, logit_grad.view(), Some(grad), false, spare);
+        Ok(value)
     }
 
     /// Fraction of rows whose arg-max logit is the target class (the label, or the arg-max of
@@ -645,8 +695,65 @@ impl<F: Float> Mlp<F> {
         logit_grad: ArrayView2<'_, F>,
         want_input: bool,
     ) -> (Array1<F>, Option<Array2<F>>) {
-        let n = self.layers.len();
         let mut grad = Array1::zeros(self.params.len());
+        let input = self.backward_core(
+            trace.input.view(),
+            &trace.pre_activations,
+            &trace.activations,
+            logit_grad,
+            Some(&mut grad),
+            want_input,
+            &mut Vec::new(),
+        );
+        (grad, input)
+    }
+
+    /// Loss of a batch and its gradient with respect to the input `x` only: the backward pass
+    /// skips every parameter gradient (about a third of the work), which is what attacks
+    /// need (see [`crate::attack`]).
+    pub fn loss_and_input_gradient(
+        &self,
+        x: ArrayView2<'_, F>,
+        targets: &Targets<'_, F>,
+        loss: Loss,
+    ) -> Result<(F, Array2<F>)> {
+        self.check_input(x)?;
+        let (mut pre, mut act) = (Vec::new(), Vec::new());
+        self.forward_into(x, &mut pre, &mut act);
+        let logits = act.last().expect("a network has at least one layer");
+        let (value, logit_grad) = loss_and_logit_gradient(logits.view(), targets, loss)?;
+        let input = self
+            .backward_core(
+                x,
+                &pre,
+                &act,
+                logit_grad.view(),
+                None,
+                true,
+                &mut Vec::new(),
+            )
+            .expect("input gradient requested");
+        Ok((value, input))
+    }
+
+    /// The reverse-mode pass over a forward pass's `pre` and `act` of input `x`. Writes the
+    /// flat parameter gradient into `grad` when given (every entry is overwritten) and returns
+    /// `∂L/∂x` when `want_input`. `spare` keeps the per-node gradient arrays between calls, so
+    /// that a training loop reuses them.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_core(
+        &self,
+        x: ArrayView2<'_, F>,
+        pre: &[Array2<F>],
+        act: &[Array2<F>],
+        logit_grad: ArrayView2<'_, F>,
+        mut grad: Option<&mut Array1<F>>,
+        want_input: bool,
+        spare: &mut Vec<Option<Array2<F>>>,
+    ) -> Option<Array2<F>> {
+        let n = self.layers.len();
+        let node = |k: usize| if k == 0 { x.view() } else { act[k - 1].view() };
+        spare.resize(n + 1, None);
         // Gradient with respect to node k of [input, activation(0), ...], accumulated from the
         // next layer and from residual skips.
         let mut pending: Vec<Option<Array2<F>>> = vec![None; n + 1];
@@ -656,32 +763,209 @@ impl<F: Float> Mlp<F> {
             let mut delta = pending[j + 1]
                 .take()
                 .expect("every node feeds the next layer");
-            let act = layer.activation;
-            if act != Activation::Identity {
-                Zip::from(&mut delta)
-                    .and(&trace.pre_activations[j])
-                    .for_each(|d, &p| *d *= act.derivative(p));
+            let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
+            let s = F::from_f64_rounded(layer.branch_scale);
+            // `delta` becomes ∂L/∂pre (the dense output z enters pre scaled by s), and the
+            // bias gradient its column sums times s, in one pass.
+            match grad.as_deref_mut() {
+                Some(grad) => {
+                    let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
+                    activation_backward(&mut delta, &pre[j], layer.activation, Some(&mut gb));
+                    gb.mapv_inplace(|v| v * s);
+                    gemm(sm, &delta.t(), &node(j), F::zero(), &mut gw);
+                }
+                None => activation_backward(&mut delta, &pre[j], layer.activation, None),
             }
-            // `delta` is ∂L/∂pre; the dense output z enters pre scaled by s.
             if let Some(k) = layer.skip_from {
                 add_into(&mut pending[k], delta.view());
             }
-            let sm = F::from_f64_rounded(layer.branch_scale * layer.forward_multiplier);
-            let s = F::from_f64_rounded(layer.branch_scale);
-            let (mut gw, mut gb) = split_layer_mut(grad.view_mut(), layer);
-            gemm(sm, &delta.t(), &trace.node(j), F::zero(), &mut gw);
-            gb.assign(&delta.sum_axis(Axis(0)));
-            gb.mapv_inplace(|v| v * s);
             if j > 0 || want_input {
-                let back = {
-                    let mut back = Array2::zeros((delta.nrows(), layer.fan_in));
-                    gemm(sm, &delta, &self.w(j), F::zero(), &mut back);
-                    back
-                };
-                add_owned_into(&mut pending[j], back);
+                let shape = (delta.nrows(), layer.fan_in);
+                match &mut pending[j] {
+                    // A residual skip already put a gradient here: add the product to it.
+                    Some(acc) => {
+                        let mut back = Array2::zeros(shape);
+                        gemm(sm, &delta, &self.w(j), F::zero(), &mut back);
+                        *acc += &back;
+                    }
+                    slot @ None => {
+                        let mut back = match spare[j].take() {
+                            Some(buffer) if buffer.dim() == shape && j > 0 => buffer,
+                            _ => Array2::zeros(shape),
+                        };
+                        gemm(sm, &delta, &self.w(j), F::zero(), &mut back);
+                        *slot = Some(back);
+                    }
+                }
+            }
+            spare[j + 1] = Some(delta);
+        }
+        pending[0].take()
+    }
+}
+
+/// Row × column count from which an element-wise pass is split across the rayon pool (a
+/// task costs a few µs, a row of 512 ReLUs a fraction of one).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+fn parallel_worthwhile(elements: usize) -> bool {
+    parallel_worthwhile_at(elements, rayon::current_num_threads())
+}
+
+fn parallel_worthwhile_at(elements: usize, threads: usize) -> bool {
+    elements >= PARALLEL_MIN_ELEMENTS && threads > 1
+}
+
+/// Whether every value is finite, scanning eight lanes at a time (`v − v` is 0 for finite
+/// `v` and NaN otherwise, and NaN survives the sums), so that checking a network's
+/// parameters on every forward pass runs at memory speed.
+pub(crate) fn all_finite<F: Float>(values: &[F]) -> bool {
+    let mut lanes = [F::zero(); 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            // Not `0`: the point is the NaN that a non-finite `v` makes.
+            #[allow(clippy::eq_op)]
+            let zero_if_finite = v - v;
+            *lane += zero_if_finite;
+        }
+    }
+    lanes.iter().all(|l| *l == F::zero()) && chunks.remainder().iter().all(|v| v.is_finite())
+}
+
+/// `pre ← pre + b` (or `pre ← pre + (a_skip + s·b)` closing a residual block), then
+/// `act ← φ(pre)`, row by row, split over rows across the rayon pool for large batches. Each
+/// entry sees the same operations in the same order as unfused passes would.
+fn bias_and_activation<F: Float>(
+    pre: &mut Array2<F>,
+    act: &mut Array2<F>,
+    bias: ArrayView1<'_, F>,
+    skip: Option<ArrayView2<'_, F>>,
+    s: F,
+    activation: Activation,
+) {
+    let bias = bias.to_vec();
+    let row = |mut p: ArrayViewMut1<'_, F>,
+               mut a: ArrayViewMut1<'_, F>,
+               skip: Option<ArrayView1<'_, F>>| {
+        let (p, a) = (
+            p.as_slice_mut().expect("own arrays are contiguous"),
+            a.as_slice_mut().expect("own arrays are contiguous"),
+        );
+        match skip {
+            None => p.iter_mut().zip(&bias).for_each(|(p, &b)| *p += b),
+            Some(skip) => Zip::from(&skip)
+                .and(&mut *p)
+                .and(&bias)
+                .for_each(|&a, p, &b| *p += a + s * b),
+        }
+        apply_activation(p, a, activation);
+    };
+    let parallel = parallel_worthwhile(pre.len());
+    match skip {
+        None => {
+            let zip = Zip::from(pre.rows_mut()).and(act.rows_mut());
+            if parallel {
+                zip.par_for_each(|p, a| row(p, a, None));
+            } else {
+                zip.for_each(|p, a| row(p, a, None));
             }
         }
-        (grad, pending[0].take())
+        Some(skip) => {
+            let zip = Zip::from(pre.rows_mut())
+                .and(act.rows_mut())
+                .and(skip.rows());
+            if parallel {
+                zip.par_for_each(|p, a, k| row(p, a, Some(k)));
+            } else {
+                zip.for_each(|p, a, k| row(p, a, Some(k)));
+            }
+        }
+    }
+}
+
+/// `a ← φ(p)` with the activation chosen once per row, so each loop is a plain map the
+/// compiler vectorises.
+fn apply_activation<F: Float>(p: &[F], a: &mut [F], activation: Activation) {
+    fn map<F: Float>(p: &[F], a: &mut [F], f: impl Fn(F) -> F) {
+        a.iter_mut().zip(p).for_each(|(a, &p)| *a = f(p));
+    }
+    match activation {
+        Activation::Identity => a.copy_from_slice(p),
+        Activation::Relu => map(p, a, |v| Activation::Relu.value(v)),
+        Activation::Gelu => map(p, a, |v| Activation::Gelu.value(v)),
+    }
+}
+
+/// One row of [`activation_backward`]: `d ← d ⊙ f(p)` and `g ← g + d`, in one loop.
+fn backward_row<F: Float>(d: &mut [F], p: &[F], g: Option<&mut [F]>, f: impl Fn(F) -> F) {
+    match g {
+        Some(g) => d.iter_mut().zip(p).zip(g).for_each(|((d, &p), g)| {
+            *d *= f(p);
+            *g += *d;
+        }),
+        None => d.iter_mut().zip(p).for_each(|(d, &p)| *d *= f(p)),
+    }
+}
+
+/// `delta ← delta ⊙ φ'(pre)` and, when asked, `bias_grad ← Σ_rows delta` (each column summed
+/// from zero in row order, as `sum_axis(Axis(0))` does), in one pass split over column blocks
+/// across the rayon pool: every column is still summed by one thread in the same order, so
+/// the sums do not depend on the number of threads.
+fn activation_backward<F: Float>(
+    delta: &mut Array2<F>,
+    pre: &Array2<F>,
+    activation: Activation,
+    bias_grad: Option<&mut ArrayViewMut1<'_, F>>,
+) {
+    let cols = delta.ncols();
+    let threads = rayon::current_num_threads();
+    let block = if parallel_worthwhile(delta.len()) {
+        cols.div_ceil(threads).next_multiple_of(16).max(16)
+    } else {
+        cols.max(1)
+    };
+    let pass =
+        |mut d: ArrayViewMut2<'_, F>, p: ArrayView2<'_, F>, mut g: Option<ArrayViewMut1<'_, F>>| {
+            if let Some(g) = g.as_mut() {
+                g.fill(F::zero());
+            }
+            let mut g = g
+                .as_mut()
+                .map(|g| g.as_slice_mut().expect("bias slots are contiguous"));
+            for (mut d, p) in d.rows_mut().into_iter().zip(p.rows()) {
+                let d = d.as_slice_mut().expect("rows of own arrays are contiguous");
+                let p = p.to_slice().expect("rows of own arrays are contiguous");
+                let g = g.as_deref_mut();
+                match activation {
+                    Activation::Identity => {
+                        if let Some(g) = g {
+                            g.iter_mut().zip(&*d).for_each(|(g, &d)| *g += d);
+                        }
+                    }
+                    Activation::Relu => backward_row(d, p, g, |v| Activation::Relu.derivative(v)),
+                    Activation::Gelu => backward_row(d, p, g, |v| Activation::Gelu.derivative(v)),
+                }
+            }
+        };
+    match bias_grad {
+        Some(gb) => {
+            let blocks = delta
+                .axis_chunks_iter_mut(Axis(1), block)
+                .into_par_iter()
+                .zip(pre.axis_chunks_iter(Axis(1), block))
+                .zip(gb.axis_chunks_iter_mut(Axis(0), block));
+            blocks.for_each(|((d, p), g)| pass(d, p, Some(g)));
+        }
+        None => {
+            if activation != Activation::Identity {
+                let blocks = delta
+                    .axis_chunks_iter_mut(Axis(1), block)
+                    .into_par_iter()
+                    .zip(pre.axis_chunks_iter(Axis(1), block));
+                blocks.for_each(|(d, p)| pass(d, p, None));
+            }
+        }
     }
 }
 
@@ -721,4 +1005,91 @@ pub(crate) fn accuracy_of<F: Float>(logits: ArrayView2<'_, F>, targets: &Targets
         .filter(|(i, row)| argmax(row.iter().copied()) == targets.class_of(*i))
         .count();
     correct as f64 / logits.nrows() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MlpConfig;
+
+    /// Large enough that the element-wise passes split across the pool, with residual
+    /// blocks (the skip path) and GELU (a non-trivial derivative).
+    fn case() -> (Mlp<f64>, Array2<f64>, Vec<usize>) {
+        let config = MlpConfig::new(8, vec![256], 5)
+            .with_activation(Activation::Gelu)
+            .with_residual(crate::model::ResidualConfig {
+                blocks_per_stage: 1,
+                branch_scale: 0.3,
+                branch_depth: 2,
+            });
+        let mlp = Mlp::new(config, 4).unwrap();
+        let x = Array2::from_shape_fn((160, 8), |(i, j)| ((i * 7 + j * 3) as f64 * 0.37).sin());
+        let labels = (0..160).map(|i| (i * 3) % 5).collect();
+        (mlp, x, labels)
+    }
+
+    #[test]
+    fn parallel_element_wise_passes_equal_one_thread_bit_for_bit() {
+        let (mlp, x, labels) = case();
+        assert!(parallel_worthwhile_at(160 * 256, 2));
+        let targets = Targets::Hard(&labels);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (value, grad) = mlp
+                    .loss_and_gradient(x.view(), &targets, Loss::SoftmaxCrossEntropy)
+                    .unwrap();
+                let (_, input) = mlp
+                    .loss_and_input_gradient(x.view(), &targets, Loss::SoftmaxCrossEntropy)
+                    .unwrap();
+                let trace = mlp.forward(x.view()).unwrap();
+                (value, grad, input, trace.activations().to_vec())
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert_eq!(run(threads), one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn step_buffers_are_reused_across_batch_sizes() {
+        let (mlp, x, labels) = case();
+        let mut buffers = StepBuffers::default();
+        let mut grad = Array1::zeros(0);
+        for rows in [160, 7, 160] {
+            let (x, t) = (
+                x.slice(ndarray::s![..rows, ..]),
+                Targets::Hard(&labels[..rows]),
+            );
+            // A stale gradient must be overwritten, not added to.
+            grad.fill(f64::NAN);
+            let value = mlp
+                .loss_and_gradient_into(x, &t, Loss::SoftmaxCrossEntropy, &mut buffers, &mut grad)
+                .unwrap();
+            let (want_value, want) = mlp
+                .loss_and_gradient(x, &t, Loss::SoftmaxCrossEntropy)
+                .unwrap();
+            assert_eq!((value, &grad), (want_value, &want), "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn all_finite_finds_every_non_finite_position() {
+        for len in [0usize, 1, 7, 8, 9, 64, 100] {
+            let clean: Vec<f32> = (0..len).map(|i| i as f32 - 3.5).collect();
+            assert!(all_finite(&clean));
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for pos in 0..len {
+                    let mut v = clean.clone();
+                    v[pos] = bad;
+                    assert!(!all_finite(&v), "len {len}, {bad} at {pos}");
+                }
+            }
+        }
+        assert!(all_finite(&[f64::MAX, -f64::MAX, f64::MIN_POSITIVE]));
+    }
 }

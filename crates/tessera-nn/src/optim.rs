@@ -1,12 +1,14 @@
 //! Optimisers (SGD with momentum/Nesterov/weight decay, Adam/AdamW), per-layer learning-rate
 //! multipliers and learning-rate schedules.
 
-use ndarray::{Array1, ArrayView1, Axis, Slice, Zip};
+use ndarray::{Array1, ArrayView1, ArrayViewMut1, Axis, Slice, Zip};
 use tessera_core::{check, RejectInput};
 
 use crate::error::{Error, Result};
+use crate::groups::ParamGroups;
 use crate::model::Mlp;
 use crate::param::OptimizerFamily;
+use crate::sequential::Sequential;
 use crate::Float;
 
 /// SGD as in PyTorch (`dampening = 0`): `g ← ∇ + λw`; `v ← μv + g`;
@@ -138,6 +140,8 @@ pub struct Optimizer<F> {
     base_multipliers: Vec<(f64, f64)>,
     user_multipliers: Vec<f64>,
     layer_ranges: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// Per-parameter group multipliers ([`Optimizer::set_group_lr_multiplier`]), flat.
+    group_scale: Array1<F>,
     /// Momentum buffer (SGD) or first moment (Adam).
     first: Array1<F>,
     /// Second moment (Adam only; empty for SGD).
@@ -177,6 +181,7 @@ impl<F: Float> Optimizer<F> {
             user_multipliers: vec![1.0; base_multipliers.len()],
             base_multipliers,
             layer_ranges,
+            group_scale: Array1::ones(n),
             first: Array1::zeros(n),
             second: match config {
                 OptimizerConfig::Adam(_) => Array1::zeros(n),
@@ -188,7 +193,93 @@ impl<F: Float> Optimizer<F> {
         Ok(opt)
     }
 
+    /// An optimiser for a flat vector of `num_params` parameters with every learning-rate
+    /// multiplier 1 (a [`Sequential`]'s; set multipliers per named group with
+    /// [`Optimizer::set_group_lr_multiplier`]).
+    pub fn for_params(config: OptimizerConfig, num_params: usize) -> Result<Self> {
+        config.validate()?;
+        let mut opt = Self {
+            config,
+            lr_scale: Array1::ones(num_params),
+            base_multipliers: Vec::new(),
+            user_multipliers: Vec::new(),
+            layer_ranges: Vec::new(),
+            group_scale: Array1::ones(num_params),
+            first: Array1::zeros(num_params),
+            second: match config {
+                OptimizerConfig::Adam(_) => Array1::zeros(num_params),
+                OptimizerConfig::Sgd(_) => Array1::zeros(0),
+            },
+            steps: 0,
+        };
+        opt.refresh_scale();
+        Ok(opt)
+    }
+
+    /// An optimiser for `model`'s flat parameters (see [`Optimizer::for_params`]).
+    pub fn for_sequential(config: OptimizerConfig, model: &Sequential<F>) -> Result<Self> {
+        Self::for_params(config, model.num_params())
+    }
+
+    /// Multiplies the learning rate of every parameter `pattern` selects in `groups` by
+    /// `multiplier ≥ 0` (0 freezes them, weight decay included), replacing the group's
+    /// previous multiplier (μP's per-group rates, layer-wise fine-tuning).
+    pub fn set_group_lr_multiplier(
+        &mut self,
+        groups: &ParamGroups,
+        pattern: &str,
+        multiplier: f64,
+    ) -> Result<()> {
+        if !(multiplier.is_finite() && multiplier >= 0.0) {
+            return Err(Error::invalid(
+                "multiplier",
+                multiplier,
+                "must be finite and >= 0",
+            ));
+        }
+        if groups.len() != self.lr_scale.len() {
+            return Err(Error::shape(
+                "groups",
+                format!("{} parameters", self.lr_scale.len()),
+                format!("{} parameters", groups.len()),
+            ));
+        }
+        let m = F::from_f64_rounded(multiplier);
+        for r in groups.ranges(pattern)? {
+            self.group_scale.slice_mut(ndarray::s![r]).fill(m);
+        }
+        self.refresh_scale();
+        Ok(())
+    }
+
+    /// Freezes every parameter `pattern` selects (learning-rate multiplier 0).
+    pub fn freeze(&mut self, groups: &ParamGroups, pattern: &str) -> Result<()> {
+        self.set_group_lr_multiplier(groups, pattern, 0.0)
+    }
+
+    /// Trains only the parameters `patterns` select (multiplier 1) and freezes the rest, as
+    /// test-time adaptation does with its adapted parameters.
+    pub fn train_only(&mut self, groups: &ParamGroups, patterns: &[&str]) -> Result<()> {
+        let keep: Array1<F> = groups.indicator(patterns)?;
+        if keep.len() != self.lr_scale.len() {
+            return Err(Error::shape(
+                "groups",
+                format!("{} parameters", self.lr_scale.len()),
+                format!("{} parameters", keep.len()),
+            ));
+        }
+        self.group_scale = keep;
+        self.refresh_scale();
+        Ok(())
+    }
+
+    /// The per-parameter learning-rate multipliers (parameterisation × layer × group), flat.
+    pub fn lr_multipliers(&self) -> ArrayView1<'_, F> {
+        self.lr_scale.view()
+    }
+
     fn refresh_scale(&mut self) {
+        self.lr_scale.fill(F::one());
         for (j, (wr, br)) in self.layer_ranges.iter().enumerate() {
             let (mw, mb) = self.base_multipliers[j];
             let u = self.user_multipliers[j];
@@ -199,6 +290,7 @@ impl<F: Float> Optimizer<F> {
                 .slice_axis_mut(Axis(0), Slice::from(br.clone()))
                 .fill(F::from_f64_rounded(mb * u));
         }
+        self.lr_scale *= &self.group_scale;
     }
 
     /// The configuration.
@@ -270,6 +362,27 @@ impl<F: Float> Optimizer<F> {
 
     /// One update of `mlp`'s parameters with gradient `grad` and global learning rate `lr > 0`.
     pub fn step(&mut self, mlp: &mut Mlp<F>, grad: ArrayView1<'_, F>, lr: f64) -> Result<()> {
+        self.step_params(mlp.params_mut(), grad, lr)
+    }
+
+    /// One update of `model`'s flat parameters (see [`Optimizer::step_params`]).
+    pub fn step_sequential(
+        &mut self,
+        model: &mut Sequential<F>,
+        grad: ArrayView1<'_, F>,
+        lr: f64,
+    ) -> Result<()> {
+        self.step_params(model.params_mut(), grad, lr)
+    }
+
+    /// One update of a flat parameter vector with gradient `grad` and global learning rate
+    /// `lr > 0` (non-finite parameters are caught by the next forward pass).
+    pub fn step_params(
+        &mut self,
+        mut w: ArrayViewMut1<'_, F>,
+        grad: ArrayView1<'_, F>,
+        lr: f64,
+    ) -> Result<()> {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(Error::invalid(
                 "lr",
@@ -277,21 +390,20 @@ impl<F: Float> Optimizer<F> {
                 "learning rate must be finite and > 0",
             ));
         }
-        if grad.len() != self.lr_scale.len() || mlp.num_params() != self.lr_scale.len() {
+        if grad.len() != self.lr_scale.len() || w.len() != self.lr_scale.len() {
             return Err(Error::shape(
                 "grad",
                 format!("length {}", self.lr_scale.len()),
                 format!(
                     "gradient length {}, network with {} parameters",
                     grad.len(),
-                    mlp.num_params()
+                    w.len()
                 ),
             ));
         }
         check::finite_values("grad", grad.iter().copied())?;
         self.steps += 1;
         let lr = F::from_f64_rounded(lr);
-        let mut w = mlp.params_mut();
         match self.config {
             OptimizerConfig::Sgd(c) => {
                 let mu = F::from_f64_rounded(c.momentum);

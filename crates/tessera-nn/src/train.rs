@@ -7,7 +7,7 @@ use tessera_sparse::Mask;
 
 use crate::error::{Error, Result};
 use crate::loss::{Loss, Targets};
-use crate::model::{DenseLayer, Mlp};
+use crate::model::{DenseLayer, Mlp, StepBuffers};
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig};
 use crate::Float;
 
@@ -136,6 +136,10 @@ pub struct Trainer<F> {
     schedule: LrSchedule,
     masks: Option<MaskSet>,
     step: usize,
+    /// Activations and gradients reused from step to step (a step allocates nothing of the
+    /// network's size after the first).
+    buffers: StepBuffers<F>,
+    grad: Array1<F>,
 }
 
 impl<F: Float> Trainer<F> {
@@ -155,6 +159,8 @@ impl<F: Float> Trainer<F> {
             schedule,
             masks,
             step: 0,
+            buffers: StepBuffers::default(),
+            grad: Array1::zeros(0),
         })
     }
 
@@ -186,17 +192,24 @@ impl<F: Float> Trainer<F> {
         targets: &Targets<'_, F>,
         loss: Loss,
     ) -> Result<F> {
-        let (value, grad) = mlp.loss_and_gradient(x, targets, loss)?;
-        self.step_with_gradient(mlp, grad)?;
-        Ok(value)
+        let mut grad = std::mem::take(&mut self.grad);
+        let result = mlp
+            .loss_and_gradient_into(x, targets, loss, &mut self.buffers, &mut grad)
+            .and_then(|value| self.apply_gradient(mlp, &mut grad).map(|()| value));
+        self.grad = grad;
+        result
     }
 
     /// An update from a gradient computed elsewhere (e.g. through
     /// [`Mlp::backward_from_logit_grad`] with an external loss).
     pub fn step_with_gradient(&mut self, mlp: &mut Mlp<F>, mut grad: Array1<F>) -> Result<()> {
+        self.apply_gradient(mlp, &mut grad)
+    }
+
+    fn apply_gradient(&mut self, mlp: &mut Mlp<F>, grad: &mut Array1<F>) -> Result<()> {
         if let Some(m) = &self.masks {
             if m.policy.mask_gradients {
-                m.apply_to_flat(&mut grad)?;
+                m.apply_to_flat(grad)?;
             }
         }
         let lr = self.schedule.lr_at(self.step);

@@ -1,0 +1,113 @@
+//! Shape checks and reshapes shared by the layers.
+
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, CowArray, Ix2, IxDyn};
+use tessera_core::RejectInput;
+
+use crate::error::{Error, Result};
+use crate::Float;
+
+/// `(batch, d1, d2, …)` for messages.
+pub(crate) fn batch_shape_text(per_example: &[usize]) -> String {
+    let mut s = String::from("(batch");
+    for d in per_example {
+        s.push_str(&format!(", {d}"));
+    }
+    s.push(')');
+    s
+}
+
+/// Checks a batch-first tensor: rank `1 + per_example.len()`, batch ≥ 1, and every
+/// per-example dimension as given.
+pub(crate) fn check_batch(
+    name: &'static str,
+    x: &ArrayViewD<'_, impl Sized>,
+    per_example: &[usize],
+) -> Result<usize> {
+    let shape = x.shape();
+    if shape.len() != per_example.len() + 1 || shape[1..] != *per_example {
+        return Err(Error::shape(
+            name,
+            batch_shape_text(per_example),
+            format!("{shape:?}"),
+        ));
+    }
+    if shape[0] == 0 {
+        return Err(Error::invalid(
+            name,
+            "batch of 0",
+            "batch must not be empty",
+        ));
+    }
+    Ok(shape[0])
+}
+
+/// Checks that a gradient or tangent has the shape of the tensor it belongs to.
+pub(crate) fn check_like(
+    name: &'static str,
+    x: &ArrayViewD<'_, impl Sized>,
+    like: &[usize],
+) -> Result<()> {
+    if x.shape() != like {
+        return Err(Error::shape(
+            name,
+            format!("{like:?}"),
+            format!("{:?}", x.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// The tensor as a `(rows, cols)` matrix (a view when it is contiguous, else a copy).
+pub(crate) fn as_matrix<'a, F: Float>(
+    x: ArrayViewD<'a, F>,
+    rows: usize,
+    cols: usize,
+) -> CowArray<'a, F, Ix2> {
+    if x.is_standard_layout() {
+        CowArray::from(
+            x.into_shape_with_order((rows, cols))
+                .expect("a standard-layout tensor of rows·cols entries"),
+        )
+    } else {
+        CowArray::from(
+            x.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((rows, cols))
+                .expect("a standard-layout tensor of rows·cols entries"),
+        )
+    }
+}
+
+/// A matrix back into a tensor of the given shape.
+pub(crate) fn from_matrix<F: Float>(m: ndarray::Array2<F>, shape: &[usize]) -> ArrayD<F> {
+    let m = if m.is_standard_layout() {
+        m
+    } else {
+        m.as_standard_layout().into_owned()
+    };
+    m.into_shape_with_order(IxDyn(shape))
+        .expect("same number of entries")
+}
+
+/// A parameter slice as a `(rows, cols)` matrix view.
+pub(crate) fn param_matrix<F>(p: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
+    ArrayView2::from_shape((rows, cols), p).expect("slice of rows·cols parameters")
+}
+
+/// The tensor's data as a contiguous standard-layout slice (a copy only when needed).
+pub(crate) fn standard<'a, F: Float>(x: ArrayViewD<'a, F>) -> CowArray<'a, F, IxDyn> {
+    if x.is_standard_layout() {
+        CowArray::from(x)
+    } else {
+        CowArray::from(x.as_standard_layout().into_owned())
+    }
+}
+
+/// Checks that every `(name, length)` slice handed to a layer has the layer's parameter count
+/// (layers are public: a caller may pass any slices).
+pub(crate) fn check_slices(expected: usize, slices: &[(&'static str, usize)]) -> Result<()> {
+    for &(name, len) in slices {
+        crate::layer::check_len(name, len, expected)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The entropy loss of test-time adaptation (TENT): value and logit gradient against a closed
+//! form for two classes and against finite differences, and one adaptation step through the
+//! external-loss path.
+
+use ndarray::{array, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tessera_nn::{
+    entropy_and_logit_gradient, prediction_entropies, LrSchedule, Mlp, MlpConfig, OptimizerConfig,
+    Trainer,
+};
+
+/// Two classes: with `d = a − b` and `p = σ(d)`, `H = −p log p − (1−p) log(1−p)` and
+/// `dH/dd = −d·p(1−p)`, so `∂H/∂a = −d·p(1−p) = −∂H/∂b`.
+#[test]
+fn two_classes_match_the_closed_form() {
+    let logits = array![[0.3f64, -1.2], [2.0, 2.0], [-4.0, 3.5]];
+    let (value, grad) = entropy_and_logit_gradient(logits.view()).unwrap();
+    let mut mean = 0.0;
+    for (i, row) in logits.rows().into_iter().enumerate() {
+        let d = row[0] - row[1];
+        let p = 1.0 / (1.0 + (-d).exp());
+        let h = -p * p.ln() - (1.0 - p) * (1.0 - p).ln();
+        mean += h / 3.0;
+        let dh = -d * p * (1.0 - p) / 3.0;
+        assert!((grad[[i, 0]] - dh).abs() < 1e-15, "row {i}");
+        assert!((grad[[i, 1]] + dh).abs() < 1e-15, "row {i}");
+    }
+    assert!((value - mean).abs() < 1e-15);
+    // Equal logits: maximal entropy ln 2 and a zero gradient (a stationary point).
+    let per_row = prediction_entropies(logits.view()).unwrap();
+    assert!((per_row[1] - 2f64.ln()).abs() < 1e-15);
+    assert!(grad.row(1).iter().all(|g| g.abs() < 1e-15));
+}
+
+#[test]
+fn gradient_matches_finite_differences_in_f64_and_f32() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let logits = Array2::from_shape_fn((4, 5), |_| rng.random_range(-3.0..3.0));
+    let (_, grad) = entropy_and_logit_gradient(logits.view()).unwrap();
+    let fd = tessera_testing::central_difference_gradient(
+        |flat| {
+            let z = Array2::from_shape_vec((4, 5), flat.to_vec()).unwrap();
+            entropy_and_logit_gradient(z.view()).unwrap().0
+        },
+        logits.as_slice().unwrap(),
+        1e-6,
+    );
+    let fd = Array2::from_shape_vec((4, 5), fd).unwrap();
+    tessera_testing::assert_all_close(&grad, &fd, 1e-6, 1e-9, "∂H/∂z");
+    // Row sums of the gradient vanish (softmax is shift invariant).
+    assert!(grad.rows().into_iter().all(|r| r.sum().abs() < 1e-15));
+    let (value32, grad32) = entropy_and_logit_gradient(logits.mapv(|v| v as f32).view()).unwrap();
+    let (value, _) = entropy_and_logit_gradient(logits.view()).unwrap();
+    assert!((f64::from(value32) - value).abs() < 1e-6);
+    tessera_testing::assert_all_close(&grad32.mapv(f64::from), &grad, 1e-4, 1e-6, "f32");
+    // Huge logits stay finite: a one-hot softmax has zero entropy and gradient.
+    let (h, g) = entropy_and_logit_gradient(array![[1e4f64, 0.0, -1e4]].view()).unwrap();
+    assert_eq!(h, 0.0);
+    assert!(g.iter().all(|v| *v == 0.0));
+}
+
+#[test]
+fn tent_steps_lower_the_entropy_of_the_predictions() {
+    let mut mlp = Mlp::<f64>::new(MlpConfig::new(3, vec![8], 4), 3).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let x = Array2::from_shape_fn((16, 3), |_| rng.random_range(-1.0..1.0));
+    let mut trainer = Trainer::new(
+        &mut mlp,
+        OptimizerConfig::sgd(),
+        LrSchedule::constant(0.5).unwrap(),
+        None,
+    )
+    .unwrap();
+    let entropy = |mlp: &Mlp<f64>| {
+        let logits = mlp.predict(x.view()).unwrap();
+        entropy_and_logit_gradient(logits.view()).unwrap().0
+    };
+    let before = entropy(&mlp);
+    for _ in 0..5 {
+        let trace = mlp.forward(x.view()).unwrap();
+        let (_, logit_grad) = entropy_and_logit_gradient(trace.logits()).unwrap();
+        let grad = mlp
+            .backward_from_logit_grad(&trace, logit_grad.view())
+            .unwrap();
+        trainer.step_with_gradient(&mut mlp, grad).unwrap();
+    }
+    let after = entropy(&mlp);
+    assert!(after < before, "entropy {before} → {after}");
+}
+
+#[test]
+fn entropy_rejects_empty_and_non_finite_logits() {
+    let empty = Array2::<f64>::zeros((0, 3));
+    let err = entropy_and_logit_gradient(empty.view()).unwrap_err();
+    assert!(err.to_string().contains("`logits`"), "{err}");
+    let nan = array![[0.0f32, f32::NAN]];
+    let err = entropy_and_logit_gradient(nan.view()).unwrap_err();
+    assert!(err.to_string().contains("`logits`"), "{err}");
+    assert!(prediction_entropies(Array2::<f64>::zeros((2, 0)).view()).is_err());
+}
