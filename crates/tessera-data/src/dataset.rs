@@ -6,6 +6,39 @@ use tessera_core::RejectInput;
 use crate::error::{Error, Result};
 use crate::split::class_counts;
 
+/// `len`, `is_empty`, `n_classes` and `class_counts` of a dataset type with `labels` and
+/// `class_names` fields; `$items` names its items in the docs.
+macro_rules! labelled_counts {
+    ($dataset:ty, $items:literal) => {
+        impl $dataset {
+            #[doc = concat!("Number of ", $items, ".")]
+            pub fn len(&self) -> usize {
+                self.labels.len()
+            }
+
+            #[doc = concat!("Whether there are no ", $items, ".")]
+            pub fn is_empty(&self) -> bool {
+                self.labels.is_empty()
+            }
+
+            /// Number of classes.
+            pub fn n_classes(&self) -> usize {
+                self.class_names.len()
+            }
+
+            #[doc = concat!(
+                "The number of ", $items, " per class.\n\n# Errors\nOnly for an empty dataset."
+            )]
+            pub fn class_counts(&self) -> Result<Vec<usize>> {
+                class_counts(&self.labels, self.n_classes())
+            }
+        }
+    };
+}
+
+labelled_counts!(AudioDataset, "clips");
+labelled_counts!(ImageDataset, "images");
+
 /// Fixed-length mono audio clips with integer labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioDataset {
@@ -25,21 +58,6 @@ pub struct AudioDataset {
 }
 
 impl AudioDataset {
-    /// Number of clips.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no clips.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Number of classes.
-    pub fn n_classes(&self) -> usize {
-        self.class_names.len()
-    }
-
     /// Samples per clip.
     pub fn clip_samples(&self) -> usize {
         self.clips.ncols()
@@ -54,28 +72,10 @@ impl AudioDataset {
     /// The first disagreeing field, named with its length or value.
     pub fn validate(&self) -> Result<()> {
         let n = self.labels.len();
-        if self.clips.nrows() != n {
-            return Err(Error::invalid(
-                "clips",
-                format!("{} rows", self.clips.nrows()),
-                format!("must have one row per label ({n})"),
-            ));
-        }
-        if self.ids.len() != n {
-            return Err(Error::invalid(
-                "ids",
-                format!("{} ids", self.ids.len()),
-                format!("must have one id per label ({n})"),
-            ));
-        }
+        check_one_per_label("clips", self.clips.nrows(), "row", "rows", n)?;
+        check_one_per_label("ids", self.ids.len(), "id", "ids", n)?;
         if let Some(folds) = &self.folds {
-            if folds.len() != n {
-                return Err(Error::invalid(
-                    "folds",
-                    format!("{} folds", folds.len()),
-                    format!("must have one fold per label ({n})"),
-                ));
-            }
+            check_one_per_label("folds", folds.len(), "fold", "folds", n)?;
         }
         check_labels(&self.labels, self.class_names.len())?;
         if self.sample_rate == 0 {
@@ -90,14 +90,6 @@ impl AudioDataset {
     /// If `index >= len()` (like slice indexing).
     pub fn clip(&self, index: usize) -> ArrayView1<'_, f32> {
         self.clips.row(index)
-    }
-
-    /// Clips per class.
-    ///
-    /// # Errors
-    /// Only for an empty dataset.
-    pub fn class_counts(&self) -> Result<Vec<usize>> {
-        class_counts(&self.labels, self.n_classes())
     }
 
     /// The clips at `indices`, in that order (labels, ids and folds follow).
@@ -134,21 +126,6 @@ pub struct ImageDataset {
 }
 
 impl ImageDataset {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Number of classes.
-    pub fn n_classes(&self) -> usize {
-        self.class_names.len()
-    }
-
     /// Checks that the public fields agree: one image per label, labels
     /// `< class_names.len()`.
     ///
@@ -156,22 +133,8 @@ impl ImageDataset {
     /// The first disagreeing field, named with its length or value.
     pub fn validate(&self) -> Result<()> {
         let n = self.labels.len();
-        if self.images.len_of(Axis(0)) != n {
-            return Err(Error::invalid(
-                "images",
-                format!("{} images", self.images.len_of(Axis(0))),
-                format!("must have one image per label ({n})"),
-            ));
-        }
+        check_one_per_label("images", self.images.len_of(Axis(0)), "image", "images", n)?;
         check_labels(&self.labels, self.class_names.len())
-    }
-
-    /// Images per class.
-    ///
-    /// # Errors
-    /// Only for an empty dataset.
-    pub fn class_counts(&self) -> Result<Vec<usize>> {
-        class_counts(&self.labels, self.n_classes())
     }
 
     /// The images flattened to rows, `(n_items, channels·height·width)`, for MLPs.
@@ -198,6 +161,24 @@ impl ImageDataset {
             class_names: self.class_names.clone(),
         })
     }
+}
+
+/// `count` (of field `name`, counted in `unit`s) equals the number of labels `n`.
+fn check_one_per_label(
+    name: &'static str,
+    count: usize,
+    unit: &str,
+    units: &str,
+    n: usize,
+) -> Result<()> {
+    if count != n {
+        return Err(Error::invalid(
+            name,
+            format!("{count} {units}"),
+            format!("must have one {unit} per label ({n})"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_labels(labels: &[usize], n_classes: usize) -> Result<()> {

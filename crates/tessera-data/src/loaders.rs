@@ -266,6 +266,53 @@ fn check_exists(path: PathBuf, listed_in: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Field `column` of a metadata row as a fold number, which must lie in `1..=folds`.
+fn fold_of(
+    table: &Table,
+    line: usize,
+    fields: &[String],
+    column: usize,
+    folds: i64,
+) -> Result<usize> {
+    let fold = table.integer(line, fields, column)?;
+    if !(1..=folds).contains(&fold) {
+        return Err(table.error(line, format!("fold {fold} is outside 1..={folds}")));
+    }
+    Ok(fold as usize)
+}
+
+/// A file of a fold-split dataset (ESC-10, UrbanSound8K).
+fn folded_file(root: &Path, path: PathBuf, label: usize, fold: usize) -> AudioFile {
+    AudioFile {
+        id: relative_id(root, &path),
+        path,
+        label,
+        fold: Some(fold),
+        subset: None,
+    }
+}
+
+/// The index of a fold-split dataset read from `table`; no rows is an error saying `empty`.
+fn folded_index(
+    name: &'static str,
+    root: &Path,
+    class_names: Vec<String>,
+    files: Vec<AudioFile>,
+    table: &Table,
+    empty: &str,
+) -> Result<DatasetIndex> {
+    if files.is_empty() {
+        return Err(table.error(0, empty));
+    }
+    Ok(DatasetIndex {
+        name,
+        root: root.to_path_buf(),
+        class_names,
+        files,
+        background_noise: Vec::new(),
+    })
+}
+
 /// Indexes ESC-10 inside an ESC-50 tree: `meta/esc50.csv` (columns `filename`, `fold`,
 /// `target`, `category`, `esc10`), audio in `audio/`. Keeps the rows with `esc10` true;
 /// labels follow [`ESC10_CLASSES`]; folds 1..=5.
@@ -329,30 +376,19 @@ pub fn esc10(root: impl AsRef<Path>) -> Result<DatasetIndex> {
                 ),
             });
         }
-        let fold = table.integer(*line, fields, c_fold)?;
-        if !(1..=5).contains(&fold) {
-            return Err(table.error(*line, format!("fold {fold} is outside 1..=5")));
-        }
+        let fold = fold_of(&table, *line, fields, c_fold, 5)?;
         let file = plain_file_name(&table, *line, &fields[c_file])?;
         let path = check_exists(audio_dir.join(file), &table.path)?;
-        files.push(AudioFile {
-            id: relative_id(root, &path),
-            path,
-            label,
-            fold: Some(fold as usize),
-            subset: None,
-        });
+        files.push(folded_file(root, path, label, fold));
     }
-    if files.is_empty() {
-        return Err(table.error(0, "no rows with esc10 = True"));
-    }
-    Ok(DatasetIndex {
-        name: "ESC-10",
-        root: root.to_path_buf(),
-        class_names: ESC10_CLASSES.iter().map(|(n, _)| n.to_string()).collect(),
+    folded_index(
+        "ESC-10",
+        root,
+        ESC10_CLASSES.iter().map(|(n, _)| n.to_string()).collect(),
         files,
-        background_noise: Vec::new(),
-    })
+        &table,
+        "no rows with esc10 = True",
+    )
 }
 
 /// Indexes UrbanSound8K: `metadata/UrbanSound8K.csv` (columns `slice_file_name`, `fold`,
@@ -395,33 +431,22 @@ pub fn urbansound8k(root: impl AsRef<Path>) -> Result<DatasetIndex> {
                 })
             }
         };
-        let fold = table.integer(*line, fields, c_fold)?;
-        if !(1..=10).contains(&fold) {
-            return Err(table.error(*line, format!("fold {fold} is outside 1..=10")));
-        }
+        let fold = fold_of(&table, *line, fields, c_fold, 10)?;
         let file = plain_file_name(&table, *line, &fields[c_file])?;
         let path = check_exists(
             audio_dir.join(format!("fold{fold}")).join(file),
             &table.path,
         )?;
-        files.push(AudioFile {
-            id: relative_id(root, &path),
-            path,
-            label,
-            fold: Some(fold as usize),
-            subset: None,
-        });
+        files.push(folded_file(root, path, label, fold));
     }
-    if files.is_empty() {
-        return Err(table.error(0, "no data rows"));
-    }
-    Ok(DatasetIndex {
-        name: "UrbanSound8K",
-        root: root.to_path_buf(),
-        class_names: URBANSOUND8K_CLASSES.iter().map(|n| n.to_string()).collect(),
+    folded_index(
+        "UrbanSound8K",
+        root,
+        URBANSOUND8K_CLASSES.iter().map(|n| n.to_string()).collect(),
         files,
-        background_noise: Vec::new(),
-    })
+        &table,
+        "no data rows",
+    )
 }
 
 /// Which Speech Commands classes to index.

@@ -39,6 +39,14 @@ pub fn max_stable_sgd_lr<F: Float>(lambda_max: F) -> Result<F> {
     Ok(F::from_f64_rounded(2.0) / positive("lambda_max", lambda_max)?)
 }
 
+/// `lr_ref` rescaled by `ratio`: linearly for SGD, by its square root for Adam.
+fn scaled_lr<F: Float>(lr_ref: F, ratio: F, optimizer: OptimizerFamily) -> F {
+    match optimizer {
+        OptimizerFamily::Sgd => lr_ref * ratio,
+        OptimizerFamily::Adam => lr_ref * ratio.sqrt(),
+    }
+}
+
 /// Rescales a learning rate tuned at batch size `batch_ref` to `batch_new`: `η·(B'/B)` for
 /// SGD, `η·√(B'/B)` for Adam.
 pub fn batch_scaled_lr<F: Float>(
@@ -48,17 +56,13 @@ pub fn batch_scaled_lr<F: Float>(
     optimizer: OptimizerFamily,
 ) -> Result<F> {
     positive("lr_ref", lr_ref)?;
-    if batch_ref == 0 {
-        return Err(Error::invalid("batch_ref", 0, "must be ≥ 1"));
-    }
-    if batch_new == 0 {
-        return Err(Error::invalid("batch_new", 0, "must be ≥ 1"));
+    for (name, batch) in [("batch_ref", batch_ref), ("batch_new", batch_new)] {
+        if batch == 0 {
+            return Err(Error::invalid(name, 0, "must be ≥ 1"));
+        }
     }
     let ratio = F::from_count(batch_new) / F::from_count(batch_ref);
-    Ok(match optimizer {
-        OptimizerFamily::Sgd => lr_ref * ratio,
-        OptimizerFamily::Adam => lr_ref * ratio.sqrt(),
-    })
+    Ok(scaled_lr(lr_ref, ratio, optimizer))
 }
 
 /// Rescales a learning rate by measured curvature: from a batch Hessian with `λ_ref` (where
@@ -72,10 +76,7 @@ pub fn sharpness_scaled_lr<F: Float>(
 ) -> Result<F> {
     positive("lr_ref", lr_ref)?;
     let ratio = positive("lambda_ref", lambda_ref)? / positive("lambda_new", lambda_new)?;
-    Ok(match optimizer {
-        OptimizerFamily::Sgd => lr_ref * ratio,
-        OptimizerFamily::Adam => lr_ref * ratio.sqrt(),
-    })
+    Ok(scaled_lr(lr_ref, ratio, optimizer))
 }
 
 /// Least-squares fit of `λ_max(B) = λ_full + c·(1/B − 1/N)` to measured batch-Hessian

@@ -166,6 +166,21 @@ pub struct TraceEstimate<F> {
     pub samples: Vec<F>,
 }
 
+impl<F: Float> TraceEstimate<F> {
+    /// The estimate whose value is the mean of the per-probe `samples`.
+    fn from_samples(samples: Vec<F>, matvecs: usize, converged: bool) -> Self {
+        let (value, std_error) = mean_and_standard_error(&samples);
+        TraceEstimate {
+            value,
+            std_error,
+            probes: samples.len(),
+            matvecs,
+            converged,
+            samples,
+        }
+    }
+}
+
 /// Hutchinson's estimator `tr A ≈ (1/N)·Σ zᵢᵀA·zᵢ` with Rademacher probes (Hutchinson, 1989);
 /// for symmetric `A` its variance per probe is `2(‖A‖²_F − Σ a_ii²)`.
 ///
@@ -192,15 +207,7 @@ pub fn hutchinson<F: Float, O: LinearOperator<F> + ?Sized>(
         matvecs += count;
         Ok((0..count).map(|c| z.column(c).dot(&az.column(c))).collect())
     })?;
-    let (value, std_error) = mean_and_standard_error(&samples);
-    Ok(TraceEstimate {
-        value,
-        std_error,
-        probes: samples.len(),
-        matvecs,
-        converged,
-        samples,
-    })
+    Ok(TraceEstimate::from_samples(samples, matvecs, converged))
 }
 
 /// Hutch++ with a budget of `matvecs` operator applications (a multiple of 3, ≥ 3): a
@@ -446,15 +453,7 @@ impl<F: Float> Slq<F> {
             matvecs += q.matvecs;
             q.samples(&f)
         })?;
-        let (value, std_error) = mean_and_standard_error(&samples);
-        Ok(TraceEstimate {
-            value,
-            std_error,
-            probes: samples.len(),
-            matvecs,
-            converged,
-            samples,
-        })
+        Ok(TraceEstimate::from_samples(samples, matvecs, converged))
     }
 
     /// `log det A = tr ln A` (A symmetric positive definite).

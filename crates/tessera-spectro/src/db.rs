@@ -120,44 +120,89 @@ pub(crate) fn power_to_db_in_place<T: Float, D: Dimension>(
     }
 }
 
-fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
+/// At least one value in `s`.
+fn check_non_empty<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
     if s.is_empty() {
         return Err(Error::invalid(
             name,
             "an empty array",
             "must hold at least one value",
-        ));
-    }
-    if let Some((i, v)) = s
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !(v.is_finite() && **v >= T::zero()))
-    {
-        return Err(Error::invalid(
-            name,
-            format!("element {i} (row-major) = {v}"),
-            "power values must be finite and non-negative",
         ));
     }
     Ok(())
 }
 
-fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
-    if s.is_empty() {
+/// Names the first value (row-major) that `ok` rejects.
+fn check_each<T: Float, D: Dimension>(
+    s: &ArrayView<T, D>,
+    name: &'static str,
+    ok: impl Fn(T) -> bool,
+    expected: &'static str,
+) -> Result<()> {
+    if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !ok(**v)) {
         return Err(Error::invalid(
-            "S",
-            "an empty array",
-            "must hold at least one value",
-        ));
-    }
-    if let Some((i, v)) = s.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::invalid(
-            "S",
+            name,
             format!("element {i} (row-major) = {v}"),
-            "amplitude values must be finite",
+            expected,
         ));
     }
     Ok(())
+}
+
+fn check_power<T: Float, D: Dimension>(s: &ArrayView<T, D>, name: &'static str) -> Result<()> {
+    check_non_empty(s, name)?;
+    check_each(
+        s,
+        name,
+        |v| v.is_finite() && v >= T::zero(),
+        "power values must be finite and non-negative",
+    )
+}
+
+fn check_amplitude<T: Float, D: Dimension>(s: &ArrayView<T, D>) -> Result<()> {
+    check_non_empty(s, "S")?;
+    check_each(s, "S", |v| v.is_finite(), "amplitude values must be finite")
+}
+
+fn check_reference(reference: f64) -> Result<()> {
+    if !(reference.is_finite() && reference > 0.0) {
+        return Err(Error::invalid(
+            "reference",
+            reference,
+            "must be positive and finite",
+        ));
+    }
+    Ok(())
+}
+
+/// The checked power values of `s`, ready for [`power_to_db_in_place`] with `config`.
+fn power_input<T: Float, D: Dimension>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<Array<T, D>> {
+    config.validate()?;
+    check_power(&s, "S")?;
+    Ok(s.to_owned())
+}
+
+/// The squared magnitudes of `s` and the squared config that converts them as
+/// `amplitude_to_db` does.
+fn amplitude_input<T: Float, D: Dimension>(
+    s: ArrayView<T, D>,
+    config: &DbConfig,
+) -> Result<(Array<T, D>, DbConfig)> {
+    config.validate()?;
+    let squared = squared_config(config);
+    squared.validate()?;
+    check_amplitude(&s)?;
+    Ok((s.mapv(|v| v * v), squared))
+}
+
+/// [`power_to_db_in_place`] on every item along axis 0 separately.
+fn power_to_db_per_item<T: Float, D: RemoveAxis>(values: &mut Array<T, D>, config: &DbConfig) {
+    for item in values.axis_iter_mut(Axis(0)) {
+        power_to_db_in_place(item, config);
+    }
 }
 
 /// Power spectrogram to decibels over the whole array (librosa `power_to_db`):
@@ -170,9 +215,7 @@ pub fn power_to_db<T: Float, D: Dimension>(
     s: ArrayView<T, D>,
     config: &DbConfig,
 ) -> Result<Array<T, D>> {
-    config.validate()?;
-    check_power(&s, "S")?;
-    let mut out = s.to_owned();
+    let mut out = power_input(s, config)?;
     power_to_db_in_place(out.view_mut(), config);
     Ok(out)
 }
@@ -186,12 +229,8 @@ pub fn power_to_db_batch<T: Float, D: RemoveAxis>(
     s: ArrayView<T, D>,
     config: &DbConfig,
 ) -> Result<Array<T, D>> {
-    config.validate()?;
-    check_power(&s, "S")?;
-    let mut out = s.to_owned();
-    for item in out.axis_iter_mut(Axis(0)) {
-        power_to_db_in_place(item, config);
-    }
+    let mut out = power_input(s, config)?;
+    power_to_db_per_item(&mut out, config);
     Ok(out)
 }
 
@@ -219,11 +258,7 @@ pub fn amplitude_to_db<T: Float, D: Dimension>(
     s: ArrayView<T, D>,
     config: &DbConfig,
 ) -> Result<Array<T, D>> {
-    config.validate()?;
-    let squared = squared_config(config);
-    squared.validate()?;
-    check_amplitude(&s)?;
-    let mut out = s.mapv(|v| v * v);
+    let (mut out, squared) = amplitude_input(s, config)?;
     power_to_db_in_place(out.view_mut(), &squared);
     Ok(out)
 }
@@ -236,14 +271,8 @@ pub fn amplitude_to_db_batch<T: Float, D: RemoveAxis>(
     s: ArrayView<T, D>,
     config: &DbConfig,
 ) -> Result<Array<T, D>> {
-    config.validate()?;
-    let squared = squared_config(config);
-    squared.validate()?;
-    check_amplitude(&s)?;
-    let mut out = s.mapv(|v| v * v);
-    for item in out.axis_iter_mut(Axis(0)) {
-        power_to_db_in_place(item, &squared);
-    }
+    let (mut out, squared) = amplitude_input(s, config)?;
+    power_to_db_per_item(&mut out, &squared);
     Ok(out)
 }
 
@@ -255,20 +284,8 @@ pub fn db_to_power<T: Float, D: Dimension>(
     s_db: ArrayView<T, D>,
     reference: f64,
 ) -> Result<Array<T, D>> {
-    if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::invalid(
-            "reference",
-            reference,
-            "must be positive and finite",
-        ));
-    }
-    if let Some((i, v)) = s_db.iter().enumerate().find(|(_, v)| v.is_nan()) {
-        return Err(Error::invalid(
-            "S_db",
-            format!("element {i} (row-major) = {v}"),
-            "must not be NaN",
-        ));
-    }
+    check_reference(reference)?;
+    check_each(&s_db, "S_db", |v| !v.is_nan(), "must not be NaN")?;
     let r = T::from_f64_rounded(reference);
     let ten = T::from_f64_rounded(10.0);
     let tenth = T::from_f64_rounded(0.1);
@@ -283,13 +300,7 @@ pub fn db_to_amplitude<T: Float, D: Dimension>(
     s_db: ArrayView<T, D>,
     reference: f64,
 ) -> Result<Array<T, D>> {
-    if !(reference.is_finite() && reference > 0.0) {
-        return Err(Error::invalid(
-            "reference",
-            reference,
-            "must be positive and finite",
-        ));
-    }
+    check_reference(reference)?;
     Ok(db_to_power(s_db, reference * reference)?.mapv(|p| p.sqrt()))
 }
 

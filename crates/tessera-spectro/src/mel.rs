@@ -201,43 +201,6 @@ pub(crate) fn check_mel_parameters(
     Ok(())
 }
 
-/// The weights of a mel filterbank in `f64` and the indices of its empty rows.
-fn filterbank_f64(
-    sample_rate: f64,
-    n_fft: usize,
-    n_mels: usize,
-    fmin: f64,
-    fmax: f64,
-    scale: MelScale,
-    norm: MelNorm,
-) -> Result<(Array2<f64>, Vec<usize>)> {
-    check_mel_parameters(sample_rate, n_fft, n_mels, fmin, fmax)?;
-    let bins = fft_frequencies(sample_rate, n_fft)?;
-    let edges = mel_frequencies(n_mels + 2, fmin, fmax, scale)?;
-    let mut weights = Array2::<f64>::zeros((n_mels, bins.len()));
-    let mut empty = Vec::new();
-    for m in 0..n_mels {
-        let rising_width = edges[m + 1] - edges[m];
-        let falling_width = edges[m + 2] - edges[m + 1];
-        let gain = match norm {
-            MelNorm::Slaney => 2.0 / (edges[m + 2] - edges[m]),
-            MelNorm::None => 1.0,
-        };
-        let mut row_max = 0.0f64;
-        for (k, &f) in bins.iter().enumerate() {
-            let rising = -(edges[m] - f) / rising_width;
-            let falling = (edges[m + 2] - f) / falling_width;
-            let w = rising.min(falling).max(0.0);
-            row_max = row_max.max(w);
-            weights[[m, k]] = w * gain;
-        }
-        if row_max <= 0.0 {
-            empty.push(m);
-        }
-    }
-    Ok((weights, empty))
-}
-
 /// The mel filterbank of shape `(n_mels, n_fft / 2 + 1)`, equal to
 /// `librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
 /// htk=scale == Htk, norm="slaney" | None)`.
@@ -288,7 +251,31 @@ pub fn mel_filterbank_with_empty<T: Float>(
     scale: MelScale,
     norm: MelNorm,
 ) -> Result<(Array2<T>, Vec<usize>)> {
-    let (weights, empty) = filterbank_f64(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm)?;
+    // Computed in f64 and rounded once, so f32 filterbanks are f64 ones rounded.
+    check_mel_parameters(sample_rate, n_fft, n_mels, fmin, fmax)?;
+    let bins = fft_frequencies(sample_rate, n_fft)?;
+    let edges = mel_frequencies(n_mels + 2, fmin, fmax, scale)?;
+    let mut weights = Array2::<f64>::zeros((n_mels, bins.len()));
+    let mut empty = Vec::new();
+    for m in 0..n_mels {
+        let rising_width = edges[m + 1] - edges[m];
+        let falling_width = edges[m + 2] - edges[m + 1];
+        let gain = match norm {
+            MelNorm::Slaney => 2.0 / (edges[m + 2] - edges[m]),
+            MelNorm::None => 1.0,
+        };
+        let mut row_max = 0.0f64;
+        for (k, &f) in bins.iter().enumerate() {
+            let rising = -(edges[m] - f) / rising_width;
+            let falling = (edges[m + 2] - f) / falling_width;
+            let w = rising.min(falling).max(0.0);
+            row_max = row_max.max(w);
+            weights[[m, k]] = w * gain;
+        }
+        if row_max <= 0.0 {
+            empty.push(m);
+        }
+    }
     Ok((weights.mapv(T::from_f64_rounded), empty))
 }
 

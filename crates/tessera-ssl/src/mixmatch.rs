@@ -127,10 +127,12 @@ pub struct MixMatchLoss<F> {
 impl MixMatch {
     /// Checks $\alpha > 0$, $T > 0$, $\lambda_u \ge 0$.
     pub fn new(config: MixMatchConfig) -> Result<Self> {
-        check::positive("alpha", config.alpha)?;
-        check::positive("temperature", config.temperature)?;
-        check::non_negative("lambda_u", config.lambda_u)?;
-        let mixup = Mixup::new(config.alpha, LambdaRule::MixMatch, config.lambda_scope)?;
+        let mixup = checked_mixup(
+            config.alpha,
+            config.temperature,
+            &[("lambda_u", config.lambda_u)],
+            config.lambda_scope,
+        )?;
         Ok(MixMatch { config, mixup })
     }
 
@@ -173,15 +175,12 @@ impl MixMatch {
             )?;
         }
         let guesses = guess_labels(unlabelled_logits, self.config.temperature)?;
-        let unlabelled_inputs = concatenate(Axis(0), unlabelled_views)
-            .map_err(|e| Error::shape("unlabelled_views", "concatenable views", e.to_string()))?;
-        let repeated = repeat_rows(guesses.view(), unlabelled_views.len());
-        let mixed = mix_match(
+        let mixed = mix_with_guesses(
             &self.mixup,
             labelled_inputs,
             labelled_targets,
-            unlabelled_inputs.view(),
-            repeated.view(),
+            (unlabelled_views, "unlabelled_views"),
+            guesses.view(),
             rng,
         )?;
         Ok(MixMatchBatch {
@@ -205,18 +204,11 @@ impl MixMatch {
         unlabelled_logits: ArrayView2<F>,
         ramp: f64,
     ) -> Result<MixMatchLoss<F>> {
-        check::non_negative("ramp", ramp)?;
-        let supervised = checked_loss(
-            SoftTargetLoss::SoftCrossEntropy,
-            labelled_logits,
-            batch.labelled_targets.view(),
-            "labelled_logits",
-        )?;
-        let unlabelled = checked_loss(
+        let (supervised, unlabelled) = mixed_losses(
+            ramp,
             self.config.unlabelled_loss,
-            unlabelled_logits,
-            batch.unlabelled_targets.view(),
-            "unlabelled_logits",
+            (labelled_logits, batch.labelled_targets.view()),
+            (unlabelled_logits, batch.unlabelled_targets.view()),
         )?;
         let weight = F::from_f64_rounded(ramp * self.config.lambda_u);
         Ok(MixMatchLoss {
@@ -227,6 +219,46 @@ impl MixMatch {
             grad_unlabelled: unlabelled.grad * weight,
         })
     }
+}
+
+/// Checks the hyper-parameters MixMatch and ReMixMatch share (`alpha > 0`, `temperature > 0`,
+/// each loss weight `>= 0`, in that order) and builds their mixup.
+pub(crate) fn checked_mixup(
+    alpha: f64,
+    temperature: f64,
+    weights: &[(&'static str, f64)],
+    scope: LambdaScope,
+) -> Result<Mixup> {
+    check::positive("alpha", alpha)?;
+    check::positive("temperature", temperature)?;
+    for &(name, weight) in weights {
+        check::non_negative(name, weight)?;
+    }
+    Ok(Mixup::new(alpha, LambdaRule::MixMatch, scope)?)
+}
+
+/// `L_X` (soft cross-entropy) and the unsupervised `L_U` (`kind`) of a mixed batch, after
+/// checking `ramp >= 0`; each pair is (logits, the batch's targets).
+pub(crate) fn mixed_losses<F: Float>(
+    ramp: f64,
+    kind: SoftTargetLoss,
+    (labelled_logits, labelled_targets): (ArrayView2<F>, ArrayView2<F>),
+    (unlabelled_logits, unlabelled_targets): (ArrayView2<F>, ArrayView2<F>),
+) -> Result<(LossAndGradient<F>, LossAndGradient<F>)> {
+    check::non_negative("ramp", ramp)?;
+    let supervised = checked_loss(
+        SoftTargetLoss::SoftCrossEntropy,
+        labelled_logits,
+        labelled_targets,
+        "labelled_logits",
+    )?;
+    let unlabelled = checked_loss(
+        kind,
+        unlabelled_logits,
+        unlabelled_targets,
+        "unlabelled_logits",
+    )?;
+    Ok((supervised, unlabelled))
 }
 
 /// Evaluates `kind` after checking `logits` against the batch's `targets`.
@@ -312,6 +344,29 @@ pub(crate) fn repeat_rows<F: Float>(rows: ArrayView2<F>, times: usize) -> Array2
             .assign(&rows);
     }
     out
+}
+
+/// Concatenates the unlabelled `views` (view-major; `name` is the parameter they came from),
+/// gives every view's rows the `guesses` as targets, and mixes them with the labelled batch.
+pub(crate) fn mix_with_guesses<F: Float, D: RemoveAxis, R: Rng + ?Sized>(
+    mixup: &Mixup,
+    labelled_inputs: ArrayView<F, D>,
+    labelled_targets: ArrayView2<F>,
+    (views, name): (&[ArrayView<F, D>], &'static str),
+    guesses: ArrayView2<F>,
+    rng: &mut R,
+) -> Result<Mixed<F, D>> {
+    let unlabelled_inputs = concatenate(Axis(0), views)
+        .map_err(|e| Error::shape(name, "concatenable views", e.to_string()))?;
+    let repeated = repeat_rows(guesses, views.len());
+    mix_match(
+        mixup,
+        labelled_inputs,
+        labelled_targets,
+        unlabelled_inputs.view(),
+        repeated.view(),
+        rng,
+    )
 }
 
 /// Output of [`mix_match`].

@@ -16,17 +16,15 @@
 //!    $\lambda_u = 1.5$, $\lambda_{u1} = 0.5$ and $w$ a ramp-up factor. The self-supervised
 //!    rotation loss is left to the caller (it needs a rotation head).
 
-use ndarray::{
-    concatenate, Array, Array1, Array2, ArrayView, ArrayView1, ArrayView2, Axis, Dimension,
-    RemoveAxis,
-};
+use ndarray::{Array, Array1, Array2, ArrayView, ArrayView1, ArrayView2, Dimension, RemoveAxis};
 use rand::Rng;
-use tessera_augment::{LambdaRule, LambdaScope, Mixup};
+use tessera_augment::{LambdaScope, Mixup};
 use tessera_core::RejectInput;
 
 use crate::alignment::DistributionAlignment;
 use crate::mixmatch::{
-    check_labelled, check_views, checked_loss, mix_match, repeat_rows, SoftTargetLoss,
+    check_labelled, check_views, checked_loss, checked_mixup, mix_with_guesses, mixed_losses,
+    SoftTargetLoss,
 };
 use crate::sharpen::sharpen_unchecked;
 use crate::softmax::softmax_unchecked;
@@ -142,11 +140,15 @@ impl<F: Float> ReMixMatch<F> {
         config: ReMixMatchConfig,
         alignment: DistributionAlignment<F>,
     ) -> Result<Self> {
-        check::positive("alpha", config.alpha)?;
-        check::positive("temperature", config.temperature)?;
-        check::non_negative("lambda_u", config.lambda_u)?;
-        check::non_negative("lambda_u1", config.lambda_u1)?;
-        let mixup = Mixup::new(config.alpha, LambdaRule::MixMatch, config.lambda_scope)?;
+        let mixup = checked_mixup(
+            config.alpha,
+            config.temperature,
+            &[
+                ("lambda_u", config.lambda_u),
+                ("lambda_u1", config.lambda_u1),
+            ],
+            config.lambda_scope,
+        )?;
         Ok(ReMixMatch {
             config,
             mixup,
@@ -219,15 +221,12 @@ impl<F: Float> ReMixMatch<F> {
             parts.push(weak_inputs.view());
         }
         parts.extend(strong_views.iter().map(|v| v.view()));
-        let unlabelled_inputs = concatenate(Axis(0), &parts)
-            .map_err(|e| Error::shape("strong_views", "concatenable views", e.to_string()))?;
-        let repeated = repeat_rows(guesses.view(), parts.len());
-        let mixed = mix_match(
+        let mixed = mix_with_guesses(
             &self.mixup,
             labelled_inputs,
             labelled_targets,
-            unlabelled_inputs.view(),
-            repeated.view(),
+            (parts.as_slice(), "strong_views"),
+            guesses.view(),
             rng,
         )?;
         self.alignment = alignment;
@@ -256,18 +255,11 @@ impl<F: Float> ReMixMatch<F> {
         strong_logits: ArrayView2<F>,
         ramp: f64,
     ) -> Result<ReMixMatchLoss<F>> {
-        check::non_negative("ramp", ramp)?;
-        let supervised = checked_loss(
-            SoftTargetLoss::SoftCrossEntropy,
-            labelled_logits,
-            batch.labelled_targets.view(),
-            "labelled_logits",
-        )?;
-        let unlabelled = checked_loss(
+        let (supervised, unlabelled) = mixed_losses(
+            ramp,
             self.config.unlabelled_loss,
-            unlabelled_logits,
-            batch.unlabelled_targets.view(),
-            "unlabelled_logits",
+            (labelled_logits, batch.labelled_targets.view()),
+            (unlabelled_logits, batch.unlabelled_targets.view()),
         )?;
         let strong = checked_loss(
             SoftTargetLoss::SoftCrossEntropy,

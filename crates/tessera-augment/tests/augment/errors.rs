@@ -35,42 +35,18 @@ fn alpha_must_be_positive_and_finite() {
 #[test]
 fn crop_larger_than_image_is_rejected() {
     names(
-        FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-            height: 32,
-            width: 32,
-            out_height: 33,
-            out_width: 16,
-        })
-        .unwrap_err(),
+        FourierCrop::<f64>::new(crate::crop_config(32, 32, 33, 16)).unwrap_err(),
         "out_height",
     );
     names(
-        FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-            height: 32,
-            width: 32,
-            out_height: 16,
-            out_width: 40,
-        })
-        .unwrap_err(),
+        FourierCrop::<f64>::new(crate::crop_config(32, 32, 16, 40)).unwrap_err(),
         "out_width",
     );
     names(
-        FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-            height: 0,
-            width: 32,
-            out_height: 0,
-            out_width: 16,
-        })
-        .unwrap_err(),
+        FourierCrop::<f64>::new(crate::crop_config(0, 32, 0, 16)).unwrap_err(),
         "height",
     );
-    let plan = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-        height: 8,
-        width: 8,
-        out_height: 4,
-        out_width: 4,
-    })
-    .unwrap();
+    let plan = FourierCrop::<f64>::new(crate::crop_config(8, 8, 4, 4)).unwrap();
     names(
         plan.crop_batch(Array4::zeros((2, 3, 8, 9)).view())
             .unwrap_err(),
@@ -174,15 +150,10 @@ fn non_finite_values_are_rejected() {
         "image",
     );
     names(
-        FourierCrop::<f32>::new(tessera_augment::FourierCropConfig {
-            height: 4,
-            width: 4,
-            out_height: 2,
-            out_width: 2,
-        })
-        .unwrap()
-        .crop(image.view())
-        .unwrap_err(),
+        FourierCrop::<f32>::new(crate::crop_config(4, 4, 2, 2))
+            .unwrap()
+            .crop(image.view())
+            .unwrap_err(),
         "image",
     );
     names(

@@ -21,13 +21,7 @@ fn fourier_crop_matches_numpy_f64() {
         let expected = load("output", case);
         let (_, h, w) = input.dim();
         let (_, bh, bw) = expected.dim();
-        let plan = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-            height: h,
-            width: w,
-            out_height: bh,
-            out_width: bw,
-        })
-        .unwrap();
+        let plan = FourierCrop::<f64>::new(crate::crop_config(h, w, bh, bw)).unwrap();
         let single = plan.crop(input.view()).unwrap();
         assert!(
             max_abs_diff(single.view(), expected.view()) < 1e-12,
@@ -48,13 +42,7 @@ fn fourier_crop_matches_numpy_f32() {
         let expected = load("output", case);
         let (_, h, w) = input.dim();
         let (_, bh, bw) = expected.dim();
-        let plan = FourierCrop::<f32>::new(tessera_augment::FourierCropConfig {
-            height: h,
-            width: w,
-            out_height: bh,
-            out_width: bw,
-        })
-        .unwrap();
+        let plan = FourierCrop::<f32>::new(crate::crop_config(h, w, bh, bw)).unwrap();
         let out = plan.crop(input.view()).unwrap().mapv(f64::from);
         assert!(max_abs_diff(out.view(), expected.view()) < 1e-5, "{case}");
     }

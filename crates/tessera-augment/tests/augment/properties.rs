@@ -108,7 +108,7 @@ proptest! {
         let bh = ((fh * h as f64).ceil() as usize).clamp(1, h);
         let bw = ((fw * w as f64).ceil() as usize).clamp(1, w);
         let x = random_array3::<f64>((c, h, w), seed);
-        let plan = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig { height: h, width: w, out_height: bh, out_width: bw }).unwrap();
+        let plan = FourierCrop::<f64>::new(crate::crop_config(h, w, bh, bw)).unwrap();
         let y = plan.crop(x.view()).unwrap();
         // Mean preserved per channel.
         for (xc, yc) in x.outer_iter().zip(y.outer_iter()) {
@@ -127,7 +127,7 @@ proptest! {
             }
         }
         // Identity at full size.
-        let full = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig { height: h, width: w, out_height: h, out_width: w }).unwrap().crop(x.view()).unwrap();
+        let full = FourierCrop::<f64>::new(crate::crop_config(h, w, h, w)).unwrap().crop(x.view()).unwrap();
         for (&u, &v) in full.iter().zip(x.iter()) {
             prop_assert!((u - v).abs() < 1e-12);
         }

@@ -72,13 +72,7 @@ fn fourier_crop_equals_naive_shift_crop_for_every_parity() {
                 let bw = bw.max(1);
                 let image =
                     Array3::from_shape_fn((1, h, w), |_| rand::Rng::random::<f64>(&mut rng));
-                let plan = FourierCrop::<f64>::new(tessera_augment::FourierCropConfig {
-                    height: h,
-                    width: w,
-                    out_height: bh,
-                    out_width: bw,
-                })
-                .unwrap();
+                let plan = FourierCrop::<f64>::new(crate::crop_config(h, w, bh, bw)).unwrap();
                 let ours = plan.crop(image.view()).unwrap();
                 let naive = naive_crop(&image.index_axis(Axis(0), 0).to_owned(), bh, bw);
                 let diff = ours
@@ -97,13 +91,7 @@ fn fourier_crop_equals_naive_shift_crop_for_every_parity() {
 fn batch_crop_equals_per_image_crop() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let images = Array4::from_shape_fn((5, 3, 12, 10), |_| rand::Rng::random::<f32>(&mut rng));
-    let plan = FourierCrop::<f32>::new(tessera_augment::FourierCropConfig {
-        height: 12,
-        width: 10,
-        out_height: 6,
-        out_width: 7,
-    })
-    .unwrap();
+    let plan = FourierCrop::<f32>::new(crate::crop_config(12, 10, 6, 7)).unwrap();
     let batch = plan.crop_batch(images.view()).unwrap();
     for (i, image) in images.outer_iter().enumerate() {
         assert_eq!(batch.index_axis(Axis(0), i), plan.crop(image).unwrap());

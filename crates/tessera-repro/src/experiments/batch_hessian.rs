@@ -33,7 +33,7 @@ use tessera_nn::{Loss, LrSchedule, Mlp, MlpConfig, OptimizerConfig, Targets, Tra
 use crate::harness::train::{train_classifier, LabelledData, TrainSpec};
 use crate::harness::{
     evaluate_chunked, fmt_mean_std, linear_fit, markdown_table, mean_std, plot, Claim, Context,
-    Expectation, Experiment, Mode, Outcome, ResultsCsv, Series, Verdict,
+    Expectation, Experiment, Outcome, ResultsCsv, Series, Verdict,
 };
 
 /// The experiment's name (`--only batch-hessian`).
@@ -358,11 +358,7 @@ impl Experiment for BatchHessian {
     }
 
     fn run(&self, ctx: &Context) -> Result<Outcome> {
-        let params = match ctx.mode {
-            Mode::Quick => Params::quick(),
-            Mode::Full => Params::full(),
-        };
-        run(ctx, &params)
+        run(ctx, &ctx.mode.pick(Params::quick, Params::full))
     }
 }
 

@@ -25,7 +25,7 @@ use tessera_nn::{
 use crate::harness::train::{train_classifier, LabelledData, TrainSpec};
 use crate::harness::{
     evaluate_chunked, fmt_mean_std, linear_fit, markdown_table, mean_std, plot, Claim, Context,
-    Expectation, Experiment, Mode, Outcome, ResultsCsv, RunStatus, Series, Verdict,
+    Expectation, Experiment, Outcome, ResultsCsv, RunStatus, Series, Verdict,
 };
 
 /// Sizes of the run.
@@ -108,11 +108,7 @@ impl Experiment for InceptionScaling {
     }
 
     fn run(&self, ctx: &Context) -> Result<Outcome> {
-        let params = match ctx.mode {
-            Mode::Quick => Params::quick(),
-            Mode::Full => Params::full(),
-        };
-        run(ctx, &params)
+        run(ctx, &ctx.mode.pick(Params::quick, Params::full))
     }
 }
 

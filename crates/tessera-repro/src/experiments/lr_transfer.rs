@@ -39,7 +39,7 @@ use tessera_nn::{
 use crate::harness::train::DivergenceDetector;
 use crate::harness::{
     evaluate_chunked, fmt_mean_std, markdown_table, mean_std, plot, Claim, Context, Expectation,
-    Experiment, Mode, Outcome, ResultsCsv, Series, Verdict,
+    Experiment, Outcome, ResultsCsv, Series, Verdict,
 };
 
 /// The experiment's name (`--only lr-transfer`).
@@ -532,11 +532,7 @@ impl Experiment for LrTransfer {
     }
 
     fn run(&self, ctx: &Context) -> Result<Outcome> {
-        let params = match ctx.mode {
-            Mode::Quick => Params::quick(),
-            Mode::Full => Params::full(),
-        };
-        run(ctx, &params)
+        run(ctx, &ctx.mode.pick(Params::quick, Params::full))
     }
 }
 

@@ -109,10 +109,7 @@ impl Params {
 
     /// The parameters of a mode.
     pub fn for_mode(mode: Mode) -> Self {
-        match mode {
-            Mode::Quick => Self::quick(),
-            Mode::Full => Self::full(),
-        }
+        mode.pick(Self::quick, Self::full)
     }
 
     fn validate(&self) -> Result<()> {
@@ -886,6 +883,17 @@ fn find(settings: &[Setting], task: TaskKind, kind: PruneKind) -> &Setting {
         .expect("every (task, kind) setting is run")
 }
 
+/// `a − b` of the loss-rank τ, with its bootstrap.
+fn tau_loss_comparison(label: String, a: &RankStats, b: &RankStats) -> Comparison {
+    Comparison::new(
+        label,
+        a.tau_loss,
+        b.tau_loss,
+        &a.tau_loss_boot,
+        &b.tau_loss_boot,
+    )
+}
+
 fn task_comparisons(p: &Params, settings: &[Setting]) -> Vec<Comparison> {
     let last = p.retrain_steps.len() - 1;
     let mut out = Vec::new();
@@ -894,16 +902,14 @@ fn task_comparisons(p: &Params, settings: &[Setting]) -> Vec<Comparison> {
         let hard = find(settings, TaskKind::Mnist1d, kind);
         for (c, len) in [(0, "short"), (last, "long")] {
             let (a, b) = (&easy.stats[c], &hard.stats[c]);
-            out.push(Comparison::new(
+            out.push(tau_loss_comparison(
                 format!(
                     "{}, {len} ({} steps): digits − mnist1d",
                     kind.name(),
                     p.retrain_steps[c]
                 ),
-                a.tau_loss,
-                b.tau_loss,
-                &a.tau_loss_boot,
-                &b.tau_loss_boot,
+                a,
+                b,
             ));
         }
     }
@@ -916,7 +922,7 @@ fn length_comparisons(p: &Params, settings: &[Setting]) -> Vec<Comparison> {
         .iter()
         .map(|s| {
             let (a, b) = (&s.stats[0], &s.stats[last]);
-            Comparison::new(
+            tau_loss_comparison(
                 format!(
                     "{}, {}: {} − {} steps",
                     s.task.name(),
@@ -924,10 +930,8 @@ fn length_comparisons(p: &Params, settings: &[Setting]) -> Vec<Comparison> {
                     p.short(),
                     p.long()
                 ),
-                a.tau_loss,
-                b.tau_loss,
-                &a.tau_loss_boot,
-                &b.tau_loss_boot,
+                a,
+                b,
             )
         })
         .collect()
@@ -1674,14 +1678,20 @@ mod tests {
         }
     }
 
+    /// The toy network after `pretrain` (init seed 1, data order 2).
+    fn pretrained_base(task: &TaskData, p: &Params) -> Mlp<f32> {
+        let params = pretrain(task, p, 1, 2).unwrap();
+        let mut base = Mlp::<f32>::new(MlpConfig::new(5, p.hidden.clone(), 3), 1).unwrap();
+        base.set_params(ndarray::ArrayView1::from(&params[..]))
+            .unwrap();
+        base
+    }
+
     #[test]
     fn masked_retraining_keeps_pruned_weights_zero_and_records_every_checkpoint() {
         let task = toy_task();
         let p = toy_params();
-        let params = pretrain(&task, &p, 1, 2).unwrap();
-        let mut base = Mlp::<f32>::new(MlpConfig::new(5, p.hidden.clone(), 3), 1).unwrap();
-        base.set_params(ndarray::ArrayView1::from(&params[..]))
-            .unwrap();
+        let base = pretrained_base(&task, &p);
         let shapes = layer_shapes(&base);
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let unstructured = unstructured_masks(&shapes, p.sparsity, &mut rng).unwrap();
@@ -1724,10 +1734,7 @@ mod tests {
     fn results_do_not_depend_on_the_thread_count() {
         let task = toy_task();
         let p = toy_params();
-        let params = pretrain(&task, &p, 1, 2).unwrap();
-        let mut base = Mlp::<f32>::new(MlpConfig::new(5, p.hidden.clone(), 3), 1).unwrap();
-        base.set_params(ndarray::ArrayView1::from(&params[..]))
-            .unwrap();
+        let base = pretrained_base(&task, &p);
         let seeds: Vec<u64> = (100..106).collect();
         let bar = indicatif::ProgressBar::hidden();
         let run = |threads: usize| {

@@ -29,7 +29,7 @@ use crate::harness::stats::diff_std_error;
 use crate::harness::train::{train_classifier, LabelledData, TrainSpec};
 use crate::harness::{
     evaluate_chunked, fmt_mean_std, markdown_table, mean_std, plot, Claim, Context, Expectation,
-    Experiment, Mode, Outcome, ResultsCsv, Series, Verdict,
+    Experiment, Outcome, ResultsCsv, Series, Verdict,
 };
 
 /// Sizes of the run.
@@ -98,11 +98,7 @@ impl Experiment for RandomPruning {
     }
 
     fn run(&self, ctx: &Context) -> Result<Outcome> {
-        let params = match ctx.mode {
-            Mode::Quick => Params::quick(),
-            Mode::Full => Params::full(),
-        };
-        run(ctx, &params)
+        run(ctx, &ctx.mode.pick(Params::quick, Params::full))
     }
 }
 

@@ -26,6 +26,14 @@ impl Mode {
             Mode::Full => "full",
         }
     }
+
+    /// The experiment parameters of this mode: `quick()` or `full()`.
+    pub fn pick<T>(self, quick: impl FnOnce() -> T, full: impl FnOnce() -> T) -> T {
+        match self {
+            Mode::Quick => quick(),
+            Mode::Full => full(),
+        }
+    }
 }
 
 /// What an experiment receives: where to write, its seed, the mode, progress bars.

@@ -30,6 +30,9 @@ const SIZE: (u32, u32) = (860, 540);
 /// A curve to draw: label, points, optional band `(x, low, high)`.
 type Curve = (String, Vec<(f64, f64)>, Option<Vec<(f64, f64, f64)>>);
 
+/// A chart on an SVG file with f64 coordinates `X × Y`.
+type Chart<'p, X, Y> = ChartContext<'p, SVGBackend<'p>, Cartesian2d<X, Y>>;
+
 fn pe<E: Display>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e}")
 }
@@ -79,6 +82,56 @@ fn root(path: &Path) -> Result<DrawingArea<SVGBackend<'_>, Shift>> {
     Ok(root)
 }
 
+/// The frame every chart shares: title, margins and label areas (`y_label_area` pixels wide
+/// for the y tick labels) around `x_range × y_range`.
+fn chart_frame<'p, X: AsRangedCoord, Y: AsRangedCoord>(
+    root: &DrawingArea<SVGBackend<'p>, Shift>,
+    title: &str,
+    y_label_area: u32,
+    x_range: X,
+    y_range: Y,
+) -> Result<Chart<'p, X::CoordDescType, Y::CoordDescType>> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(45)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(x_range, y_range)
+        .map_err(pe)
+}
+
+/// Axes with their descriptions and no minor grid lines.
+fn draw_axes<X, Y>(chart: &mut Chart<'_, X, Y>, x_label: &str, y_label: &str) -> Result<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(pe)
+}
+
+/// Draws the legend at `position` and writes the file.
+fn finish_with_legend<X: Ranged, Y: Ranged>(
+    chart: &mut Chart<'_, X, Y>,
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .position(position)
+        .draw()
+        .map_err(pe)?;
+    root.present().map_err(pe)?;
+    Ok(())
+}
+
 /// Draws polyline series (with optional bands) on any pair of f64 coordinates.
 fn line_chart<X, Y>(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
@@ -95,20 +148,8 @@ where
     X::CoordDescType: ValueFormatter<f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(14)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(x_range, y_range)
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(pe)?;
+    let mut chart = chart_frame(root, title, 65, x_range, y_range)?;
+    draw_axes(&mut chart, x_label, y_label)?;
     for (i, (label, points, band)) in curves.iter().enumerate() {
         let c = colour(i);
         if let Some(band) = band {
@@ -129,15 +170,7 @@ where
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
             .map_err(pe)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(pe)?;
-    root.present().map_err(pe)?;
-    Ok(())
+    finish_with_legend(&mut chart, root, SeriesLabelPosition::UpperRight)
 }
 
 /// Lines of `mean` against `x`, one per series, each with a shaded ±`std` band when given;
@@ -262,20 +295,8 @@ pub fn scatter(
     let y_range = padded_range(groups.iter().flat_map(|g| g.1.iter().map(|p| p.1)), false);
     let path = path.as_ref();
     let root = root(path)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(14)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(x_range, y_range)
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(pe)?;
+    let mut chart = chart_frame(&root, title, 65, x_range, y_range)?;
+    draw_axes(&mut chart, x_label, y_label)?;
     for (i, (label, points)) in groups.iter().enumerate() {
         let c = colour(i);
         chart
@@ -289,14 +310,7 @@ pub fn scatter(
             .label(label.as_str())
             .legend(move |(x, y)| Circle::new((x + 6, y), 4, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(pe)?;
-    root.present().map_err(pe)?;
-    Ok(())
+    finish_with_legend(&mut chart, &root, SeriesLabelPosition::MiddleRight)
 }
 
 /// A blue → yellow ramp (viridis-like endpoints) for values in [0, 1].
@@ -348,13 +362,13 @@ pub fn heatmap(
     let span = if hi > lo { hi - lo } else { 1.0 };
     let path = path.as_ref();
     let root = root(path)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(14)
-        .x_label_area_size(45)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0.0..cols.max(1) as f64, 0.0..rows.max(1) as f64)
-        .map_err(pe)?;
+    let mut chart = chart_frame(
+        &root,
+        title,
+        90,
+        0.0..cols.max(1) as f64,
+        0.0..rows.max(1) as f64,
+    )?;
     // At most about 12 labels per axis: every `step`-th cell centre is labelled.
     let label_at = |labels: &[String], v: f64| -> String {
         let step = labels.len().div_ceil(12).max(1);
@@ -445,20 +459,8 @@ pub fn histogram(
         * 1.08;
     let path = path.as_ref();
     let root = root(path)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(14)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(range.clone(), 0.0..top)
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc("fraction")
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(pe)?;
+    let mut chart = chart_frame(&root, title, 65, range.clone(), 0.0..top)?;
+    draw_axes(&mut chart, x_label, "fraction")?;
     for (i, ((label, _), hist)) in groups.iter().zip(&hists).enumerate() {
         let c = colour(i);
         let start = range.start;
@@ -471,14 +473,7 @@ pub fn histogram(
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(pe)?;
-    root.present().map_err(pe)?;
-    Ok(())
+    finish_with_legend(&mut chart, &root, SeriesLabelPosition::MiddleRight)
 }
 
 #[cfg(test)]

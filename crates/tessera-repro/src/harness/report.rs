@@ -237,6 +237,15 @@ pub struct RunMeta {
     pub partial: bool,
 }
 
+/// The paper's figure of a claim for a table cell (a dash when the paper gives none).
+fn paper_cell(r: &ClaimRecord) -> String {
+    if r.paper.is_empty() {
+        "—".into()
+    } else {
+        r.paper.clone()
+    }
+}
+
 /// The markdown body of one experiment's section: heading, paper, its claims table (with the
 /// tests), the experiment's own text and a run line.
 pub fn section_body(
@@ -254,11 +263,7 @@ pub fn section_body(
             .map(|r| {
                 vec![
                     r.statement.clone(),
-                    if r.paper.is_empty() {
-                        "—".into()
-                    } else {
-                        r.paper.clone()
-                    },
+                    paper_cell(r),
                     r.ours.clone(),
                     r.test.clone(),
                     format!("**{}**", r.verdict),
@@ -328,11 +333,7 @@ pub fn render_report(
             vec![
                 r.experiment.clone(),
                 r.statement.clone(),
-                if r.paper.is_empty() {
-                    "—".into()
-                } else {
-                    r.paper.clone()
-                },
+                paper_cell(r),
                 r.ours.clone(),
                 format!("**{}**", r.verdict),
                 r.expectation.clone(),

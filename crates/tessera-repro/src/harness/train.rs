@@ -393,41 +393,47 @@ mod tests {
         (x, y)
     }
 
-    #[test]
-    fn training_loop_learns_and_hooks_run() {
+    /// Trains a fresh toy MLP (`hidden` widths, init seed 1) by SGD at a constant `lr` for
+    /// `steps` batches of 8 (shuffle seed 3); `hook` runs at `eval_steps`.
+    fn train_toy(
+        hidden: Vec<usize>,
+        lr: f64,
+        steps: usize,
+        eval_steps: Vec<usize>,
+        hook: impl FnMut(usize, &Mlp<f32>) -> Result<()>,
+    ) -> (Mlp<f32>, TrainLog) {
         let (x, y) = toy();
-        let mut mlp = Mlp::<f32>::new(MlpConfig::new(2, vec![8], 2), 1).unwrap();
+        let mut mlp = Mlp::<f32>::new(MlpConfig::new(2, hidden, 2), 1).unwrap();
         let mut trainer = Trainer::new(
             &mut mlp,
             OptimizerConfig::sgd(),
-            LrSchedule::constant(0.1).unwrap(),
+            LrSchedule::constant(lr).unwrap(),
             None,
         )
         .unwrap();
         let spec = TrainSpec {
-            steps: 50,
+            steps,
             batch_size: 8,
-            eval_steps: vec![0, 10, 50],
+            eval_steps,
             divergence_factor: 10.0,
             loss: Loss::SoftmaxCrossEntropy,
         };
+        let data = LabelledData {
+            x: x.view(),
+            labels: &y,
+        };
+        let log = train_classifier(&mut mlp, &mut trainer, data, &spec, 3, None, hook).unwrap();
+        (mlp, log)
+    }
+
+    #[test]
+    fn training_loop_learns_and_hooks_run() {
+        let (x, y) = toy();
         let mut seen = Vec::new();
-        let log = train_classifier(
-            &mut mlp,
-            &mut trainer,
-            LabelledData {
-                x: x.view(),
-                labels: &y,
-            },
-            &spec,
-            3,
-            None,
-            |s, _| {
-                seen.push(s);
-                Ok(())
-            },
-        )
-        .unwrap();
+        let (mlp, log) = train_toy(vec![8], 0.1, 50, vec![0, 10, 50], |s, _| {
+            seen.push(s);
+            Ok(())
+        });
         assert_eq!(seen, vec![0, 10, 50]);
         assert_eq!(log.status, RunStatus::Finished);
         assert_eq!(log.losses.len(), 50);
@@ -443,35 +449,7 @@ mod tests {
 
     #[test]
     fn a_huge_learning_rate_is_recorded_as_divergence() {
-        let (x, y) = toy();
-        let mut mlp = Mlp::<f32>::new(MlpConfig::new(2, vec![16, 16], 2), 1).unwrap();
-        let mut trainer = Trainer::new(
-            &mut mlp,
-            OptimizerConfig::sgd(),
-            LrSchedule::constant(1e4).unwrap(),
-            None,
-        )
-        .unwrap();
-        let spec = TrainSpec {
-            steps: 100,
-            batch_size: 8,
-            eval_steps: vec![],
-            divergence_factor: 10.0,
-            loss: Loss::SoftmaxCrossEntropy,
-        };
-        let log = train_classifier(
-            &mut mlp,
-            &mut trainer,
-            LabelledData {
-                x: x.view(),
-                labels: &y,
-            },
-            &spec,
-            3,
-            None,
-            |_, _| Ok(()),
-        )
-        .unwrap();
+        let (_, log) = train_toy(vec![16, 16], 1e4, 100, vec![], |_, _| Ok(()));
         assert!(log.status.diverged(), "{:?}", log.status);
         assert!(log.steps_done < 100);
     }

@@ -6,6 +6,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tessera_ssl::*;
 
+use crate::numerical_grad;
+
 fn matrix(rows: usize, cols: usize, spread: f64) -> impl Strategy<Value = Array2<f64>> {
     prop::collection::vec(-spread..spread, rows * cols)
         .prop_map(move |v| Array2::from_shape_vec((rows, cols), v).unwrap())
@@ -14,21 +16,6 @@ fn matrix(rows: usize, cols: usize, spread: f64) -> impl Strategy<Value = Array2
 /// (logits, other logits) of a random shape.
 fn logit_pair() -> impl Strategy<Value = (Array2<f64>, Array2<f64>)> {
     (1usize..5, 2usize..6).prop_flat_map(|(r, c)| (matrix(r, c, 6.0), matrix(r, c, 6.0)))
-}
-
-fn numerical_grad(z: &Array2<f64>, f: impl Fn(&Array2<f64>) -> f64) -> Array2<f64> {
-    let h = 1e-6;
-    let mut grad = Array2::zeros(z.raw_dim());
-    for r in 0..z.nrows() {
-        for c in 0..z.ncols() {
-            let mut plus = z.clone();
-            plus[[r, c]] += h;
-            let mut minus = z.clone();
-            minus[[r, c]] -= h;
-            grad[[r, c]] = (f(&plus) - f(&minus)) / (2.0 * h);
-        }
-    }
-    grad
 }
 
 fn close(a: &Array2<f64>, b: &Array2<f64>, tol: f64) -> bool {

@@ -8,20 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tessera_ssl::*;
 
-/// Central finite differences of a scalar function of a matrix.
-fn numerical_grad(z: &Array2<f64>, f: impl Fn(&Array2<f64>) -> f64) -> Array2<f64> {
-    let h = 1e-6;
-    let mut grad = Array2::zeros(z.raw_dim());
-    for idx in 0..z.len() {
-        let (r, c) = (idx / z.ncols(), idx % z.ncols());
-        let mut plus = z.clone();
-        plus[[r, c]] += h;
-        let mut minus = z.clone();
-        minus[[r, c]] -= h;
-        grad[[r, c]] = (f(&plus) - f(&minus)) / (2.0 * h);
-    }
-    grad
-}
+use crate::numerical_grad;
 
 fn assert_grad_close(analytic: &Array2<f64>, numeric: &Array2<f64>, what: &str) {
     assert_eq!(analytic.shape(), numeric.shape(), "{what}");
