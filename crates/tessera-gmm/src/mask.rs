@@ -34,7 +34,7 @@ const SIGMA_INIT: (f64, f64) = (10.0, 10.0);
 const ALPHA_INIT_STD: f64 = 2.0;
 
 /// The Gaussian mixture mask of Chen et al.: per head $h$,
-/// $G_h[i,j] = \sum_k \alpha_{k,h} \exp\!\big(-d^2_{ij} / (2(\sigma^2_{k,h} + 10^{-5}))\big)$
+/// $G_{h,ij} = \sum_k \alpha_{k,h} \exp\!\big(-d^2_{ij} / (2(\sigma^2_{k,h} + 10^{-5}))\big)$
 /// over the squared grid distance $d^2_{ij}$ of tokens $i$ and $j$; rows and columns of extra
 /// tokens (CLS) are neutral.
 ///
