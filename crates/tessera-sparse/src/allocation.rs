@@ -119,6 +119,37 @@ impl Allocation {
     pub const ERK: Allocation = Allocation::ErdosRenyiKernel { power: 1.0 };
 }
 
+/// ERK scores divided by the largest one, computed in log space: with a large `power` the plain
+/// scores $(\sum \mathrm{dims}/\prod \mathrm{dims})^p$ under- or overflow `f64` (and the allocation
+/// became NaN), while the densities only depend on their ratios. Used only when a plain score is
+/// not a normal number, so ordinary powers keep their exact arithmetic.
+fn erk_scores_relative_to_largest(layers: &[LayerShape], power: f64) -> Result<Vec<f64>> {
+    let logs: Vec<f64> = layers
+        .iter()
+        .map(|l| {
+            let sum: f64 = l.dims.iter().map(|&d| d as f64).sum();
+            sum.ln() - (l.numel() as f64).ln()
+        })
+        .collect();
+    let largest = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let scores: Vec<f64> = logs
+        .iter()
+        .map(|&l| (power * (l - largest)).exp())
+        .collect();
+    if let Some(i) = scores.iter().position(|s| !s.is_normal()) {
+        return Err(Error::invalid(
+            "power",
+            power,
+            format!(
+                "the ERK score of layer `{}` relative to the largest underflows f64 at this \
+                 exponent (its density would be 0); use a smaller power",
+                layers[i].name
+            ),
+        ));
+    }
+    Ok(scores)
+}
+
 fn check_power(power: f64) -> Result<()> {
     if power.is_finite() && power > 0.0 {
         Ok(())
@@ -274,10 +305,15 @@ pub fn layer_densities(
         )));
     }
 
-    let raw: Vec<f64> = layers
+    let mut raw: Vec<f64> = layers
         .iter()
         .map(|l| l.raw_score(allocation))
         .collect::<Result<_>>()?;
+    if let Allocation::ErdosRenyiKernel { power } = allocation {
+        if !raw.iter().all(|r| r.is_normal()) {
+            raw = erk_scores_relative_to_largest(layers, power)?;
+        }
+    }
 
     let mut made_dense = vec![false; layers.len()];
     let mut epsilon = None;
@@ -436,6 +472,43 @@ mod tests {
         assert!(layer_densities(&one_d, 0.5, Allocation::ErdosRenyi, &[]).is_err());
         let dup = [layers[0].clone(), layers[0].clone()];
         assert!(layer_densities(&dup, 0.5, Allocation::ERK, &[]).is_err());
+    }
+
+    #[test]
+    fn large_erk_powers_give_finite_densities_or_a_named_error() {
+        let layers = worked_example();
+        // At p = 150 the plain score of conv4 underflows (0.0027^150 < 1e-308), while every
+        // ratio to the largest (fc2: 0.104) stays normal (≥ 0.026^150 ≈ 1e-238): the allocation
+        // must still meet the target with densities in (0, 1].
+        let plain: Vec<f64> = layers
+            .iter()
+            .map(|l| {
+                l.raw_score(Allocation::ErdosRenyiKernel { power: 150.0 })
+                    .unwrap()
+            })
+            .collect();
+        assert!(plain.iter().any(|&r| !r.is_normal()), "{plain:?}");
+        let power = 150.0;
+        let result =
+            layer_densities(&layers, 0.3, Allocation::ErdosRenyiKernel { power }, &[]).unwrap();
+        assert!(result.densities.iter().all(|&d| d > 0.0 && d <= 1.0));
+        let kept: f64 = result
+            .densities
+            .iter()
+            .zip(&layers)
+            .map(|(d, l)| d * l.numel() as f64)
+            .sum();
+        let total: f64 = layers.iter().map(|l| l.numel() as f64).sum();
+        assert_abs_diff_eq!(kept / total, 0.3, epsilon = 1e-9);
+        // A power so large that a relative score underflows too is a named error, never NaN.
+        let err = layer_densities(
+            &layers,
+            0.3,
+            Allocation::ErdosRenyiKernel { power: 1e6 },
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("power"), "{err}");
     }
 
     #[test]
