@@ -52,3 +52,23 @@ pub(crate) fn pair_batch<F: Float, D: Dimension>(
     }
     Ok(batch)
 }
+
+/// Errors when a transform of finite `input` produced a non-finite `output`: input values so
+/// large that the transform's sums overflow `F` (e.g. `f32` pixels near 1e38). Naming the input
+/// and its largest magnitude is clearer than returning ∞ or NaN.
+pub(crate) fn no_overflow<F: Float, D: Dimension, E: Dimension>(
+    name: &'static str,
+    input: &ArrayView<F, D>,
+    output: &ArrayView<F, E>,
+    transform: &str,
+) -> Result<()> {
+    if output.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    let largest = input.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
+    Err(Error::invalid(
+        name,
+        format!("largest magnitude {largest}"),
+        format!("values this large overflow {transform} in {}", F::NAME),
+    ))
+}

@@ -180,6 +180,7 @@ impl<F: Float> FourierCrop<F> {
         check::finite("channel", &channel)?;
         let mut out = Array2::zeros((self.out_height, self.out_width));
         self.crop_into(channel, out.view_mut(), &mut self.workspace());
+        check::no_overflow("channel", &channel, &out.view(), "the Fourier crop")?;
         Ok(out)
     }
 
@@ -193,6 +194,7 @@ impl<F: Float> FourierCrop<F> {
         for (channel, target) in image.outer_iter().zip(out.outer_iter_mut()) {
             self.crop_into(channel, target, &mut workspace);
         }
+        check::no_overflow("image", &image, &out.view(), "the Fourier crop")?;
         Ok(out)
     }
 
@@ -220,6 +222,7 @@ impl<F: Float> FourierCrop<F> {
                 || self.workspace(),
                 |workspace, (target, channel)| self.crop_into(channel, target, workspace),
             );
+        check::no_overflow("images", &images, &out.view(), "the Fourier crop")?;
         out.into_shape_with_order((batch, channels, self.out_height, self.out_width))
             .map_err(|e| Error::shape("output", format!("reshape ({e})"), [batch, channels]))
     }

@@ -144,7 +144,9 @@ impl ClassWiseConvolution {
     /// An all-zero image stays zero.
     pub fn apply<F: Float>(&self, image: ArrayView3<F>, class: usize) -> Result<Array3<F>> {
         check_image("image", &image)?;
-        Ok(self.apply_checked(image, self.filter::<F>(class).view()))
+        let out = self.apply_checked(image, self.filter::<F>(class).view());
+        check::no_overflow("image", &image, &out.view(), "the class-wise convolution")?;
+        Ok(out)
     }
 
     /// Perturbs a batch `(batch, channels, height, width)`, item `i` with the filter of
@@ -169,6 +171,7 @@ impl ClassWiseConvolution {
             .par_for_each(|mut target, image, &label| {
                 target.assign(&self.apply_checked(image, self.filter::<F>(label).view()));
             });
+        check::no_overflow("images", &images, &out.view(), "the class-wise convolution")?;
         Ok(out)
     }
 

@@ -75,3 +75,64 @@ fn cutmix_box_on_an_empty_grid_is_an_error() {
     let b = cut.sample_box(4, 6, &mut rng).unwrap();
     assert!(b.rows.end <= 4 && b.cols.end <= 6);
 }
+
+#[test]
+fn finite_inputs_that_overflow_the_transform_are_errors_not_infinities() {
+    use ndarray::{Array3, Array4};
+    use tessera_augment::{
+        ClassWiseConvolution, ClassWiseConvolutionConfig, FourierCrop, FourierCropConfig,
+    };
+    // f32 pixels near f32::MAX: every FFT bin sums 256 of them, and a 3×3 filter with weights
+    // summing to more than 1 sums 9 of them; both overflow f32.
+    let huge = Array3::<f32>::from_elem((1, 16, 16), 3.0e38);
+    let crop = FourierCrop::<f32>::new(FourierCropConfig::square(16, 8)).unwrap();
+    let e = crop.crop(huge.view()).unwrap_err();
+    assert!(
+        e.to_string().contains("image") && e.to_string().contains("overflow"),
+        "{e}"
+    );
+    let e = crop
+        .crop_channel(huge.index_axis(ndarray::Axis(0), 0))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("channel") && e.to_string().contains("overflow"),
+        "{e}"
+    );
+    let batch = Array4::<f32>::from_elem((2, 1, 16, 16), 3.0e38);
+    let e = crop.crop_batch(batch.view()).unwrap_err();
+    assert!(
+        e.to_string().contains("images") && e.to_string().contains("overflow"),
+        "{e}"
+    );
+    // Ordinary values still go through, in f32 and f64.
+    let ordinary = Array3::<f32>::from_elem((1, 16, 16), 0.5);
+    assert!(crop
+        .crop(ordinary.view())
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+
+    let conv = ClassWiseConvolution::new(ClassWiseConvolutionConfig::paper(7)).unwrap();
+    // The paper's filters (blur parameter 0.3) have weights in [0, 1] around a unit centre, so a
+    // 3×3 sum of f32::MAX pixels overflows for every class.
+    let big = Array3::<f32>::from_elem((3, 8, 8), f32::MAX);
+    for class in 0..3 {
+        let e = conv.apply(big.view(), class).unwrap_err();
+        assert!(
+            e.to_string().contains("image") && e.to_string().contains("overflow"),
+            "{e}"
+        );
+    }
+    let big_batch = Array4::<f32>::from_elem((2, 3, 8, 8), f32::MAX);
+    let e = conv.apply_batch(big_batch.view(), &[0, 1]).unwrap_err();
+    assert!(
+        e.to_string().contains("images") && e.to_string().contains("overflow"),
+        "{e}"
+    );
+    let fine = Array3::<f32>::from_elem((3, 8, 8), 0.5);
+    assert!(conv
+        .apply(fine.view(), 0)
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+}
