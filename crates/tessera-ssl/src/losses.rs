@@ -153,8 +153,12 @@ pub(crate) fn jensen_shannon_unchecked<F: Float>(
     let batch = F::from_f64_rounded(logits_a.nrows() as f64);
     let half = F::from_f64_rounded(0.5);
     let ln_2 = F::from_f64_rounded(std::f64::consts::LN_2);
-    let log_p = log_softmax_unchecked(logits_a);
-    let log_r = log_softmax_unchecked(logits_b);
+    // Logits whose spread overflows F (e.g. ±3e38 in f32) give log-probabilities of −∞, and
+    // 0·(−∞) made the loss and gradients NaN. Below `floor` a probability is exactly 0 in F, so
+    // clamping there changes nothing that was finite and keeps every product 0·finite = 0.
+    let floor = (F::min_positive_value() * F::epsilon()).ln() - F::from_f64_rounded(2.0);
+    let log_p = log_softmax_unchecked(logits_a).mapv_into(|v| v.max(floor));
+    let log_r = log_softmax_unchecked(logits_b).mapv_into(|v| v.max(floor));
     // log m = log(p + r) - log 2 = logaddexp(log p, log r) - log 2, finite even where p and r
     // underflow to 0.
     let log_m = Zip::from(&log_p).and(&log_r).map_collect(|&a, &b| {
@@ -203,6 +207,24 @@ mod tests {
         let expected = -(p[[0, 2]].ln() + p[[1, 0]].ln()) / 2.0;
         assert_abs_diff_eq!(loss.value, expected, epsilon = 1e-15);
         assert_abs_diff_eq!(loss.grad[[0, 2]], (p[[0, 2]] - 1.0) / 2.0, epsilon = 1e-15);
+    }
+
+    #[test]
+    fn js_of_logits_whose_spread_overflows_is_finite() {
+        // Opposite one-hot predictions: JS = log 2, gradients finite (were NaN).
+        let a = array![[3.0e38_f32, -3.0e38]];
+        let b = array![[-3.0e38_f32, 3.0e38]];
+        let loss = jensen_shannon(a.view(), b.view()).unwrap();
+        assert_abs_diff_eq!(loss.value, std::f32::consts::LN_2, epsilon = 1e-6);
+        assert!(loss
+            .grad_a
+            .iter()
+            .chain(loss.grad_b.iter())
+            .all(|g| g.is_finite()));
+        let a = array![[1.0e308_f64, -1.0e308, 0.0]];
+        let loss = jensen_shannon(a.view(), a.view()).unwrap();
+        assert_abs_diff_eq!(loss.value, 0.0, epsilon = 1e-15);
+        assert!(loss.grad_a.iter().all(|g| g.is_finite() && g.abs() < 1e-15));
     }
 
     #[test]
