@@ -100,6 +100,19 @@ pub fn assert_all_close<S1, S2, D>(
     }
 }
 
+/// Runs `f` inside a fresh rayon pool of `threads` threads, for tests that compare the bits of a
+/// parallel computation across pool sizes.
+///
+/// # Panics
+/// When the pool cannot be built (a test-environment failure).
+pub fn in_rayon_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,14 +3,7 @@
 
 use ndarray::Array4;
 use tessera_augment::{FourierCrop, FourierCropConfig};
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(f)
-}
+use tessera_testing::in_rayon_pool;
 
 #[test]
 fn batch_fourier_crop_is_bit_identical_for_1_2_and_4_threads() {
@@ -18,9 +11,9 @@ fn batch_fourier_crop_is_bit_identical_for_1_2_and_4_threads() {
         ((b * 31 + c * 17 + y * 5 + x * 3) % 23) as f64 / 23.0 - 0.5
     });
     let crop = FourierCrop::<f64>::new(FourierCropConfig::square(16, 10)).unwrap();
-    let one = in_pool(1, || crop.crop_batch(images.view()).unwrap());
+    let one = in_rayon_pool(1, || crop.crop_batch(images.view()).unwrap());
     for threads in [2, 4] {
-        let many = in_pool(threads, || crop.crop_batch(images.view()).unwrap());
+        let many = in_rayon_pool(threads, || crop.crop_batch(images.view()).unwrap());
         assert_eq!(one.shape(), many.shape());
         assert!(
             one.iter()

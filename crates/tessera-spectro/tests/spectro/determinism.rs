@@ -3,14 +3,7 @@
 
 use ndarray::Array2;
 use tessera_spectro::{LogMelConfig, LogMelSpectrogram};
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(f)
-}
+use tessera_testing::in_rayon_pool;
 
 #[test]
 fn batch_log_mel_is_bit_identical_for_1_2_and_4_threads() {
@@ -23,9 +16,9 @@ fn batch_log_mel_is_bit_identical_for_1_2_and_4_threads() {
             + 0.01 * ((i * 7919 + c * 104729) % 1000) as f32 / 1000.0
     });
     let log_mel = LogMelSpectrogram::<f32>::new(LogMelConfig::librosa(sr)).unwrap();
-    let one = in_pool(1, || log_mel.compute_batch(clips.view()).unwrap());
+    let one = in_rayon_pool(1, || log_mel.compute_batch(clips.view()).unwrap());
     for threads in [2, 4] {
-        let many = in_pool(threads, || log_mel.compute_batch(clips.view()).unwrap());
+        let many = in_rayon_pool(threads, || log_mel.compute_batch(clips.view()).unwrap());
         assert_eq!(one.shape(), many.shape());
         assert!(
             one.iter()
