@@ -8,6 +8,7 @@ pub mod csv;
 pub mod outcome;
 pub mod plot;
 pub mod report;
+pub mod sequential;
 pub mod stats;
 pub mod train;
 
@@ -17,5 +18,6 @@ pub use csv::ResultsCsv;
 pub use outcome::{Experiment, Outcome};
 pub use plot::Series;
 pub use report::markdown_table;
+pub use sequential::{evaluate_sequential, predicted_classes, train_sequential, Examples};
 pub use stats::{fmt_mean_std, linear_fit, mean_std};
 pub use train::{evaluate_chunked, log_spaced_steps, BaselineCache, RunStatus};
