@@ -53,9 +53,8 @@ pub(crate) fn pair_batch<F: Float, D: Dimension>(
     Ok(batch)
 }
 
-/// Errors when a transform of finite `input` produced a non-finite `output`: input values so
-/// large that the transform's sums overflow `F` (e.g. `f32` pixels near 1e38). Naming the input
-/// and its largest magnitude is clearer than returning ∞ or NaN.
+/// Errors when a transform of finite `input` produced a non-finite `output` (see
+/// [`tessera_core::check::overflowed`]).
 pub(crate) fn no_overflow<F: Float, D: Dimension, E: Dimension>(
     name: &'static str,
     input: &ArrayView<F, D>,
@@ -65,10 +64,5 @@ pub(crate) fn no_overflow<F: Float, D: Dimension, E: Dimension>(
     if output.iter().all(|v| v.is_finite()) {
         return Ok(());
     }
-    let largest = input.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
-    Err(Error::invalid(
-        name,
-        format!("largest magnitude {largest}"),
-        format!("values this large overflow {transform} in {}", F::NAME),
-    ))
+    Err(tessera_core::check::overflowed(name, input, transform).into())
 }

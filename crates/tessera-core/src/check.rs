@@ -39,6 +39,26 @@ pub fn finite_values<F: Float>(
     }
 }
 
+/// The error for an operation whose finite `input` produced a non-finite result: values so
+/// large that its sums overflow `F` (e.g. `f32` entries near 1e38). Names the input and its
+/// largest magnitude, which is clearer than returning ∞ or NaN. A non-finite `input` is
+/// reported as such (its first NaN or ±∞) instead.
+pub fn overflowed<F: Float, S: Data<Elem = F>, D: Dimension>(
+    name: &'static str,
+    input: &ArrayBase<S, D>,
+    operation: &str,
+) -> InputError {
+    if let Err(non_finite) = finite(name, input) {
+        return non_finite;
+    }
+    let largest = input.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
+    InputError::invalid(
+        name,
+        format!("largest magnitude {largest}"),
+        format!("values this large overflow {operation} in {}", F::NAME),
+    )
+}
+
 /// A finite scalar.
 pub fn finite_scalar(name: &'static str, value: f64) -> CheckResult {
     if value.is_finite() {
@@ -227,6 +247,24 @@ mod tests {
         assert_eq!(
             finite_values("v", [1.0f32, f32::NAN]),
             Err(InputError::non_finite("v", 1, f32::NAN))
+        );
+    }
+
+    #[test]
+    fn overflowed_names_the_largest_magnitude_or_the_first_non_finite_input() {
+        let big = array![1.0f32, -3e38, 2.0];
+        let e = overflowed("b", &big, "the product");
+        assert!(matches!(e, InputError::Invalid { name: "b", .. }));
+        let text = e.to_string();
+        assert!(
+            text.contains("300000000000000000000000000000000000000"),
+            "{text}"
+        );
+        assert!(text.contains("overflow the product in f32"), "{text}");
+        let nan = array![1.0f64, f64::NAN];
+        assert_eq!(
+            overflowed("b", &nan, "the product"),
+            InputError::non_finite("b", 1, f64::NAN)
         );
     }
 

@@ -1,9 +1,11 @@
 //! Compressed sparse row (CSR) matrices for masked layers and their products with dense
 //! matrices: $W X$, $X W^\top$ and the masked weight gradient $(\mathrm{d}Y X^\top) \odot M$.
 //!
-//! Stored weights are checked to be finite when a matrix is built; the dense operands of the
-//! products are not scanned (that would cost a full pass per product): like a dense GEMM, a
-//! NaN or ±∞ there propagates into the affected outputs.
+//! Stored weights are checked to be finite when a matrix is built. The dense operands are not
+//! scanned up front (that would cost a full pass per product); instead the kernels check each
+//! output block while it is still in registers, and a non-finite result is an error naming the
+//! operand: its first NaN or ±∞, or, when it is finite, its largest magnitude (values so large
+//! that the sums overflow the float type).
 //!
 //! The kernels are written by hand (rather than taken from `sprs`) because the layer products
 //! need register-blocked, multi-threaded row kernels (sprs 0.11's `csr_mulacc_dense_rowmaj`
@@ -333,6 +335,16 @@ impl<F: Float> CsrMatrix<F> {
         if b.nrows() != self.ncols {
             return Err(Error::shape("b", format!("[{}, _]", self.ncols), b.shape()));
         }
+        self.product(b, kernel, "b")
+    }
+
+    /// `W b` for a `b` of matching rows; a non-finite result is an error naming `b` as `name`.
+    fn product(
+        &self,
+        b: ArrayView2<'_, F>,
+        kernel: SpmmKernel,
+        name: &'static str,
+    ) -> Result<Array2<F>> {
         let n = b.ncols();
         let mut out = vec![F::zero(); self.nrows * n];
         if n > 0 && self.nrows > 0 && self.nnz() > 0 {
@@ -340,7 +352,7 @@ impl<F: Float> CsrMatrix<F> {
                 SpmmKernel::Auto => self.spmm_kernel(n),
                 chosen => chosen,
             };
-            match kernel {
+            let all_finite = match kernel {
                 SpmmKernel::PackedPanels => match panel_width::<F>(n) {
                     64 => self.matmul_panels::<64>(b, &mut out),
                     32 => self.matmul_panels::<32>(b, &mut out),
@@ -349,6 +361,11 @@ impl<F: Float> CsrMatrix<F> {
                     _ => self.matmul_panels::<4>(b, &mut out),
                 },
                 _ => self.matmul_gather(b, &mut out),
+            };
+            if !all_finite {
+                // Stored weights are finite (checked at construction), so either `b` holds a
+                // NaN/±∞ or its finite values overflow the sums.
+                return Err(check::overflowed(name, &b, "the sparse product").into());
             }
         }
         Ok(Array2::from_shape_vec((self.nrows, n), out).expect("length nrows·n"))
@@ -358,7 +375,9 @@ impl<F: Float> CsrMatrix<F> {
     /// column blocks, each block accumulated in registers over the row's stored entries.
     /// Nothing is copied up front, which is what very sparse rows need: there, packing B
     /// would cost as much as the product.
-    fn matmul_gather(&self, b: ArrayView2<'_, F>, out: &mut [F]) {
+    /// Returns whether every output entry is finite (checked per output block while it is
+    /// still in registers, which costs far less than a second pass over the output).
+    fn matmul_gather(&self, b: ArrayView2<'_, F>, out: &mut [F]) -> bool {
         let n = b.ncols();
         let b = b.as_standard_layout();
         let b = b.as_slice().expect("standard layout is contiguous");
@@ -366,7 +385,7 @@ impl<F: Float> CsrMatrix<F> {
         let arch = pulp::Arch::new();
         out.par_chunks_mut(rows_per_task * n)
             .enumerate()
-            .for_each(|(task, chunk)| {
+            .map(|(task, chunk)| {
                 arch.dispatch(GatherRows {
                     matrix: self,
                     first_row: task * rows_per_task,
@@ -374,7 +393,8 @@ impl<F: Float> CsrMatrix<F> {
                     n,
                     out: chunk,
                 })
-            });
+            })
+            .reduce(|| true, |a, b| a && b)
     }
 
     /// `out = W B` with B cut into column panels of width `P`, each packed contiguously
@@ -382,14 +402,15 @@ impl<F: Float> CsrMatrix<F> {
     /// TLB while every output row streams the panel rows its stored entries select. (Read in
     /// place, the rows of one panel sit a full row of B apart, which maps many of them to
     /// the same cache sets.)
-    fn matmul_panels<const P: usize>(&self, b: ArrayView2<'_, F>, out: &mut [F]) {
+    /// Returns whether every output entry is finite (see [`CsrMatrix::matmul_gather`]).
+    fn matmul_panels<const P: usize>(&self, b: ArrayView2<'_, F>, out: &mut [F]) -> bool {
         let n = b.ncols();
         let packed = pack_panels::<F, P>(b);
         let rows_per_task = self.rows_per_task(n);
         let arch = pulp::Arch::new();
         out.par_chunks_mut(rows_per_task * n)
             .enumerate()
-            .for_each(|(task, chunk)| {
+            .map(|(task, chunk)| {
                 arch.dispatch(PanelProduct::<F, P> {
                     matrix: self,
                     first_row: task * rows_per_task,
@@ -397,7 +418,8 @@ impl<F: Float> CsrMatrix<F> {
                     n,
                     out: chunk,
                 })
-            });
+            })
+            .reduce(|| true, |a, b| a && b)
     }
 
     /// Dense × sparseᵀ: $X W^\top$ for `x` of shape `batch × ncols` (the forward pass of a
@@ -409,7 +431,10 @@ impl<F: Float> CsrMatrix<F> {
         // (X Wᵀ)ᵀ = W Xᵀ: with Xᵀ copied row-major the row kernel runs over contiguous rows;
         // the two transposing copies cost O((ncols + nrows)·batch), small next to nnz·batch.
         let xt = x.t().as_standard_layout().into_owned();
-        let yt = self.matmul(xt.view())?;
+        // The only error left is a non-finite product: report it in `x`'s own index order.
+        let yt = self
+            .product(xt.view(), SpmmKernel::Auto, "x")
+            .map_err(|_| Error::from(check::overflowed("x", &x, "the sparse product")))?;
         Ok(yt.t().as_standard_layout().into_owned())
     }
 
@@ -458,6 +483,11 @@ impl<F: Float> CsrMatrix<F> {
                         out: chunk,
                     })
                 });
+        }
+        if !values.iter().all(|v| v.is_finite()) {
+            // One pass over the stored entries, small next to the products that made them.
+            check::finite("dy", &dy)?;
+            return Err(check::overflowed("x", &x, "the masked gradient").into());
         }
         Ok(Self {
             nrows: self.nrows,
@@ -592,10 +622,10 @@ struct PanelProduct<'a, F, const P: usize> {
 }
 
 impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
-    type Output = ();
+    type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> bool {
         let Self {
             matrix,
             first_row,
@@ -604,12 +634,14 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
             out,
         } = self;
         let k = matrix.ncols;
+        let mut all_finite = true;
         for (p, panel) in packed.chunks_exact(k * P).enumerate() {
             let first = p * P;
             let width = P.min(n - first);
             for (local, out_row) in out.chunks_exact_mut(n).enumerate() {
                 let (cols, vals) = matrix.row(first_row + local);
                 let acc = accumulate::<F, P>(cols, vals, panel, P, 0);
+                all_finite &= finite_block(&acc);
                 // A fixed-size store on full panels: a copy of a run-time length would make
                 // the compiler keep the accumulators in memory instead of registers.
                 if width == P {
@@ -619,6 +651,7 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
                 }
             }
         }
+        all_finite
     }
 }
 
@@ -666,10 +699,10 @@ struct GatherRows<'a, F> {
 }
 
 impl<F: Float> pulp::WithSimd for GatherRows<'_, F> {
-    type Output = ();
+    type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> bool {
         let Self {
             matrix,
             first_row,
@@ -677,19 +710,22 @@ impl<F: Float> pulp::WithSimd for GatherRows<'_, F> {
             n,
             out,
         } = self;
+        let mut all_finite = true;
         for (local, out_row) in out.chunks_exact_mut(n).enumerate() {
             let (cols, vals) = matrix.row(first_row + local);
-            if 256 / std::mem::size_of::<F>() >= 64 {
-                gather_row::<F, 64>(cols, vals, b, n, out_row);
+            all_finite &= if 256 / std::mem::size_of::<F>() >= 64 {
+                gather_row::<F, 64>(cols, vals, b, n, out_row)
             } else {
-                gather_row::<F, 32>(cols, vals, b, n, out_row);
-            }
+                gather_row::<F, 32>(cols, vals, b, n, out_row)
+            };
         }
+        all_finite
     }
 }
 
 /// One output row of [`GatherRows`]: blocks of `P` columns, then the remainder in halving
-/// widths down to single columns, so that no padded column is ever computed.
+/// widths down to single columns, so that no padded column is ever computed. Returns whether
+/// the row is finite.
 #[inline(always)]
 fn gather_row<F: Float, const P: usize>(
     cols: &[usize],
@@ -697,31 +733,56 @@ fn gather_row<F: Float, const P: usize>(
     b: &[F],
     n: usize,
     out_row: &mut [F],
-) {
+) -> bool {
+    let mut all_finite = true;
     let mut j = 0;
     while n - j >= P {
-        out_row[j..j + P].copy_from_slice(&accumulate::<F, P>(cols, vals, b, n, j));
+        let acc = accumulate::<F, P>(cols, vals, b, n, j);
+        all_finite &= finite_block(&acc);
+        out_row[j..j + P].copy_from_slice(&acc);
         j += P;
     }
     if P > 32 && n - j >= 32 {
-        out_row[j..j + 32].copy_from_slice(&accumulate::<F, 32>(cols, vals, b, n, j));
+        let acc = accumulate::<F, 32>(cols, vals, b, n, j);
+        all_finite &= finite_block(&acc);
+        out_row[j..j + 32].copy_from_slice(&acc);
         j += 32;
     }
     if n - j >= 16 {
-        out_row[j..j + 16].copy_from_slice(&accumulate::<F, 16>(cols, vals, b, n, j));
+        let acc = accumulate::<F, 16>(cols, vals, b, n, j);
+        all_finite &= finite_block(&acc);
+        out_row[j..j + 16].copy_from_slice(&acc);
         j += 16;
     }
     if n - j >= 8 {
-        out_row[j..j + 8].copy_from_slice(&accumulate::<F, 8>(cols, vals, b, n, j));
+        let acc = accumulate::<F, 8>(cols, vals, b, n, j);
+        all_finite &= finite_block(&acc);
+        out_row[j..j + 8].copy_from_slice(&acc);
         j += 8;
     }
     if n - j >= 4 {
-        out_row[j..j + 4].copy_from_slice(&accumulate::<F, 4>(cols, vals, b, n, j));
+        let acc = accumulate::<F, 4>(cols, vals, b, n, j);
+        all_finite &= finite_block(&acc);
+        out_row[j..j + 4].copy_from_slice(&acc);
         j += 4;
     }
     for (jj, o) in out_row.iter_mut().enumerate().skip(j) {
         *o = accumulate::<F, 1>(cols, vals, b, n, jj)[0];
+        all_finite &= o.is_finite();
     }
+    all_finite
+}
+
+/// Whether a block of accumulators is finite, without branches (so that it stays in
+/// registers: `x − x` is 0 for finite `x` and NaN for ±∞ and NaN).
+#[inline(always)]
+#[allow(clippy::eq_op, clippy::assign_op_pattern)] // `v - v` is the point; `F` has no `+=`.
+fn finite_block<F: Float, const W: usize>(acc: &[F; W]) -> bool {
+    let mut probe = F::zero();
+    for &v in acc {
+        probe = probe + (v - v);
+    }
+    probe == F::zero()
 }
 
 /// $\sum_t v_t\, B[c_t, j_0 .. j_0 + W]$ over the stored entries `(c_t, v_t)` of one row, in

@@ -25,3 +25,58 @@ fn two_layers_of_one_name_are_an_error() {
     let e = masks_to_bytes(&layers, &masks, MaskDtype::Bool).unwrap_err();
     assert!(e.to_string().contains("`w`"), "{e}");
 }
+
+/// A 64 × 600 matrix with every entry stored (so both kernels run on a 600-column operand).
+fn full_matrix(value: f32) -> tessera_sparse::CsrMatrix<f32> {
+    let dense = ndarray::Array2::from_elem((64, 600), value);
+    tessera_sparse::CsrMatrix::from_masked(dense.view(), &Mask::ones(64 * 600)).unwrap()
+}
+
+#[test]
+fn products_that_overflow_or_meet_non_finite_operands_are_errors_naming_the_operand() {
+    use tessera_sparse::SpmmKernel;
+    let a = full_matrix(2.0);
+    // Finite but huge: 600 products of 2 × 3e35 overflow f32 in every output entry.
+    let mut b = ndarray::Array2::<f32>::from_elem((600, 300), 3e35);
+    for kernel in [
+        SpmmKernel::RowGather,
+        SpmmKernel::PackedPanels,
+        SpmmKernel::Auto,
+    ] {
+        let e = a.matmul_with(b.view(), kernel).unwrap_err().to_string();
+        assert!(
+            e.contains("`b`") && e.contains("overflow"),
+            "{kernel:?}: {e}"
+        );
+    }
+    let x = b.t().to_owned();
+    let e = a
+        .matmul_transposed_from_left(x.view())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`x`") && e.contains("overflow"), "{e}");
+    // Only one column overflowing is enough, in the scalar tail of the row kernel too.
+    b.fill(1.0);
+    b[[7, 299]] = 3e38;
+    let e = a.matmul(b.view()).unwrap_err().to_string();
+    assert!(e.contains("overflow"), "{e}");
+    // A NaN in the operand is reported at its index.
+    b[[7, 299]] = f32::NAN;
+    let e = a.matmul(b.view()).unwrap_err().to_string();
+    assert!(
+        e.contains("`b`") && e.contains(&(7 * 300 + 299).to_string()),
+        "{e}"
+    );
+    // The masked gradient: huge finite factors overflow the dot products.
+    let dy = ndarray::Array2::<f32>::from_elem((64, 500), 1e30);
+    let xs = ndarray::Array2::<f32>::from_elem((600, 500), 1e30);
+    let e = a
+        .masked_gradient(dy.view(), xs.view())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overflow"), "{e}");
+    // Large but representable results still come back.
+    b.fill(1e30);
+    let ok = a.matmul(b.view()).unwrap();
+    assert!(ok.iter().all(|v| (*v - 1.2e33).abs() < 1e28));
+}
