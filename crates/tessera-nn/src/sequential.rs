@@ -531,15 +531,10 @@ impl<F: Float> Layer<F> for Chain<F> {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params.as_ref().map_or(rec.params.len(), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
@@ -564,12 +559,11 @@ impl<F: Float> Layer<F> for Chain<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
+            rec,
+            tangent,
+            None,
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
@@ -609,13 +603,11 @@ impl<F: Float> Layer<F> for Chain<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
@@ -898,15 +890,10 @@ impl<F: Float> Layer<F> for Residual<F> {
         mut grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params.as_ref().map_or(rec.params.len(), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
@@ -969,12 +956,11 @@ impl<F: Float> Layer<F> for Residual<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
+            rec,
+            tangent,
+            None,
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
@@ -1060,13 +1046,11 @@ impl<F: Float> Layer<F> for Residual<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_slices(
+        crate::layers::util::check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);

@@ -13,7 +13,9 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::{check_batch, check_like, check_slices, standard};
+use crate::layers::util::{
+    check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices, standard,
+};
 use crate::Float;
 
 /// Images per chunk of the weight-gradient sum (fixed, so the summation order is too).
@@ -423,17 +425,10 @@ impl<F: Float> Layer<F> for Conv2d {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params
-                        .as_ref()
-                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
@@ -463,13 +458,7 @@ impl<F: Float> Layer<F> for Conv2d {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        check_slices(
-            Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
-        )?;
+        check_tangent_slices(Layer::<F>::parameter_count(self), rec, tangent, None)?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         let x = standard(rec.input.view());
         let (v, vb) = self.split(tangent.params);
@@ -496,13 +485,11 @@ impl<F: Float> Layer<F> for Conv2d {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;

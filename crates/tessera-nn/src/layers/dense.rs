@@ -6,7 +6,10 @@ use tessera_core::RejectInput;
 use crate::error::{Error, Result};
 use crate::gemm::gemm;
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::{as_matrix, check_like, check_slices, from_matrix, param_matrix};
+use crate::layers::util::{
+    as_matrix, check_backward_slices, check_like, check_slices, check_tangent_slices, from_matrix,
+    param_matrix,
+};
 use crate::Float;
 
 /// `y = x Wᵀ + b` with `W` of shape `[out, in]` (PyTorch's `nn.Linear`), applied to the last
@@ -179,17 +182,10 @@ impl<F: Float> Layer<F> for Dense {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params
-                        .as_ref()
-                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
@@ -212,13 +208,7 @@ impl<F: Float> Layer<F> for Dense {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        check_slices(
-            Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
-        )?;
+        check_tangent_slices(Layer::<F>::parameter_count(self), rec, tangent, None)?;
         let rows = self.rows(&rec.input)?;
         let mut out = ndarray::Array2::zeros((rows, self.out_features));
         // J_θ v: the layer applied to x with parameters v (the map is linear in θ).
@@ -243,13 +233,11 @@ impl<F: Float> Layer<F> for Dense {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;

@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::layer::{
     unsupported, BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent,
 };
-use crate::layers::util::{check_like, check_slices, standard};
+use crate::layers::util::{
+    check_backward_slices, check_like, check_slices, check_tangent_slices, standard,
+};
 use crate::Float;
 
 /// Batch normalisation over the channel axis 1 of a `(batch, C)`, `(batch, C, L)` or
@@ -286,17 +288,10 @@ impl<F: Float> Layer<F> for BatchNorm {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params
-                        .as_ref()
-                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         let (b, c, s) = self.check(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
@@ -351,13 +346,7 @@ impl<F: Float> Layer<F> for BatchNorm {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        check_slices(
-            Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
-        )?;
+        check_tangent_slices(Layer::<F>::parameter_count(self), rec, tangent, None)?;
         let (b, c, s) = self.check(&rec.input)?;
         let (xhat, inv, train) = self.cached(rec)?;
         if train {
@@ -410,13 +399,11 @@ impl<F: Float> Layer<F> for BatchNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         let (b, c, s) = self.check(&rec.input)?;
         let (xhat, inv, train) = self.cached(rec)?;
@@ -667,17 +654,10 @@ impl<F: Float> Layer<F> for LayerNorm {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_backward_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                (
-                    "grad_params",
-                    grad_params
-                        .as_ref()
-                        .map_or(Layer::<F>::parameter_count(self), |g| g.len()),
-                ),
-            ],
+            rec,
+            grad_params.as_ref().map(|g| g.len()),
         )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
@@ -721,13 +701,7 @@ impl<F: Float> Layer<F> for LayerNorm {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        check_slices(
-            Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
-        )?;
+        check_tangent_slices(Layer::<F>::parameter_count(self), rec, tangent, None)?;
         let rows = self.rows(&rec.input)?;
         let d = self.width();
         let (xhat, inv) = self.cached(rec)?;
@@ -776,13 +750,11 @@ impl<F: Float> Layer<F> for LayerNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
+        check_tangent_slices(
             Layer::<F>::parameter_count(self),
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
+            rec,
+            tangent,
+            Some(hvp_params.len()),
         )?;
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;

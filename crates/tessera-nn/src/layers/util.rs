@@ -111,3 +111,33 @@ pub(crate) fn check_slices(expected: usize, slices: &[(&'static str, usize)]) ->
     }
     Ok(())
 }
+
+/// The slices of a backward pass: the recorded parameters and, when given, the gradient's
+/// (`grad_params` = its length).
+pub(crate) fn check_backward_slices<F>(
+    expected: usize,
+    rec: &crate::layer::Recorded<'_, F>,
+    grad_params: Option<usize>,
+) -> Result<()> {
+    crate::layer::check_len("params", rec.params.len(), expected)?;
+    match grad_params {
+        Some(len) => crate::layer::check_len("grad_params", len, expected),
+        None => Ok(()),
+    }
+}
+
+/// The slices of an R-operator pass: the recorded parameters, the parameter direction and,
+/// for the backward tangent, the Hessian-vector product's (`hvp_params` = its length).
+pub(crate) fn check_tangent_slices<F>(
+    expected: usize,
+    rec: &crate::layer::Recorded<'_, F>,
+    tangent: &crate::layer::Tangent<'_, F>,
+    hvp_params: Option<usize>,
+) -> Result<()> {
+    crate::layer::check_len("params", rec.params.len(), expected)?;
+    crate::layer::check_len("tangent.params", tangent.params.len(), expected)?;
+    match hvp_params {
+        Some(len) => crate::layer::check_len("hvp_params", len, expected),
+        None => Ok(()),
+    }
+}

@@ -6,12 +6,11 @@
 use anyhow::Result;
 use indicatif::ProgressBar;
 use ndarray::{ArrayViewD, Axis};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use tessera_nn::{loss_and_logit_gradient, Loss, LrSchedule, Mode, Optimizer, Sequential, Targets};
+use tessera_nn::{LrSchedule, Mode, Optimizer, Sequential, Targets};
 
-use crate::harness::train::{DivergenceDetector, RunStatus, TrainLog, TrainSpec};
+use crate::harness::train::{
+    chunked_loss_and_accuracy, loss_or_divergence, run_minibatches, TrainLog, TrainSpec,
+};
 
 /// Examples stacked along axis 0 and their class labels.
 #[derive(Debug, Clone)]
@@ -57,63 +56,29 @@ pub fn train_sequential(
     mut hook: impl FnMut(usize, &Sequential<f32>) -> Result<()>,
 ) -> Result<TrainLog> {
     let n = data.check("train_sequential")?;
-    let batch = spec.batch_size.clamp(1, n);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut cursor = n;
-    let mut detector = DivergenceDetector::new(spec.divergence_factor);
-    let mut losses = Vec::with_capacity(spec.steps);
-    if spec.eval_steps.contains(&0) {
-        hook(0, model)?;
-    }
-    for step in 0..spec.steps {
-        if cursor + batch > n {
-            order.shuffle(&mut rng);
-            cursor = 0;
-        }
-        let idx = &order[cursor..cursor + batch];
-        cursor += batch;
-        let xb = transform(step, data.x.select(Axis(0), idx))?;
-        let yb: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
-        let loss =
-            match model.loss_and_gradient(xb.view(), &Targets::Hard(&yb), spec.loss, Mode::Train) {
-                Ok((value, grad)) => {
+    run_minibatches(
+        model,
+        n,
+        spec,
+        seed,
+        progress,
+        |model, step, idx| {
+            let xb = transform(step, data.x.select(Axis(0), idx))?;
+            let yb: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+            let targets = Targets::Hard(&yb);
+            let result = model
+                .loss_and_gradient(xb.view(), &targets, spec.loss, Mode::Train)
+                .and_then(|(value, grad)| {
                     optimizer.step_sequential(model, grad.view(), schedule.lr_at(step))?;
-                    f64::from(value)
-                }
-                // tessera-nn rejects non-finite logits: that is a divergence, not an error.
-                Err(e) => {
-                    let blown = model.params().iter().any(|v| !v.is_finite())
-                        || model.predict(xb.view())?.iter().any(|v| !v.is_finite());
-                    if !blown {
-                        return Err(e.into());
-                    }
-                    f64::NAN
-                }
-            };
-        losses.push(loss);
-        if let Some(bar) = progress {
-            bar.inc(1);
-        }
-        if let Some(status) = detector.observe(step, loss) {
-            if let Some(bar) = progress {
-                bar.inc((spec.steps - step - 1) as u64);
-            }
-            return Ok(TrainLog {
-                status,
-                losses,
-                steps_done: step + 1,
-            });
-        }
-        if spec.eval_steps.contains(&(step + 1)) {
-            hook(step + 1, model)?;
-        }
-    }
-    Ok(TrainLog {
-        status: RunStatus::Finished,
-        losses,
-        steps_done: spec.steps,
-    })
+                    Ok(f64::from(value))
+                });
+            loss_or_divergence(result, || {
+                Ok(model.params().iter().any(|v| !v.is_finite())
+                    || model.predict(xb.view())?.iter().any(|v| !v.is_finite()))
+            })
+        },
+        &mut hook,
+    )
 }
 
 /// Mean softmax cross-entropy and accuracy of `model` (evaluation mode) on `data`, `chunk`
@@ -126,33 +91,11 @@ pub fn evaluate_sequential(
     data: &Examples<'_>,
     chunk: usize,
 ) -> Result<(f64, f64)> {
-    let n = data.check("evaluate_sequential")?;
-    let chunk = chunk.max(1);
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let mut start = 0;
-    while start < n {
-        let end = (start + chunk).min(n);
-        let xs = data.x.slice_axis(Axis(0), (start..end).into());
-        let logits = model.predict(xs)?.into_dimensionality::<ndarray::Ix2>()?;
-        let ys = &data.labels[start..end];
-        if logits.iter().all(|v| v.is_finite()) {
-            let (loss, _) = loss_and_logit_gradient(
-                logits.view(),
-                &Targets::Hard(ys),
-                Loss::SoftmaxCrossEntropy,
-            )?;
-            loss_sum += f64::from(loss) * (end - start) as f64;
-        } else {
-            loss_sum = f64::NAN;
-        }
-        correct += predicted_classes(logits.view())
-            .iter()
-            .zip(ys)
-            .filter(|(p, y)| p == y)
-            .count();
-        start = end;
-    }
-    Ok((loss_sum / n as f64, correct as f64 / n as f64))
+    data.check("evaluate_sequential")?;
+    chunked_loss_and_accuracy(data.labels, chunk, |rows| {
+        let xs = data.x.slice_axis(Axis(0), rows.into());
+        Ok(model.predict(xs)?.into_dimensionality::<ndarray::Ix2>()?)
+    })
 }
 
 /// The arg-max class of each row of `(examples, classes)` logits (the first on ties; NaN never
@@ -175,9 +118,10 @@ pub fn predicted_classes(logits: ndarray::ArrayView2<'_, f32>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::RunStatus;
     use ndarray::{Array2, Array4};
     use tessera_nn::layers::{Dense, Flatten, Relu};
-    use tessera_nn::OptimizerConfig;
+    use tessera_nn::{Loss, OptimizerConfig};
 
     fn blobs() -> (Array4<f32>, Vec<usize>) {
         // Two classes told apart by the sign of the mean pixel.

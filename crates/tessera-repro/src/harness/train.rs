@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context as _, Result};
 use indicatif::ProgressBar;
-use ndarray::{Array1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use ndarray_npy::{read_npy, write_npy};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -166,14 +166,65 @@ pub fn train_classifier(
         "train_classifier: labels has {} entries, x has {n} rows",
         labels.len()
     );
-    let batch = spec.batch_size.clamp(1, n);
+    run_minibatches(
+        mlp,
+        n,
+        spec,
+        seed,
+        progress,
+        |mlp, _, idx| {
+            let xb = x.select(Axis(0), idx);
+            let yb: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
+            let result = trainer.step(mlp, xb.view(), &Targets::Hard(&yb), spec.loss);
+            loss_or_divergence(result.map(f64::from), || {
+                Ok(mlp.params().iter().any(|v| !v.is_finite())
+                    || mlp.predict(xb.view())?.iter().any(|v| !v.is_finite()))
+            })
+        },
+        &mut hook,
+    )
+}
+
+/// The loss of a training step, or NaN when the step failed because the model blew up
+/// (`blown()`: non-finite parameters or logits, which tessera-nn rejects): a divergence, not
+/// an error. Any other failure is an error.
+pub(crate) fn loss_or_divergence(
+    result: std::result::Result<f64, tessera_nn::Error>,
+    blown: impl FnOnce() -> Result<bool>,
+) -> Result<f64> {
+    match result {
+        Ok(loss) => Ok(loss),
+        Err(e) if !blown()? => Err(e.into()),
+        Err(_) => Ok(f64::NAN),
+    }
+}
+
+/// The mini-batch loop shared by [`train_classifier`] and
+/// [`crate::harness::train_sequential`]: a fresh shuffle (by `seed`) of `0..n` each epoch,
+/// `spec.steps` batches of `spec.batch_size` indices (clamped to `1..=n`) handed to
+/// `step(model, step, indices)`, which applies one update and returns the batch loss (NaN when
+/// the model blew up); `hook(step, model)` at every step in `spec.eval_steps` (0 = before
+/// training); a diverging run stops (see [`DivergenceDetector`]).
+///
+/// # Errors
+/// An error from `step` or `hook`.
+pub(crate) fn run_minibatches<M: ?Sized>(
+    model: &mut M,
+    n: usize,
+    spec: &TrainSpec,
+    seed: u64,
+    progress: Option<&ProgressBar>,
+    mut step_fn: impl FnMut(&mut M, usize, &[usize]) -> Result<f64>,
+    mut hook: impl FnMut(usize, &M) -> Result<()>,
+) -> Result<TrainLog> {
+    let batch = spec.batch_size.clamp(1, n.max(1));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
     let mut cursor = n;
     let mut detector = DivergenceDetector::new(spec.divergence_factor);
     let mut losses = Vec::with_capacity(spec.steps);
     if spec.eval_steps.contains(&0) {
-        hook(0, mlp)?;
+        hook(0, model)?;
     }
     for step in 0..spec.steps {
         if cursor + batch > n {
@@ -182,20 +233,7 @@ pub fn train_classifier(
         }
         let idx = &order[cursor..cursor + batch];
         cursor += batch;
-        let xb = x.select(Axis(0), idx);
-        let yb: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
-        let loss = match trainer.step(mlp, xb.view(), &Targets::Hard(&yb), spec.loss) {
-            Ok(l) => f64::from(l),
-            // tessera-nn rejects non-finite logits: that is a divergence, not an error.
-            Err(e) => {
-                let blown = mlp.params().iter().any(|v| !v.is_finite())
-                    || mlp.predict(xb.view())?.iter().any(|v| !v.is_finite());
-                if !blown {
-                    return Err(e.into());
-                }
-                f64::NAN
-            }
-        };
+        let loss = step_fn(model, step, idx)?;
         losses.push(loss);
         if let Some(bar) = progress {
             bar.inc(1);
@@ -211,7 +249,7 @@ pub fn train_classifier(
             });
         }
         if spec.eval_steps.contains(&(step + 1)) {
-            hook(step + 1, mlp)?;
+            hook(step + 1, model)?;
         }
     }
     Ok(TrainLog {
@@ -239,14 +277,31 @@ pub fn evaluate_chunked(
         "evaluate_chunked: y has {} labels, x has {n} rows",
         y.len()
     );
+    chunked_loss_and_accuracy(y, chunk, |rows| {
+        Ok(model.predict(x.slice(ndarray::s![rows, ..]))?)
+    })
+}
+
+/// Mean softmax cross-entropy and accuracy of the logits `predict(rows)` returns for each
+/// chunk of `chunk` consecutive examples, against `labels` (shared by [`evaluate_chunked`] and
+/// [`crate::harness::evaluate_sequential`]). Non-finite logits give a non-finite loss, not an
+/// error.
+///
+/// # Errors
+/// An error from `predict`, or logits of the wrong shape.
+pub(crate) fn chunked_loss_and_accuracy(
+    labels: &[usize],
+    chunk: usize,
+    mut predict: impl FnMut(std::ops::Range<usize>) -> Result<Array2<f32>>,
+) -> Result<(f64, f64)> {
+    let n = labels.len();
     let chunk = chunk.max(1);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut start = 0;
     while start < n {
         let end = (start + chunk).min(n);
-        let xs = x.slice(ndarray::s![start..end, ..]);
-        let logits = model.predict(xs)?;
-        let ys = &y[start..end];
+        let logits = predict(start..end)?;
+        let ys = &labels[start..end];
         if logits.iter().all(|v| v.is_finite()) {
             let (loss, _) = loss_and_logit_gradient(
                 logits.view(),
@@ -257,15 +312,11 @@ pub fn evaluate_chunked(
         } else {
             loss_sum = f64::NAN;
         }
-        for (row, &label) in logits.axis_iter(Axis(0)).zip(ys) {
-            let mut best = 0;
-            for (k, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = k;
-                }
-            }
-            correct += usize::from(best == label);
-        }
+        correct += crate::harness::predicted_classes(logits.view())
+            .iter()
+            .zip(ys)
+            .filter(|(p, y)| p == y)
+            .count();
         start = end;
     }
     Ok((loss_sum / n as f64, correct as f64 / n as f64))
