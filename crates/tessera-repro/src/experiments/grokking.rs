@@ -73,8 +73,9 @@ pub struct Params {
     pub pgd_epsilon: f64,
     /// PGD steps (step size ε/4, random start, clamped to [0, 1]).
     pub pgd_steps: usize,
-    /// The 2-D partition's domain is [−margin, 1 + margin]² in plane coordinates, where the
-    /// three training points sit at (0, 0), (1, 0) and (0, 1).
+    /// The 2-D partition's domain is the triangle (−m, −m), (1 + 2m, −m), (−m, 1 + 2m) in
+    /// plane coordinates, where the three training points sit at (0, 0), (1, 0) and (0, 1):
+    /// their convex hull with a margin m.
     pub partition_margin: f64,
 }
 
@@ -108,7 +109,7 @@ impl Params {
             adv_points: 400,
             pgd_epsilon: 0.1,
             pgd_steps: 10,
-            partition_margin: 0.25,
+            partition_margin: 0.05,
         }
     }
 }
@@ -518,8 +519,8 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     let anchors = partition_anchors(&data.y_train)?;
     let row = |i: usize| data.x_train.row(anchors[i]);
     let plane = Plane::through_points(row(0), row(1), row(2))?;
-    let (lo, hi) = (-p.partition_margin, 1.0 + p.partition_margin);
-    let domain = Polygon::rectangle([lo, lo], [hi, hi])?;
+    let m = p.partition_margin;
+    let domain = Polygon::new(vec![[-m, -m], [1.0 + 2.0 * m, -m], [-m, 1.0 + 2.0 * m]])?;
     let mut partitions = Vec::new();
     for (tag, i) in [("early", a.peak), ("late", last)] {
         let file = format!("partition_{tag}.svg");
@@ -768,8 +769,9 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     let _ = writeln!(
         section,
         "**Exact partitions** of the plane through the first training digits 0, 1 and 2 \
-         (markers; plane coordinates [{lo}, {hi}]²), regions coloured by activation pattern, \
-         decision boundary in black: at the LC peak (left) and at the end (right).\n"
+         (markers at (0, 0), (1, 0), (0, 1) in plane coordinates; the domain is their \
+         triangle with a margin of {m}), regions coloured by activation pattern, decision \
+         boundary in black: at the LC peak (left) and at the end (right).\n"
     );
     for (tag, i, _, (regions, patterns, edges)) in &partitions {
         let _ = writeln!(
