@@ -185,7 +185,9 @@ fn verify_against_sequential<F: Float>(
         )));
     }
     let tol = if F::NAME == "f32" { 1e-4 } else { 1e-10 };
-    let scale = got.iter().fold(1.0f64, |m, v| m.max(v.to_f64_exact().abs()));
+    let scale = got
+        .iter()
+        .fold(1.0f64, |m, v| m.max(v.to_f64_exact().abs()));
     for (e, g) in expected.iter().zip(got.iter()) {
         if (e.to_f64_exact() - g.to_f64_exact()).abs() > tol * scale {
             return Err(unsupported(format!(
@@ -274,11 +276,17 @@ mod tests {
         assert_eq!(info[1].activation, PlActivation::Identity);
         // Naive forward from the named parameters.
         let p = |n: &str| seq.param(n).unwrap().to_owned();
-        let w1 = p("fc1.weight").into_dimensionality::<ndarray::Ix2>().unwrap();
+        let w1 = p("fc1.weight")
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
         let b1 = p("fc1.bias").into_dimensionality::<ndarray::Ix1>().unwrap();
-        let w2 = p("fc2.weight").into_dimensionality::<ndarray::Ix2>().unwrap();
+        let w2 = p("fc2.weight")
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
         let b2 = p("fc2.bias").into_dimensionality::<ndarray::Ix1>().unwrap();
-        let w3 = p("fc3.weight").into_dimensionality::<ndarray::Ix2>().unwrap();
+        let w3 = p("fc3.weight")
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
         let b3 = p("fc3.bias").into_dimensionality::<ndarray::Ix1>().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let images = Array4::from_shape_fn((7, 1, 2, 3), |_| rng.random_range(-2.0..2.0));

@@ -29,8 +29,8 @@ use tessera_data::load_digits;
 use tessera_nn::attack::{mlp_robust_accuracy, Norm, PgdConfig};
 use tessera_nn::{AdamConfig, Loss, LrSchedule, Mlp, MlpConfig, OptimizerConfig, Targets, Trainer};
 use tessera_spline::{
-    LocalComplexityConfig, LocalComplexityEstimator, Partition2d, PartitionConfig, Plane,
-    Polygon, SvgOptions,
+    LocalComplexityConfig, LocalComplexityEstimator, Partition2d, PartitionConfig, Plane, Polygon,
+    SvgOptions,
 };
 
 use crate::harness::train::{train_classifier, LabelledData, TrainSpec};
@@ -294,11 +294,8 @@ impl Probe<'_> {
     fn evaluate(&self, step: usize, mlp: &Mlp<f32>) -> Result<EvalRecord> {
         let (_, train_acc) = evaluate_chunked(mlp, self.x_train.view(), self.y_train, 1024)?;
         let (_, test_acc) = evaluate_chunked(mlp, self.x_test.view(), self.y_test, 1024)?;
-        let train_mse = f64::from(mlp.loss(
-            self.x_train.view(),
-            &Targets::Hard(self.y_train),
-            Loss::Mse,
-        )?);
+        let train_mse =
+            f64::from(mlp.loss(self.x_train.view(), &Targets::Hard(self.y_train), Loss::Mse)?);
         let n_adv = self.adv_points.min(self.x_test.nrows());
         // The same random start at every evaluation: the curve's steps are the model's.
         let mut rng = ChaCha8Rng::seed_from_u64(self.pgd_seed);
@@ -647,7 +644,8 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
             .map(|r| r.lc_train)
             .fold(f64::NEG_INFINITY, f64::max)
     });
-    let claims = vec![
+    let claims =
+        vec![
         Claim::new(
             "local complexity around training points rises, then falls; the descent comes \
              after the training set is fit",
@@ -855,7 +853,8 @@ mod tests {
 
     #[test]
     fn a_tiny_run_produces_records_and_partitions() {
-        let dir = std::env::temp_dir().join(format!("tessera-grokking-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tessera-grokking-test-{}", std::process::id()));
         let ctx = Context::new(&dir, "grokking", 7, crate::harness::Mode::Quick).unwrap();
         let p = Params {
             width: 12,
