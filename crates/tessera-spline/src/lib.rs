@@ -8,6 +8,7 @@ pub mod net;
 pub mod partition;
 pub mod pattern;
 pub mod segment;
+pub mod sequential;
 pub mod svg;
 
 pub use complexity::{

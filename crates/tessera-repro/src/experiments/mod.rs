@@ -4,6 +4,7 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod grokking;
 pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
@@ -17,6 +18,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(random_pruning::RandomPruning),
         Box::new(oracle_pruning::OraclePruning),
         Box::new(inception_scaling::InceptionScaling),
+        Box::new(grokking::Grokking),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
     ]
