@@ -961,8 +961,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
          set: sqrt(Σ se²)/seeds) and Δ > 0 in every seed; partly if the mean Δ > 0",
         Verdict::from_tests(c_full, c_part),
     )
-    .paper("CIFAR10/100, Tiny-ImageNet: about +1.5 pp clean accuracy")
-    .expect(Expectation::FullOnly);
+    .paper("CIFAR10/100, Tiny-ImageNet: about +1.5 pp clean accuracy");
     let (s_full, s_part) = rises(&d_shift, ps);
     let claim3 = Claim::new(
         "at the chosen α, accuracy on shifted inputs rises over the adversarially trained model",
@@ -976,17 +975,27 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
          (stronger pixel noise, lower contrast)",
         Verdict::from_tests(s_full, s_part),
     )
-    .paper("CIFAR10-C/100-C, Tiny-ImageNet-C: about +1.5 pp out-of-distribution accuracy")
-    .expect(Expectation::FullOnly);
+    .paper("CIFAR10-C/100-C, Tiny-ImageNet-C: about +1.5 pp out-of-distribution accuracy");
+    let moved: Vec<bool> = runs
+        .iter()
+        .filter_map(|r| r.arms.iter().find(|a| a.role == lc))
+        .map(|a| a.best > 0)
+        .collect();
+    let all_moved = moved.iter().all(|&m| m);
+    let some_moved = moved.iter().any(|&m| m);
     let claim4 = Claim::new(
         "at the chosen α, PGD robust accuracy drops by no more than a small margin",
-        format!("Δ robust {}", fmt_pp(pr)),
-        "reproduced if the mean Δ robust (test set, same PGD as the evaluation) ≥ −1 pp; \
-         partly if ≥ −2 pp",
-        Verdict::from_tests(pr.0 >= -1.0, pr.0 >= -2.0),
+        format!(
+            "Δ robust {}; α* > 0 in {}/{s_count} seeds",
+            fmt_pp(pr),
+            moved.iter().filter(|&&m| m).count()
+        ),
+        "reproduced if the mean Δ robust (test set, same PGD as the evaluation) ≥ −1 pp and α* \
+         > 0 in every seed (at α* = 0 the model is θ_AT and nothing is tested); partly if Δ \
+         robust ≥ −2 pp and α* > 0 in some seed",
+        Verdict::from_tests(pr.0 >= -1.0 && all_moved, pr.0 >= -2.0 && some_moved),
     )
-    .paper("robustness kept within ~0.1 pp, sometimes slightly higher")
-    .expect(Expectation::FullOnly);
+    .paper("robustness kept within ~0.1 pp, sometimes slightly higher");
     let mut claims = vec![claim1, claim2, claim3, claim4];
 
     // Control claim: the least critical module generalises better for the robustness kept.
