@@ -10,6 +10,7 @@ pub mod logmel_parity;
 pub mod lr_transfer;
 pub mod oracle_pruning;
 pub mod random_pruning;
+pub mod rift;
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
@@ -21,5 +22,6 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(grokking::Grokking),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
+        Box::new(rift::Rift),
     ]
 }
