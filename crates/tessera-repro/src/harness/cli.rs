@@ -343,6 +343,18 @@ mod tests {
     }
 
     #[test]
+    fn data_and_dataset_go_together_and_the_layout_is_checked() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tessera-repro"], args].concat());
+        let cli = parse(&["--data", "/d", "--dataset", "esc10"]).unwrap();
+        assert_eq!(cli.data.as_deref(), Some(Path::new("/d")));
+        assert_eq!(cli.dataset.as_deref(), Some("esc10"));
+        assert!(parse(&["--data", "/d"]).is_err());
+        assert!(parse(&["--dataset", "esc10"]).is_err());
+        assert!(parse(&["--data", "/d", "--dataset", "audioset"]).is_err());
+        assert!(parse(&[]).unwrap().data.is_none());
+    }
+
+    #[test]
     fn exit_code_logic() {
         let mut s = RunSummary::default();
         assert_eq!(exit_code(&s, true), 0);

@@ -74,7 +74,8 @@ impl LogMelPool {
             }
             AudioAugment::SpeedPerturbation(sp) => {
                 // Resample the frame indices 1..=T; 0 marks padding.
-                let stretch = SpeedPerturbation::new(sp.rates(), tessera_augment::Align::Random, 0.0)?;
+                let stretch =
+                    SpeedPerturbation::new(sp.rates(), tessera_augment::Align::Random, 0.0)?;
                 let index = Array1::from_shape_fn(frames, |t| (t + 1) as f32);
                 let (source, _) = stretch.apply(index.view(), rng)?;
                 let mut out = ndarray::Array2::from_elem(spec.raw_dim(), self.floor);

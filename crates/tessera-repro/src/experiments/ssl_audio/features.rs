@@ -4,8 +4,8 @@
 use anyhow::{bail, Context as _, Result};
 use ndarray::{Array3, Array4, Axis};
 use tessera_data::{
-    esc10, speech_commands, stratified_split, urbansound8k, ClipSpec, DatasetIndex,
-    FeatureCache, KeywordConfig, SpeechCommandsOptions, Subset, SyntheticKeywords,
+    esc10, speech_commands, stratified_split, urbansound8k, ClipSpec, DatasetIndex, FeatureCache,
+    KeywordConfig, SpeechCommandsOptions, Subset, SyntheticKeywords,
 };
 use tessera_spectro::{DbConfig, LogMelConfig, LogMelSpectrogram, MelConfig};
 

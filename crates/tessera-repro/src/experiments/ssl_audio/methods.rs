@@ -11,13 +11,11 @@ use rand_chacha::ChaCha8Rng;
 use tessera_augment::{LambdaRule, LambdaScope, Mixup};
 use tessera_nn::attack::fgsm_example;
 use tessera_nn::layers::{BatchNorm, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Relu};
-use tessera_nn::{
-    Loss, LrSchedule, Mode, Optimizer, OptimizerConfig, Sequential, Targets,
-};
+use tessera_nn::{Loss, LrSchedule, Mode, Optimizer, OptimizerConfig, Sequential, Targets};
 use tessera_ssl::{
-    one_hot, soft_cross_entropy, DeepCoTraining, DeepCoTrainingConfig, FixMatch,
-    FixMatchConfig, MeanTeacher, MeanTeacherConfig, MixMatch, MixMatchConfig, RampKind, RampUp,
-    ReMixMatch, ReMixMatchConfig, SoftTargetLoss,
+    one_hot, soft_cross_entropy, DeepCoTraining, DeepCoTrainingConfig, FixMatch, FixMatchConfig,
+    MeanTeacher, MeanTeacherConfig, MixMatch, MixMatchConfig, RampKind, RampUp, ReMixMatch,
+    ReMixMatchConfig, SoftTargetLoss,
 };
 
 use super::augment::LogMelPool;
@@ -173,7 +171,10 @@ pub fn build_cnn(
     let channels = input.first().copied().unwrap_or(1);
     let (w1, w2, w3) = (width, 2 * width, 4 * width);
     let model = Sequential::<f32>::new(input, seed)?
-        .push("conv1", Conv2d::square(channels, w1, 3, 1, 1)?.without_bias())?
+        .push(
+            "conv1",
+            Conv2d::square(channels, w1, 3, 1, 1)?.without_bias(),
+        )?
         .push("bn1", BatchNorm::new(w1)?)?
         .push("relu1", Relu)?
         .push("pool1", MaxPool2d::new([2, 2], [2, 2], [0, 0])?)?
@@ -257,7 +258,8 @@ impl Learner {
         let trace = self.model.forward(x.into_dyn(), Mode::Train)?;
         let (value, grad) = loss(trace.logits()?)?;
         let g = self.model.backward(&trace, grad.into_dyn().view())?;
-        self.optimizer.step_sequential(&mut self.model, g.view(), lr)?;
+        self.optimizer
+            .step_sequential(&mut self.model, g.view(), lr)?;
         Ok(value)
     }
 
@@ -370,7 +372,8 @@ pub fn train(
                 } else {
                     (weak.apply_batch(xs.view(), &mut rng)?, ys)
                 };
-                let student_in = cat(&[xs_in.view(), weak.apply_batch(xu.view(), &mut rng)?.view()])?;
+                let student_in =
+                    cat(&[xs_in.view(), weak.apply_batch(xu.view(), &mut rng)?.view()])?;
                 let teacher_in = cat(&[
                     if mixup {
                         xs_in.clone()
@@ -422,8 +425,16 @@ pub fn train(
                 let trace_f = learner.model.forward(in_f.into_dyn().view(), Mode::Train)?;
                 let trace_g = g.model.forward(in_g.into_dyn().view(), Mode::Train)?;
                 let (zf, zg) = (trace_f.logits()?, trace_g.logits()?);
-                let (sf, uf, af) = (rows(zf, 0, bs), rows(zf, bs, bs + bu), rows(zf, bs + bu, bs + 2 * bu));
-                let (sg, ug, ag) = (rows(zg, 0, bs), rows(zg, bs, bs + bu), rows(zg, bs + bu, bs + 2 * bu));
+                let (sf, uf, af) = (
+                    rows(zf, 0, bs),
+                    rows(zf, bs, bs + bu),
+                    rows(zf, bs + bu, bs + 2 * bu),
+                );
+                let (sg, ug, ag) = (
+                    rows(zg, 0, bs),
+                    rows(zg, bs, bs + bu),
+                    rows(zg, bs + bu, bs + 2 * bu),
+                );
                 let sup_f = soft_cross_entropy(sf, ys_in.view())?;
                 let sup_g = soft_cross_entropy(sg, ys_in.view())?;
                 let cot = dct.co_training(uf, ug)?;
@@ -466,7 +477,10 @@ pub fn train(
                 learner.step(input.view(), lr, |z| {
                     let n = z.nrows();
                     let l = mixmatch.loss(&batch, rows(z, 0, bs), rows(z, bs, n), ramp)?;
-                    Ok((l.value, cat2(&[l.grad_labelled.view(), l.grad_unlabelled.view()])?))
+                    Ok((
+                        l.value,
+                        cat2(&[l.grad_labelled.view(), l.grad_unlabelled.view()])?,
+                    ))
                 })?
             }
             Method::ReMixMatch => {
@@ -520,8 +534,7 @@ pub fn train(
                     let pseudo = fixmatch.pseudo_labels(weak_logits.view())?;
                     mask_rates.push(f64::from(pseudo.mask_rate()));
                     let lab = match_mixup.mix_batch(xs_aug.view(), ys.view(), &mut rng)?;
-                    let confident: Vec<usize> =
-                        (0..bu).filter(|&b| pseudo.mask[b] > 0.0).collect();
+                    let confident: Vec<usize> = (0..bu).filter(|&b| pseudo.mask[b] > 0.0).collect();
                     let unl = if confident.is_empty() {
                         None
                     } else {
@@ -565,7 +578,10 @@ pub fn train(
                             rows(z, bs, n),
                         )?;
                         rate = f64::from(l.pseudo.mask_rate());
-                        Ok((l.value, cat2(&[l.grad_labelled.view(), l.grad_strong.view()])?))
+                        Ok((
+                            l.value,
+                            cat2(&[l.grad_labelled.view(), l.grad_strong.view()])?,
+                        ))
                     })?;
                     mask_rates.push(rate);
                     value
@@ -586,8 +602,10 @@ pub fn train(
         config.eval_chunk,
     )?;
     let tail = (losses.len() / 10).max(1);
-    let final_loss =
-        losses[losses.len().saturating_sub(tail)..].iter().sum::<f64>() / tail.min(losses.len()).max(1) as f64;
+    let final_loss = losses[losses.len().saturating_sub(tail)..]
+        .iter()
+        .sum::<f64>()
+        / tail.min(losses.len()).max(1) as f64;
     let mask_rate = if mask_rates.is_empty() {
         f64::NAN
     } else {

@@ -27,8 +27,8 @@ pub use features::{FeatureSpec, Features};
 pub use methods::{build_cnn, train, Method, RunResult, TrainConfig};
 
 use crate::harness::{
-    fmt_mean_std, markdown_table, mean_std, plot, Claim, Context, Expectation, Experiment,
-    Outcome, ResultsCsv, Verdict,
+    fmt_mean_std, markdown_table, mean_std, plot, Claim, Context, Expectation, Experiment, Outcome,
+    ResultsCsv, Verdict,
 };
 
 /// Sizes of the run.
