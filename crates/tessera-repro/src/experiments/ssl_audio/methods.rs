@@ -279,6 +279,22 @@ fn cat2(parts: &[ArrayView2<'_, f32>]) -> Result<Array2<f32>> {
     Ok(concatenate(Axis(0), parts)?)
 }
 
+/// `(x, y)` mixed with a shuffle of itself by `mixup`, or unchanged when `None`.
+fn mixed_if(
+    mixup: Option<&Mixup>,
+    x: Array4<f32>,
+    y: Array2<f32>,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Array4<f32>, Array2<f32>)> {
+    match mixup {
+        Some(m) => {
+            let mixed = m.mix_batch(x.view(), y.view(), rng)?;
+            Ok((mixed.inputs, mixed.targets))
+        }
+        None => Ok((x, y)),
+    }
+}
+
 /// Rows `a..b` of logits.
 fn rows(z: ArrayView2<'_, f32>, a: usize, b: usize) -> ArrayView2<'_, f32> {
     z.slice_move(s![a..b, ..])
@@ -352,12 +368,8 @@ pub fn train(
         let ys = targets_of(&li)?;
         let loss = match method {
             Method::Supervised { mixup, .. } => {
-                let (inputs, targets) = if mixup {
-                    let m = supervised_mixup.mix_batch(xs.view(), ys.view(), &mut rng)?;
-                    (m.inputs, m.targets)
-                } else {
-                    (xs, ys)
-                };
+                let (inputs, targets) =
+                    mixed_if(mixup.then_some(&supervised_mixup), xs, ys, &mut rng)?;
                 learner.step(inputs.view(), lr, |z| {
                     let l = soft_cross_entropy(z, targets.view())?;
                     Ok((l.value, l.grad))
@@ -366,12 +378,13 @@ pub fn train(
             Method::MeanTeacher { mixup } => {
                 let ui = unlabelled.next(bu, &mut rng);
                 let xu = take(&ui);
-                let (xs_in, ys_in) = if mixup {
-                    let m = supervised_mixup.mix_batch(xs.view(), ys.view(), &mut rng)?;
-                    (m.inputs, m.targets)
+                let xs_student = if mixup {
+                    xs.clone()
                 } else {
-                    (weak.apply_batch(xs.view(), &mut rng)?, ys)
+                    weak.apply_batch(xs.view(), &mut rng)?
                 };
+                let (xs_in, ys_in) =
+                    mixed_if(mixup.then_some(&supervised_mixup), xs_student, ys, &mut rng)?;
                 let student_in =
                     cat(&[xs_in.view(), weak.apply_batch(xu.view(), &mut rng)?.view()])?;
                 let teacher_in = cat(&[
@@ -401,12 +414,8 @@ pub fn train(
                 let g = partner.as_mut().context("co-training partner")?;
                 let ui = unlabelled.next(bu, &mut rng);
                 let xu = take(&ui);
-                let (xs_in, ys_in) = if mixup {
-                    let m = supervised_mixup.mix_batch(xs.view(), ys.view(), &mut rng)?;
-                    (m.inputs, m.targets)
-                } else {
-                    (xs, ys)
-                };
+                let (xs_in, ys_in) =
+                    mixed_if(mixup.then_some(&supervised_mixup), xs, ys, &mut rng)?;
                 // FGSM examples of each network against its own predicted classes.
                 let adversarial = |l: &Learner| -> Result<Array4<f32>> {
                     let own = crate::harness::predicted_classes(l.logits(xu.view())?.view());
