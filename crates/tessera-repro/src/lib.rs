@@ -10,7 +10,9 @@
 //! run metadata, a summary table of every claim, then one section per experiment.
 //!
 //! # Command line
-//! `tessera-repro [--out DIR] [--only NAME]... [--quick] [--seed N] [--list] [--check]`
+//! `tessera-repro [--out DIR] [--only NAME]... [--quick] [--seed N] [--list] [--check]
+//! [--data DIR --dataset esc10|urbansound8k|speechcommands]` (a real dataset for the experiments
+//! that support one, `ssl-audio`; see [`harness::DataSource`])
 //! (`cargo xtask repro ARGS` passes `ARGS` through unchanged). Exit codes: 0 success; 1 an
 //! experiment failed (its section says so and the run went on) or, with `--check`, a claim
 //! expected to hold in this mode ([`harness::Expectation`]) was not reproduced; 2 a usage or

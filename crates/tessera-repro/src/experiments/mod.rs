@@ -11,10 +11,12 @@ pub mod lr_transfer;
 pub mod oracle_pruning;
 pub mod random_pruning;
 pub mod rift;
+pub mod ssl_audio;
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
+        Box::new(ssl_audio::SslAudio),
         Box::new(logmel_parity::LogmelParity),
         Box::new(random_pruning::RandomPruning),
         Box::new(oracle_pruning::OraclePruning),

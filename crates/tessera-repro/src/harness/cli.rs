@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 
 use super::claim::Claim;
-use super::context::{Context, Mode};
+use super::context::{Context, DataSource, Mode};
 use super::outcome::Experiment;
 use super::report::{
     extract_sections, merge_sections, read_claims, render_report, section_body, utc_date,
@@ -47,6 +47,13 @@ pub struct Cli {
     /// Exit non-zero when a claim expected to hold in this mode is not reproduced.
     #[arg(long)]
     pub check: bool,
+    /// Root folder of a real dataset (with `--dataset`); experiments that support it
+    /// (ssl-audio) run on it instead of generated data.
+    #[arg(long, requires = "dataset")]
+    pub data: Option<PathBuf>,
+    /// The layout of `--data`.
+    #[arg(long, requires = "data", value_parser = ["esc10", "urbansound8k", "speechcommands"])]
+    pub dataset: Option<String>,
 }
 
 /// What a run produced, for the exit code.
@@ -173,6 +180,14 @@ pub fn run(cli: &Cli, registry: &[Box<dyn Experiment>]) -> Result<RunSummary> {
         }
     }
     let mode = if cli.quick { Mode::Quick } else { Mode::Full };
+    let data = match (&cli.data, &cli.dataset) {
+        (Some(dir), Some(dataset)) => Some(DataSource {
+            dir: dir.clone(),
+            dataset: dataset.clone(),
+        }),
+        (None, None) => None,
+        _ => bail!("--data DIR and --dataset NAME go together"),
+    };
     let out: &Path = &cli.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let commit = git_commit();
@@ -188,8 +203,8 @@ pub fn run(cli: &Cli, registry: &[Box<dyn Experiment>]) -> Result<RunSummary> {
         ran.push(name.to_string());
         eprintln!("== {name} ({})", exp.paper());
         let start = Instant::now();
-        let result =
-            Context::new(out, name, cli.seed, mode).and_then(|ctx| run_one(exp.as_ref(), &ctx));
+        let result = Context::new(out, name, cli.seed, mode)
+            .and_then(|ctx| run_one(exp.as_ref(), &ctx.with_data(data.clone())));
         let secs = start.elapsed().as_secs_f64();
         let run_line = format!(
             "{} mode, seed {}, {secs:.1} s, commit `{commit}`, {}.",
@@ -322,7 +337,21 @@ mod tests {
             seed: 7,
             list: false,
             check,
+            data: None,
+            dataset: None,
         }
+    }
+
+    #[test]
+    fn data_and_dataset_go_together_and_the_layout_is_checked() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tessera-repro"], args].concat());
+        let cli = parse(&["--data", "/d", "--dataset", "esc10"]).unwrap();
+        assert_eq!(cli.data.as_deref(), Some(Path::new("/d")));
+        assert_eq!(cli.dataset.as_deref(), Some("esc10"));
+        assert!(parse(&["--data", "/d"]).is_err());
+        assert!(parse(&["--dataset", "esc10"]).is_err());
+        assert!(parse(&["--data", "/d", "--dataset", "audioset"]).is_err());
+        assert!(parse(&[]).unwrap().data.is_none());
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub struct Context {
     pub out: PathBuf,
     /// Whether progress bars are drawn (stderr is a terminal).
     pub show_progress: bool,
+    /// A real dataset to run on instead of generated data (`--data DIR --dataset NAME`);
+    /// experiments that only use generated data ignore it.
+    pub data: Option<DataSource>,
+}
+
+/// A real dataset on disk, from `--data DIR --dataset NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    /// The dataset root folder.
+    pub dir: PathBuf,
+    /// Which layout: `esc10`, `urbansound8k` or `speechcommands`.
+    pub dataset: String,
 }
 
 impl Context {
@@ -67,7 +79,14 @@ impl Context {
             mode,
             out: out.to_path_buf(),
             show_progress: std::io::stderr().is_terminal(),
+            data: None,
         })
+    }
+
+    /// The same context with a real dataset to run on.
+    pub fn with_data(mut self, data: Option<DataSource>) -> Self {
+        self.data = data;
+        self
     }
 
     /// Whether this is a `--quick` run.

@@ -13,7 +13,7 @@ pub mod stats;
 pub mod train;
 
 pub use claim::{Claim, Expectation, Verdict};
-pub use context::{Context, Mode};
+pub use context::{Context, DataSource, Mode};
 pub use csv::ResultsCsv;
 pub use outcome::{Experiment, Outcome};
 pub use plot::Series;
