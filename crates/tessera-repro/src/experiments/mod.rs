@@ -4,19 +4,23 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod efficienttrain;
 pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
 pub mod oracle_pruning;
 pub mod random_pruning;
+pub mod unlearnable;
 
 /// Every experiment, in report order.
 pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(logmel_parity::LogmelParity),
         Box::new(random_pruning::RandomPruning),
+        Box::new(unlearnable::Unlearnable),
         Box::new(oracle_pruning::OraclePruning),
         Box::new(inception_scaling::InceptionScaling),
+        Box::new(efficienttrain::EfficientTrain),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
     ]
