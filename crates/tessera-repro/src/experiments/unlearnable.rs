@@ -94,6 +94,8 @@ pub struct Params {
     pub test_per_class: usize,
     /// Image side (square, 3 channels).
     pub image_size: usize,
+    /// Standard deviation of the shapes' pixel noise (task difficulty).
+    pub noise_std: f64,
     /// CNN block widths.
     pub widths: Vec<usize>,
     /// MLP hidden width.
@@ -120,9 +122,9 @@ impl Params {
         Params {
             train_per_class: 30,
             test_per_class: 20,
-            blur_sweep: vec![0.0, 0.3, 1.0],
-            seeds: 2,
-            epochs: 8,
+            blur_sweep: vec![0.3, 1.0],
+            seeds: 1,
+            epochs: 10,
             ..Self::full()
         }
     }
@@ -133,7 +135,8 @@ impl Params {
             n_classes: 10,
             train_per_class: 100,
             test_per_class: 50,
-            image_size: 16,
+            image_size: 32,
+            noise_std: 0.3,
             widths: vec![16, 32, 32],
             mlp_hidden: 128,
             blur_main: 0.3,
@@ -360,7 +363,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
             channels: 3,
             height: p.image_size,
             width: p.image_size,
-            noise_std: 0.1,
+            noise_std: p.noise_std,
             seed: ctx.seed_for(&what),
         })
         .with_context(|| format!("shapes task ({what}, image_size = {})", p.image_size))?
@@ -739,7 +742,8 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     let mut section = String::new();
     let _ = writeln!(
         section,
-        "Shapes task ({} classes, 3×{s}×{s} images, {} training and {} test images per class), \
+        "Shapes task ({} classes, 3×{s}×{s} images, pixel noise std {}, {} training and {} test \
+         images per class; the noise makes the content harder to learn, as natural images are), \
          CNN {:?} (conv 3×3–BN–ReLU blocks, 2×2 max-pool between, global average pooling, dense \
          head) and a one-hidden-layer MLP ({} units), Adam at lr {} with cosine decay, {} epochs \
          of batches of {}, {} seed(s) per cell. CUDA: one 3×3 filter per class from a secret key, \
@@ -748,6 +752,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
          per image. Every model is tested on clean test images; the CUDA models also on test \
          images convolved with their class's filter.\n",
         p.n_classes,
+        p.noise_std,
         p.train_per_class,
         p.test_per_class,
         p.widths,
