@@ -26,10 +26,9 @@ use ndarray::{Array4, ArrayD, ArrayView4, Axis, Ix4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_augment::{EfficientTrainSchedule, FourierCrop, FourierCropConfig};
-use tessera_data::shapes::{Shapes, ShapesConfig};
 use tessera_nn::{AdamConfig, Loss, LrSchedule, Optimizer, OptimizerConfig, Sequential};
 
-use super::unlearnable::small_cnn;
+use super::unlearnable::{shapes_train_test, small_cnn};
 use crate::harness::train::TrainSpec;
 use crate::harness::{
     evaluate_sequential, fmt_mean_std, markdown_table, mean_std, plot, train_sequential, Claim,
@@ -365,21 +364,13 @@ fn train_run<'a>(
 
 fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     anyhow::ensure!(p.seeds >= 1, "seeds = {} must be at least 1", p.seeds);
-    let make = |per_class: usize, what: &str| -> Result<_> {
-        Ok(Shapes::new(ShapesConfig {
-            n_classes: p.n_classes,
-            images_per_class: per_class,
-            channels: 3,
-            height: p.image_size,
-            width: p.image_size,
-            noise_std: 0.1,
-            seed: ctx.seed_for(&what),
-        })
-        .with_context(|| format!("shapes task ({what}, image_size = {})", p.image_size))?
-        .generate())
-    };
-    let train_set = make(p.train_per_class, "train")?;
-    let test_set = make(p.test_per_class, "test")?;
+    let (train_set, test_set) = shapes_train_test(
+        ctx,
+        p.n_classes,
+        p.image_size,
+        0.1,
+        [p.train_per_class, p.test_per_class],
+    )?;
     let test = Examples {
         x: test_set.images.view().into_dyn(),
         labels: &test_set.labels,

@@ -22,6 +22,7 @@ use anyhow::{Context as _, Result};
 use ndarray::{Array4, ArrayView4};
 use tessera_augment::{ClassWiseConvolution, ClassWiseConvolutionConfig};
 use tessera_data::shapes::{Shapes, ShapesConfig};
+use tessera_data::ImageDataset;
 use tessera_nn::layers::{BatchNorm, Conv2d, Dense, Flatten, GlobalAvgPool, MaxPool2d, Relu};
 use tessera_nn::{AdamConfig, Decay, Loss, LrSchedule, Optimizer, OptimizerConfig, Sequential};
 
@@ -66,6 +67,36 @@ pub(crate) fn small_cnn(
         .push("gap", GlobalAvgPool)?
         .push("fc", Dense::new(in_channels, n_classes)?)?;
     Ok(model)
+}
+
+/// The shapes task's training and test sets (3 channels, `size × size`, seeds from `ctx`
+/// under "train" and "test"), `per_class` = [training, test] images per class.
+///
+/// # Errors
+/// A configuration tessera-data rejects (named in the message).
+pub(crate) fn shapes_train_test(
+    ctx: &Context,
+    n_classes: usize,
+    size: usize,
+    noise_std: f64,
+    per_class: [usize; 2],
+) -> Result<(ImageDataset, ImageDataset)> {
+    let make = |images_per_class: usize, what: &str| -> Result<ImageDataset> {
+        Ok(Shapes::new(ShapesConfig {
+            n_classes,
+            images_per_class,
+            channels: 3,
+            height: size,
+            width: size,
+            noise_std,
+            seed: ctx.seed_for(&what),
+        })
+        .with_context(|| {
+            format!("shapes task ({what}, image_size = {size}, noise_std = {noise_std})")
+        })?
+        .generate())
+    };
+    Ok((make(per_class[0], "train")?, make(per_class[1], "test")?))
 }
 
 /// A one-hidden-layer ReLU MLP on flattened images (the ablation).
@@ -356,21 +387,13 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
         p.blur_main,
         p.blur_sweep
     );
-    let make = |per_class: usize, what: &str| -> Result<_> {
-        Ok(Shapes::new(ShapesConfig {
-            n_classes: p.n_classes,
-            images_per_class: per_class,
-            channels: 3,
-            height: p.image_size,
-            width: p.image_size,
-            noise_std: p.noise_std,
-            seed: ctx.seed_for(&what),
-        })
-        .with_context(|| format!("shapes task ({what}, image_size = {})", p.image_size))?
-        .generate())
-    };
-    let train_set = make(p.train_per_class, "train")?;
-    let test_set = make(p.test_per_class, "test")?;
+    let (train_set, test_set) = shapes_train_test(
+        ctx,
+        p.n_classes,
+        p.image_size,
+        p.noise_std,
+        [p.train_per_class, p.test_per_class],
+    )?;
     let chance = 1.0 / p.n_classes as f64;
     let class_key = ctx.seed_for(&"cuda-key");
     let image_key = ctx.seed_for(&"per-image-key");
