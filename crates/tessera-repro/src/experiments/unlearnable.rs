@@ -5,7 +5,7 @@
 //! 3×3 filter derived from a secret key (entries `U(0, p_b)`, one tap set to 1); each training
 //! image is convolved with its class's filter and max-normalised. A network trained on such a
 //! set learns the class-wise blur, an easy shortcut, instead of the content, and its accuracy
-//! on clean test images collapses (ImageNet-100, ResNet-18: 80.66% → 8.96%).
+//! on clean test images collapses (ImageNet-100: 80.66% → 8.96%).
 //!
 //! The miniature: the generated shapes task (tessera-data, 10 classes), a small CNN
 //! (conv–BN–ReLU–max-pool blocks, global average pooling, dense head) trained with Adam on
@@ -680,7 +680,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
             drop_cw >= 0.25 && acc_pi - acc_cw > 2.0 * sd_cw,
         ),
     )
-    .paper("ImageNet-100, ResNet-18: clean test accuracy 80.66% → 8.96%")
+    .paper("ImageNet-100: clean test accuracy 80.66% → 8.96%")
     .expect(Expectation::Never)];
 
     let (tr_cw, tr_sd) = stat(&main_cw, &|r| r.train_acc);
@@ -728,7 +728,7 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
              partly if the accuracy at the largest p_b is below that at the smallest",
             Verdict::from_tests(rho <= -0.8, last_acc < first_acc),
         )
-        .paper("CIFAR-10: clean test accuracy of the poisoned model falls as p_b grows")
+        .paper("the blur parameter p_b trades the collapse against visibility (the issue's reading; no number quoted)")
         .expect(Expectation::Never),
     );
 
