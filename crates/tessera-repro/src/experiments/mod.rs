@@ -4,6 +4,7 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod efficienttrain;
 pub mod grokking;
 pub mod inception_scaling;
 pub mod logmel_parity;
@@ -12,16 +13,19 @@ pub mod oracle_pruning;
 pub mod random_pruning;
 pub mod rift;
 pub mod ssl_audio;
+pub mod unlearnable;
 
-/// Every experiment, in report order.
+/// Every experiment, in report order (the order of the table in docs/REPRODUCTIONS.md).
 pub fn all() -> Vec<Box<dyn Experiment>> {
     vec![
         Box::new(ssl_audio::SslAudio),
         Box::new(logmel_parity::LogmelParity),
         Box::new(random_pruning::RandomPruning),
-        Box::new(oracle_pruning::OraclePruning),
+        Box::new(unlearnable::Unlearnable),
         Box::new(inception_scaling::InceptionScaling),
+        Box::new(oracle_pruning::OraclePruning),
         Box::new(grokking::Grokking),
+        Box::new(efficienttrain::EfficientTrain),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
         Box::new(rift::Rift),
