@@ -773,16 +773,12 @@ fn gather_row<F: Float, const P: usize>(
     all_finite
 }
 
-/// Whether a block of accumulators is finite, without branches (so that it stays in
-/// registers: `x − x` is 0 for finite `x` and NaN for ±∞ and NaN).
+/// Whether a block of accumulators is finite. An OR of independent per-lane tests, which
+/// the compiler turns into a few vector compares (a chained float sum would serialise the
+/// lanes and cost more than the product at short rows).
 #[inline(always)]
-#[allow(clippy::eq_op, clippy::assign_op_pattern)] // `v - v` is the point; `F` has no `+=`.
 fn finite_block<F: Float, const W: usize>(acc: &[F; W]) -> bool {
-    let mut probe = F::zero();
-    for &v in acc {
-        probe = probe + (v - v);
-    }
-    probe == F::zero()
+    !acc.iter().fold(false, |bad, v| bad | !v.is_finite())
 }
 
 /// $\sum_t v_t\, B[c_t, j_0 .. j_0 + W]$ over the stored entries `(c_t, v_t)` of one row, in
