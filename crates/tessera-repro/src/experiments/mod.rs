@@ -4,6 +4,7 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod gmm_attention;
 pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
@@ -18,6 +19,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(oracle_pruning::OraclePruning),
         Box::new(inception_scaling::InceptionScaling),
         Box::new(lr_transfer::LrTransfer),
+        Box::new(gmm_attention::GmmAttention),
         Box::new(batch_hessian::BatchHessian),
     ]
 }
