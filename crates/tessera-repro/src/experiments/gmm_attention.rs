@@ -140,13 +140,13 @@ impl Params {
 
     fn check(&self) -> Result<()> {
         anyhow::ensure!(
-            self.patch > 0 && self.image % self.patch == 0,
+            self.patch > 0 && self.image.is_multiple_of(self.patch),
             "patch = {} must divide image = {}",
             self.patch,
             self.image
         );
         anyhow::ensure!(
-            self.heads > 0 && self.dim % self.heads == 0,
+            self.heads > 0 && self.dim.is_multiple_of(self.heads),
             "heads = {} must divide dim = {}",
             self.heads,
             self.dim
@@ -215,7 +215,7 @@ impl Variant {
 fn patchify(images: ArrayView4<'_, f32>, patch: usize) -> Result<Array3<f32>> {
     let (n, c, h, w) = images.dim();
     anyhow::ensure!(
-        patch > 0 && h % patch == 0 && w % patch == 0,
+        patch > 0 && h.is_multiple_of(patch) && w.is_multiple_of(patch),
         "patch = {patch} must divide the image size {h}×{w}"
     );
     let (gh, gw) = (h / patch, w / patch);
