@@ -11,6 +11,7 @@ mod dropout;
 mod norm;
 mod pool;
 mod shape;
+mod tokens;
 pub(crate) mod util;
 
 pub use activations::{Gelu, LeakyRelu, Relu, Tanh};
@@ -20,3 +21,4 @@ pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use shape::Flatten;
+pub use tokens::{PositionEmbedding, TokenMeanPool};

@@ -5,6 +5,7 @@ use crate::harness::Experiment;
 
 pub mod batch_hessian;
 pub mod efficienttrain;
+pub mod gmm_attention;
 pub mod grokking;
 pub mod inception_scaling;
 pub mod logmel_parity;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(grokking::Grokking),
         Box::new(efficienttrain::EfficientTrain),
         Box::new(lr_transfer::LrTransfer),
+        Box::new(gmm_attention::GmmAttention),
         Box::new(batch_hessian::BatchHessian),
         Box::new(rift::Rift),
     ]
