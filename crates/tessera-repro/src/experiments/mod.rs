@@ -4,6 +4,7 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod ecotta;
 pub mod inception_scaling;
 pub mod logmel_parity;
 pub mod lr_transfer;
@@ -19,5 +20,6 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(inception_scaling::InceptionScaling),
         Box::new(lr_transfer::LrTransfer),
         Box::new(batch_hessian::BatchHessian),
+        Box::new(ecotta::Ecotta),
     ]
 }
