@@ -97,13 +97,13 @@ impl Params {
         Self {
             side: 16,
             classes: 10,
-            train_per_class: 100,
-            test_per_class: 13,
+            train_per_class: 70,
+            test_per_class: 10,
             noise_std: 0.03,
             width: 8,
             partitions: 3,
             layers_per_partition: 3,
-            epochs: 6,
+            epochs: 5,
             train_batch: 32,
             lr: 3e-3,
             warmup_epochs: 2,
@@ -122,7 +122,7 @@ impl Params {
         Self {
             train_per_class: 300,
             test_per_class: 26,
-            epochs: 12,
+            epochs: 10,
             warmup_epochs: 3,
             rounds: 6,
             seeds: 3,
@@ -730,8 +730,8 @@ impl Method {
 
 /// A model being adapted.
 enum Adapter {
-    Source(Sequential<f32>),
-    Entropy(Sequential<f32>, Optimizer<f32>),
+    Source(Box<Sequential<f32>>),
+    Entropy(Box<Sequential<f32>>, Box<Optimizer<f32>>),
     Eco(Box<EcoModel>),
 }
 
@@ -882,7 +882,7 @@ fn run_seed(ctx: &Context, p: &Params, arch: &Arch, seed_index: usize) -> Result
     let mut errors = Vec::new();
     for method in Method::ALL {
         let mut adapter = match method {
-            Method::Source => Adapter::Source(source.clone()),
+            Method::Source => Adapter::Source(Box::new(source.clone())),
             Method::Tent | Method::Full => {
                 let model = source.clone();
                 let mut opt = adam(&model)?;
@@ -892,7 +892,7 @@ fn run_seed(ctx: &Context, p: &Params, arch: &Arch, seed_index: usize) -> Result
                     let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
                     opt.train_only(&groups, &patterns)?;
                 }
-                Adapter::Entropy(model, opt)
+                Adapter::Entropy(Box::new(model), Box::new(opt))
             }
             Method::EcoTta => Adapter::Eco(Box::new(eco.clone())),
         };
