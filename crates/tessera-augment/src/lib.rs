@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod check;
+pub mod corruption;
 pub mod cutmix;
 pub mod error;
 pub mod fourier;
@@ -12,6 +13,7 @@ mod region;
 pub mod spectrogram;
 pub mod waveform;
 
+pub use corruption::{Corruption, MAX_SEVERITY};
 pub use cutmix::{BoxRegion, CutMix, CutMixed};
 pub use error::{Error, InputError, Result};
 pub use fourier::{

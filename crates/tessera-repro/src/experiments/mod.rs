@@ -4,6 +4,7 @@
 use crate::harness::Experiment;
 
 pub mod batch_hessian;
+pub mod ecotta;
 pub mod efficienttrain;
 pub mod gmm_attention;
 pub mod grokking;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Experiment>> {
         Box::new(lr_transfer::LrTransfer),
         Box::new(gmm_attention::GmmAttention),
         Box::new(batch_hessian::BatchHessian),
+        Box::new(ecotta::Ecotta),
         Box::new(rift::Rift),
     ]
 }
