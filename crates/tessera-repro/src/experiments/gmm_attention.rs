@@ -3,7 +3,7 @@
 //! Li and Zhang, "Toward a Deeper Understanding: RetNet Viewed through Convolution" (2023;
 //! code: CatworldLee/Gaussian-Mixture-Mask-Attention). Their claim: multiplying each head's
 //! attention logits by a Gaussian mixture mask (GMM) of the token distance,
-//! $G_h[i,j] = \sum_k \alpha_{k,h}\exp(-d^2_{ij}/(2(\sigma^2_{k,h}+10^{-5})))$, gives a ViT a
+//! $G_{h,ij} = \sum_k \alpha_{k,h}\exp(-d^2_{ij}/(2(\sigma^2_{k,h}+10^{-5})))$, gives a ViT a
 //! learnable locality prior "for free": test accuracy rises (ViT on CIFAR-10: 93.65 → 95.06)
 //! at almost unchanged parameters and compute, whereas an element-wise learnable mask (ELM,
 //! one free N×N matrix) costs N² parameters per layer.

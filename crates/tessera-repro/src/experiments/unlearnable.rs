@@ -14,7 +14,7 @@
 //! class; all tested on clean images. The blur parameter `p_b` is swept for (b) and (c). An MLP
 //! trained the same way is the ablation the paper does not run.
 //!
-//! [`small_cnn`] is shared with the `efficienttrain` experiment.
+//! `small_cnn` is shared with the `efficienttrain` experiment.
 
 use std::fmt::Write as _;
 
