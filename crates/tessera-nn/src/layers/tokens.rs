@@ -7,7 +7,9 @@ use tessera_core::{check, RejectInput};
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::{check_batch, check_like, check_slices};
+use crate::layers::util::{
+    check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices,
+};
 use crate::Float;
 
 /// The most entries a position table may have.
@@ -114,13 +116,7 @@ impl<F: Float> Layer<F> for PositionEmbedding {
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
         let n = self.tokens * self.dim;
-        check_slices(
-            n,
-            &[
-                ("params", rec.params.len()),
-                ("grad_params", grad_params.as_ref().map_or(n, |g| g.len())),
-            ],
-        )?;
+        check_backward_slices(n, rec, grad_params.as_ref().map(|g| g.len()))?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         if let Some(g) = grad_params {
             Self::add_batch_sum(&grad_output, g);
@@ -133,13 +129,7 @@ impl<F: Float> Layer<F> for PositionEmbedding {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        check_slices(
-            self.tokens * self.dim,
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-            ],
-        )?;
+        check_tangent_slices(self.tokens * self.dim, rec, tangent, None)?;
         // R{y} = R{x} + V (the map is x + P, linear in both).
         let out = match &tangent.input {
             Some(rx) => {
@@ -161,14 +151,7 @@ impl<F: Float> Layer<F> for PositionEmbedding {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_slices(
-            self.tokens * self.dim,
-            &[
-                ("params", rec.params.len()),
-                ("tangent.params", tangent.params.len()),
-                ("hvp_params", hvp_params.len()),
-            ],
-        )?;
+        check_tangent_slices(self.tokens * self.dim, rec, tangent, Some(hvp_params.len()))?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         check_like(
             "grad_output_tangent",
