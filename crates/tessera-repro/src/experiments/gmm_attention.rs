@@ -466,16 +466,7 @@ fn time_steps(ctx: &Context, p: &Params, data: &Data) -> Result<Vec<(Variant, us
     let mut out = Vec::new();
     for round in 0..p.timing_rounds {
         for (v, model, opt) in &mut models {
-            // One untimed step first (allocations, caches).
-            let (_, g) = model.loss_and_gradient(
-                xb.view(),
-                &Targets::Hard(yb),
-                Loss::SoftmaxCrossEntropy,
-                Mode::Train,
-            )?;
-            opt.step_sequential(model, g.view(), 1e-4)?;
-            let start = Instant::now();
-            for _ in 0..p.timing_steps {
+            let mut train_step = || -> Result<()> {
                 let (_, g) = model.loss_and_gradient(
                     xb.view(),
                     &Targets::Hard(yb),
@@ -483,6 +474,13 @@ fn time_steps(ctx: &Context, p: &Params, data: &Data) -> Result<Vec<(Variant, us
                     Mode::Train,
                 )?;
                 opt.step_sequential(model, g.view(), 1e-4)?;
+                Ok(())
+            };
+            // One untimed step first (allocations, caches).
+            train_step()?;
+            let start = Instant::now();
+            for _ in 0..p.timing_steps {
+                train_step()?;
             }
             let ms = 1e3 * start.elapsed().as_secs_f64() / p.timing_steps.max(1) as f64;
             out.push((*v, round, ms));
