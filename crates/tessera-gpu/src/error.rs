@@ -56,14 +56,15 @@ pub enum GpuError {
     },
 }
 
-
 impl GpuError {
     /// Whether the caller should fall back to the CPU (no device, no library).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, GpuError::Unavailable { .. })
     }
 
-    pub(crate) fn driver(operation: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Self {
+    pub(crate) fn driver(
+        operation: &'static str,
+    ) -> impl FnOnce(cudarc::driver::DriverError) -> Self {
         move |e| GpuError::Driver {
             operation,
             message: e.to_string(),

@@ -16,7 +16,9 @@ pub const MAX_BLOCKS: u32 = 1 << 16;
 /// element up to [`MAX_BLOCKS`] blocks, then a grid-stride loop. Zero work still launches one
 /// block (whose threads find nothing to do), so callers need no special case.
 pub fn grid_for(work: usize) -> (u32, u32) {
-    let blocks = work.div_ceil(BLOCK_THREADS as usize).clamp(1, MAX_BLOCKS as usize);
+    let blocks = work
+        .div_ceil(BLOCK_THREADS as usize)
+        .clamp(1, MAX_BLOCKS as usize);
     (blocks as u32, BLOCK_THREADS)
 }
 

@@ -89,7 +89,7 @@ impl std::fmt::Debug for LogMelPlan {
 
 /// The nonzero span of every filter row, stored back to back (as tessera-spectro's sparse
 /// filterbank sums them): `(weights, offsets, starts)`.
-pub(crate) fn sparse_rows(filterbank: &Array2<f32>) -> (Vec<f32>, Vec<i32>, Vec<i32>) {
+pub fn sparse_rows(filterbank: &Array2<f32>) -> (Vec<f32>, Vec<i32>, Vec<i32>) {
     let mut weights = Vec::new();
     let mut offsets = vec![0i32];
     let mut starts = Vec::with_capacity(filterbank.nrows());
@@ -110,7 +110,7 @@ pub(crate) fn sparse_rows(filterbank: &Array2<f32>) -> (Vec<f32>, Vec<i32>, Vec<
 
 /// How the power kernel raises $|X|^2$: 0 keeps it, 1 takes the square root, 2 raises it to
 /// `power / 2`.
-pub(crate) fn exponent_kind(power: f32) -> i32 {
+pub fn exponent_kind(power: f32) -> i32 {
     if power == 2.0 {
         0
     } else if power == 1.0 {
@@ -132,7 +132,10 @@ impl LogMelPlanConfig {
                 return Err(InputError::invalid(
                     "signals",
                     format!("{n_samples} samples per signal"),
-                    format!("reflect padding needs more than n_fft / 2 = {}", self.n_fft / 2),
+                    format!(
+                        "reflect padding needs more than n_fft / 2 = {}",
+                        self.n_fft / 2
+                    ),
                 )
                 .into());
             }
@@ -149,7 +152,11 @@ impl LogMelPlanConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every field (done by [`LogMelPlan::new`]; callable without a device).
+    ///
+    /// # Errors
+    /// As [`LogMelPlan::new`], less the device errors.
+    pub fn check(&self) -> Result<()> {
         check::positive_size("n_fft", self.n_fft)?;
         check::positive_size("hop_length", self.hop_length)?;
         as_i32("n_fft", self.n_fft)?;
@@ -195,11 +202,15 @@ impl LogMelPlan {
     /// `n_mels × (n_fft / 2 + 1)`, non-finite numbers, a non-positive `power`, `amin` or
     /// reference, a negative `top_db`; [`GpuError::Unavailable`] without cuFFT.
     pub fn new(context: &GpuContext, config: LogMelPlanConfig) -> Result<Self> {
-        config.validate()?;
+        config.check()?;
         context.require_cufft()?;
         let (weights, offsets, starts) = sparse_rows(&config.filterbank);
         // An all-zero filterbank still needs a (never read) weight buffer.
-        let weights = if weights.is_empty() { vec![0.0] } else { weights };
+        let weights = if weights.is_empty() {
+            vec![0.0]
+        } else {
+            weights
+        };
         Ok(LogMelPlan {
             weights: context.upload(&weights)?,
             offsets: context.upload(&offsets)?,
@@ -222,7 +233,11 @@ impl LogMelPlan {
     /// An empty batch, non-finite samples, signals too short for the framing, sizes beyond
     /// what cuFFT takes, a power spectrum that overflows `f32` ([`GpuError::Overflow`]), and
     /// device errors.
-    pub fn compute_batch(&self, context: &GpuContext, signals: ArrayView2<f32>) -> Result<Array3<f32>> {
+    pub fn compute_batch(
+        &self,
+        context: &GpuContext,
+        signals: ArrayView2<f32>,
+    ) -> Result<Array3<f32>> {
         let (batch, n_samples) = signals.dim();
         check::non_empty("signals", batch)?;
         let frames = self.config.frame_count(n_samples)?;
@@ -230,9 +245,9 @@ impl LogMelPlan {
         let n_fft = self.config.n_fft;
         let bins = n_fft / 2 + 1;
         let n_mels = self.config.filterbank.nrows();
-        let rows = batch
-            .checked_mul(frames)
-            .ok_or_else(|| InputError::too_large("signals", format!("{batch} × {frames} frames"), usize::MAX))?;
+        let rows = batch.checked_mul(frames).ok_or_else(|| {
+            InputError::too_large("signals", format!("{batch} × {frames} frames"), usize::MAX)
+        })?;
         check::element_count("signals", &[rows, n_fft], i32::MAX as usize)?;
         let rows_i32 = as_i32("signals", rows)?;
         let per_item = n_mels * frames;
@@ -269,8 +284,13 @@ impl LogMelPlan {
         {
             let mut cached = self.fft.lock().unwrap_or_else(|e| e.into_inner());
             if cached.as_ref().map(|(r, _)| *r) != Some(rows) {
-                let plan = CudaFft::plan_1d(n_fft_i32, cufftType::CUFFT_R2C, rows_i32, context.stream().clone())
-                    .map_err(GpuError::library("cuFFT", "planning the batched real FFT"))?;
+                let plan = CudaFft::plan_1d(
+                    n_fft_i32,
+                    cufftType::CUFFT_R2C,
+                    rows_i32,
+                    context.stream().clone(),
+                )
+                .map_err(GpuError::library("cuFFT", "planning the batched real FFT"))?;
                 *cached = Some((rows, plan));
             }
             if let Some((_, plan)) = cached.as_ref() {
@@ -320,8 +340,10 @@ impl LogMelPlan {
             self.to_db(context, &mut mel, &item_max, batch, per_item, db)?;
         }
         let values = context.download(&mel)?;
-        Array3::from_shape_vec((batch, n_mels, frames), values)
-            .map_err(|e| GpuError::Driver { operation: "shaping the output", message: e.to_string() })
+        Array3::from_shape_vec((batch, n_mels, frames), values).map_err(|e| GpuError::Driver {
+            operation: "shaping the output",
+            message: e.to_string(),
+        })
     }
 
     /// Per-item maximum of `values` (`batch × per_item`) in two passes, propagating the first

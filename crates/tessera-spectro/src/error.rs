@@ -32,6 +32,11 @@ pub enum Error {
         /// Indices of the empty rows.
         empty: Vec<usize>,
     },
+    /// The GPU path failed after a device was found (feature `cuda`): a driver or library
+    /// error, or an overflow the device detected.
+    #[cfg(feature = "cuda")]
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// The FFT library rejected a buffer; this is a bug of this crate, never of the input.
     #[error("internal FFT error: {0}")]
     Fft(String),

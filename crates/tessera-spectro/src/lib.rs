@@ -3,6 +3,8 @@
 
 pub mod db;
 pub mod error;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub mod mel;
 pub mod melspec;
 pub mod mfcc;

@@ -459,6 +459,8 @@ impl LogMelConfig {
 pub struct LogMelSpectrogram<T: Float> {
     mel: MelSpectrogram<T>,
     db: DbConfig,
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: crate::gpu::GpuPlanSlot,
 }
 
 impl<T: Float> LogMelSpectrogram<T> {
@@ -471,6 +473,8 @@ impl<T: Float> LogMelSpectrogram<T> {
         Ok(LogMelSpectrogram {
             mel: MelSpectrogram::new(config.mel)?,
             db: config.db,
+            #[cfg(feature = "cuda")]
+            gpu: Default::default(),
         })
     }
 
@@ -516,7 +520,14 @@ impl<T: Float> LogMelSpectrogram<T> {
     ///
     /// # Errors
     /// As [`MelSpectrogram::compute_batch`].
+    ///
+    /// With the `cuda` feature, an `f32` batch runs on the GPU when a CUDA device is present
+    /// (same result within f32 rounding), on the CPU otherwise.
     pub fn compute_batch(&self, signals: ArrayView2<T>) -> Result<Array3<T>> {
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::gpu::try_log_mel_batch(self, signals)? {
+            return Ok(out);
+        }
         let db = self.db;
         self.mel
             .batch_with(signals, move |item| power_to_db_in_place(item, &db))

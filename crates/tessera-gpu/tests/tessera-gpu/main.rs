@@ -54,3 +54,4 @@ pub fn fresh_seed() -> u64 {
     println!("seed {seed} (replay with TESSERA_GPU_SEED={seed})");
     seed
 }
+mod logmel;

@@ -40,5 +40,8 @@ fn a_broken_source_is_a_compile_error_with_the_log() {
     };
     let err = compile_to_ptx(&broken).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("broken") && text.contains("undefined_name"), "{text}");
+    assert!(
+        text.contains("broken") && text.contains("undefined_name"),
+        "{text}"
+    );
 }

@@ -32,7 +32,14 @@ pub fn load(name: &str) -> Option<Shim> {
         std::thread::current().id()
     ));
     let output = Command::new(compiler())
-        .args(["-std=c++17", "-O1", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"])
+        .args([
+            "-std=c++17",
+            "-O1",
+            "-ffp-contract=off",
+            "-fno-fast-math",
+            "-shared",
+            "-fPIC",
+        ])
         .arg("-Wall")
         .arg("-Werror")
         .arg("-Wno-unused-function")
