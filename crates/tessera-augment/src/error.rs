@@ -12,6 +12,11 @@ pub enum Error {
     /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The GPU path failed after a device was found (feature `cuda`): a driver or library
+    /// error.
+    #[cfg(feature = "cuda")]
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 /// Result alias of this crate.

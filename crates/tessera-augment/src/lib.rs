@@ -6,6 +6,8 @@ pub mod corruption;
 pub mod cutmix;
 pub mod error;
 pub mod fourier;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod mixup;
 pub mod poison;
 pub mod pool;

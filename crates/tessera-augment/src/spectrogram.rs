@@ -236,6 +236,11 @@ impl SpecAugment {
         })
     }
 
+    /// The value written into masked cells.
+    pub fn fill_value(&self) -> f64 {
+        self.fill_value
+    }
+
     /// Draws the masks of a batch of `batch` items with `n_freq` bins and `n_time` frames.
     /// `valid_lengths[i]` (default: `n_time`) bounds the time extent of item `i`.
     pub fn sample_masks<R: Rng + ?Sized>(
@@ -292,26 +297,7 @@ impl SpecAugment {
                 masks.len(),
             ));
         }
-        for item in masks {
-            let time_ok = item.valid_length <= n_time
-                && item
-                    .time
-                    .iter()
-                    .all(|r| r.start <= r.end && r.end <= item.valid_length);
-            let freq_ok = item
-                .freq
-                .iter()
-                .all(|r| r.start <= r.end && r.end <= n_freq);
-            if !(time_ok && freq_ok) {
-                return Err(Error::invalid(
-                    "masks",
-                    format!("{item:?}"),
-                    format!(
-                        "ranges must lie within {n_freq} bins and the valid frames (<= {n_time})"
-                    ),
-                ));
-            }
-        }
+        check_masks(masks, n_freq, n_time)?;
         check::finite("spectrograms", &spectrograms)?;
         let fill = F::from_f64_rounded(self.fill_value);
         let mut out = spectrograms.to_owned();
@@ -330,6 +316,30 @@ impl SpecAugment {
             });
         Ok(out)
     }
+}
+
+/// Every mask range of every item lies within `n_freq` bins and the item's valid frames
+/// (at most `n_time`).
+pub(crate) fn check_masks(masks: &[ItemMasks], n_freq: usize, n_time: usize) -> Result<()> {
+    for item in masks {
+        let time_ok = item.valid_length <= n_time
+            && item
+                .time
+                .iter()
+                .all(|r| r.start <= r.end && r.end <= item.valid_length);
+        let freq_ok = item
+            .freq
+            .iter()
+            .all(|r| r.start <= r.end && r.end <= n_freq);
+        if !(time_ok && freq_ok) {
+            return Err(Error::invalid(
+                "masks",
+                format!("{item:?}"),
+                format!("ranges must lie within {n_freq} bins and the valid frames (<= {n_time})"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn resolve_lengths(

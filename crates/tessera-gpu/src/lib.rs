@@ -12,3 +12,12 @@ pub use context::{default_context, default_context_status, GpuContext, DEVICE_EN
 
 pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
+
+mod tensor;
+pub use tensor::DeviceTensor;
+
+pub mod augment;
+pub use augment::Rectangle;
+
+pub mod sparse;
+pub use sparse::DeviceCsr;

@@ -308,7 +308,13 @@ impl<F: Float> CsrMatrix<F> {
 
     /// Sparse × dense: $W B$ for `b` of shape `ncols × n`. Multi-threaded over output rows;
     /// the kernel is chosen by [`CsrMatrix::spmm_kernel`].
+    ///
+    /// With the `cuda` feature, an `f32` product runs on the GPU when a CUDA device is present.
     pub fn matmul(&self, b: ArrayView2<'_, F>) -> Result<Array2<F>> {
+        #[cfg(feature = "cuda")]
+        if let Some(out) = crate::gpu::try_matmul(self, b)? {
+            return Ok(out);
+        }
         self.matmul_with(b, SpmmKernel::Auto)
     }
 

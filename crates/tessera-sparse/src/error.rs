@@ -9,6 +9,11 @@ pub enum Error {
     /// Bad input: a parameter out of range, a shape mismatch, a non-finite value.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The GPU path failed after a device was found (feature `cuda`): a driver or library
+    /// error, or an overflow the device detected.
+    #[cfg(feature = "cuda")]
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// A safetensors buffer could not be written or read, or does not hold masks.
     #[error("safetensors error in {context}: {message}")]
     Safetensors {

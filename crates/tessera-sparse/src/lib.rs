@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod error;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub use error::{Error, InputError, Result};
 
 pub use tessera_core::Float;

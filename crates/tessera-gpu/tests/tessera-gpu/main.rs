@@ -54,4 +54,6 @@ pub fn fresh_seed() -> u64 {
     println!("seed {seed} (replay with TESSERA_GPU_SEED={seed})");
     seed
 }
+mod augment;
 mod logmel;
+mod sparse;
