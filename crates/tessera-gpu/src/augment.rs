@@ -90,8 +90,24 @@ pub fn mixup(
     Ok(DeviceTensor::from_parts(out, inputs.shape().to_vec()))
 }
 
-/// Checks a rectangle fill and returns `(batch, planes per item, n_freq, n_time)` plus the
-/// rectangles flattened as `(rects, offsets)` for the kernel.
+/// A checked rectangle fill, flattened for the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RectangleLaunch {
+    /// Items.
+    pub batch: usize,
+    /// Spectrograms per item (the product of the axes between batch and frequency).
+    pub planes: usize,
+    /// Frequency bins.
+    pub n_freq: usize,
+    /// Time frames.
+    pub n_time: usize,
+    /// `(freq_start, freq_end, time_start, time_end)` of every rectangle, back to back.
+    pub rects: Vec<i32>,
+    /// Item `b`'s rectangles are `offsets[b] .. offsets[b + 1]`.
+    pub offsets: Vec<i32>,
+}
+
+/// Checks a rectangle fill and flattens it for the kernel.
 ///
 /// # Errors
 /// A tensor of rank < 3, an empty batch, not one rectangle list per item, a rectangle outside
@@ -100,7 +116,7 @@ pub fn check_rectangles(
     shape: &[usize],
     rectangles: &[Vec<Rectangle>],
     fill: f32,
-) -> Result<(usize, usize, usize, usize, Vec<i32>, Vec<i32>)> {
+) -> Result<RectangleLaunch> {
     if shape.len() < 3 {
         return Err(InputError::shape("spectrograms", "(batch, ..., freq, time)", shape).into());
     }
@@ -135,7 +151,14 @@ pub fn check_rectangles(
         // The kernel never reads it, but a buffer must exist.
         rects.extend([0; 4]);
     }
-    Ok((batch, planes, n_freq, n_time, rects, offsets))
+    Ok(RectangleLaunch {
+        batch,
+        planes,
+        n_freq,
+        n_time,
+        rects,
+        offsets,
+    })
 }
 
 /// Fills, in place, the rectangles of each item (every channel of an item gets the item's
@@ -150,8 +173,14 @@ pub fn fill_rectangles(
     rectangles: &[Vec<Rectangle>],
     fill: f32,
 ) -> Result<()> {
-    let (batch, planes, n_freq, n_time, rects, offsets) =
-        check_rectangles(spectrograms.shape(), rectangles, fill)?;
+    let RectangleLaunch {
+        batch,
+        planes,
+        n_freq,
+        n_time,
+        rects,
+        offsets,
+    } = check_rectangles(spectrograms.shape(), rectangles, fill)?;
     let rects = context.upload(&rects)?;
     let offsets = context.upload(&offsets)?;
     let function = context.function(&AUGMENT, "fill_rectangles")?;

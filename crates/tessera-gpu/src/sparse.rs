@@ -67,7 +67,7 @@ pub fn check_csr(
     as_i64("indices", ncols)?;
     let mut rows = Vec::with_capacity(indices.len());
     for (r, w) in indptr.windows(2).enumerate() {
-        rows.extend(std::iter::repeat_n(r as i64, w[1] - w[0]));
+        rows.extend(std::iter::repeat(r as i64).take(w[1] - w[0]));
     }
     Ok(rows)
 }

@@ -5,7 +5,7 @@ use ndarray::{Array, Array2, ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_augment::{mix_items, CutOutSpec, ItemMasks, SpecAugment, SpecAugmentConfig};
-use tessera_gpu::augment::{check_mixup, check_rectangles};
+use tessera_gpu::augment::{check_mixup, check_rectangles, RectangleLaunch};
 use tessera_gpu::launch::grid_for;
 use tessera_gpu::{DeviceTensor, Rectangle};
 
@@ -63,7 +63,7 @@ fn shim_mixup_equals_tessera_augment() {
         let lambda_buffer = guarded(&lambdas);
         let mut out = poisoned(x.len());
         let (grid, block) = grid_for(x.len());
-        // SAFETY (test): every buffer has the size the kernel indexes (batch × per_item values,
+        // SAFETY: every buffer has the size the kernel indexes (batch × per_item values,
         // batch partners and lambdas).
         unsafe {
             launch(
@@ -94,11 +94,17 @@ fn shim_fill(
     fill: f32,
 ) -> Vec<f32> {
     let launch = shim.launcher::<Fill>("fill_rectangles");
-    let (batch, planes, n_freq, n_time, rects, offsets) =
-        check_rectangles(x.shape(), rectangles, fill).expect("valid");
+    let RectangleLaunch {
+        batch,
+        planes,
+        n_freq,
+        n_time,
+        rects,
+        offsets,
+    } = check_rectangles(x.shape(), rectangles, fill).expect("valid");
     let mut values = guarded(x.as_slice().expect("standard"));
     let (grid, block) = grid_for(x.len());
-    // SAFETY (test): values holds batch × planes × n_freq × n_time values, offsets batch + 1
+    // SAFETY: values holds batch × planes × n_freq × n_time values, offsets batch + 1
     // entries into rects (4 ints per rectangle).
     unsafe {
         launch(
@@ -214,7 +220,7 @@ fn bad_mixup_and_rectangles_are_errors_naming_the_parameter() {
     }]];
     let reversed = vec![vec![Rectangle {
         freq: 0..2,
-        time: 3..1,
+        time: std::ops::Range { start: 3, end: 1 },
     }]];
     for (shape, rects, fill, name) in [
         (vec![1, 4, 4], &outside, 0.0, "rectangles"),

@@ -96,7 +96,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
     let pad = if config.center { n_fft / 2 } else { 0 };
     let (grid, block) = grid_for(rows * n_fft);
     let launch = shim.launcher::<Frames>("logmel_frames");
-    // SAFETY (test): the buffers have the sizes the kernel indexes (guarded on both sides).
+    // SAFETY: the buffers have the sizes the kernel indexes (guarded on both sides).
     unsafe {
         launch(
             grid,
@@ -130,7 +130,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
     let mut mel = poisoned(batch * per_item);
     let (grid, block) = grid_for(batch * per_item);
     let launch = shim.launcher::<PowerMel>("logmel_power_mel");
-    // SAFETY (test): as above; offsets/starts index within bins.
+    // SAFETY: as above; offsets/starts index within bins.
     unsafe {
         launch(
             grid,
@@ -154,7 +154,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
     let mut partial = poisoned(batch * chunks);
     let (grid, block) = grid_for(batch * chunks);
     let launch = shim.launcher::<PartialMax>("logmel_partial_max");
-    // SAFETY (test): as above.
+    // SAFETY: as above.
     unsafe {
         launch(
             grid,
@@ -170,7 +170,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
     let mut item_max = poisoned(batch);
     let (grid, block) = grid_for(batch);
     let launch = shim.launcher::<ItemMax>("logmel_item_max");
-    // SAFETY (test): as above.
+    // SAFETY: as above.
     unsafe {
         launch(
             grid,
@@ -198,7 +198,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
         };
         let (grid, block) = grid_for(batch * per_item);
         let launch = shim.launcher::<ToDb>("logmel_to_db");
-        // SAFETY (test): as above.
+        // SAFETY: as above.
         unsafe {
             launch(
                 grid,
@@ -259,7 +259,7 @@ fn shim_max_propagates_an_overflowed_power() {
     let mut partial = poisoned(batch * chunks);
     let (grid, block) = grid_for(batch * chunks);
     let launch = shim.launcher::<PartialMax>("logmel_partial_max");
-    // SAFETY (test): buffers sized as the kernel indexes them.
+    // SAFETY: buffers sized as the kernel indexes them.
     unsafe {
         launch(
             grid,
@@ -274,7 +274,7 @@ fn shim_max_propagates_an_overflowed_power() {
     };
     let mut item_max = poisoned(batch);
     let launch = shim.launcher::<ItemMax>("logmel_item_max");
-    // SAFETY (test): as above.
+    // SAFETY: as above.
     unsafe {
         launch(
             1,
@@ -295,35 +295,36 @@ fn bad_configs_and_signals_are_errors_naming_the_parameter() {
     let plan = LogMelSpectrogram::<f32>::new(LogMelConfig::librosa(22_050.0)).expect("plan");
     let good = plan.gpu_plan_config();
     good.check().expect("valid");
-    let mut cases: Vec<(LogMelPlanConfig, &str)> = Vec::new();
-    cases.push((
-        LogMelPlanConfig {
-            hop_length: 0,
-            ..good.clone()
-        },
-        "hop_length",
-    ));
-    cases.push((
-        LogMelPlanConfig {
-            window: vec![1.0; 3],
-            ..good.clone()
-        },
-        "window",
-    ));
-    cases.push((
-        LogMelPlanConfig {
-            filterbank: Array2::zeros((4, 7)),
-            ..good.clone()
-        },
-        "filterbank",
-    ));
-    cases.push((
-        LogMelPlanConfig {
-            power: -1.0,
-            ..good.clone()
-        },
-        "power",
-    ));
+    let mut cases: Vec<(LogMelPlanConfig, &str)> = vec![
+        (
+            LogMelPlanConfig {
+                hop_length: 0,
+                ..good.clone()
+            },
+            "hop_length",
+        ),
+        (
+            LogMelPlanConfig {
+                window: vec![1.0; 3],
+                ..good.clone()
+            },
+            "window",
+        ),
+        (
+            LogMelPlanConfig {
+                filterbank: Array2::zeros((4, 7)),
+                ..good.clone()
+            },
+            "filterbank",
+        ),
+        (
+            LogMelPlanConfig {
+                power: -1.0,
+                ..good.clone()
+            },
+            "power",
+        ),
+    ];
     let mut nan_window = good.clone();
     nan_window.window[5] = f32::NAN;
     cases.push((nan_window, "window"));

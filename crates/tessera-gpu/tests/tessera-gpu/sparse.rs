@@ -69,7 +69,7 @@ fn shim_products_equal_tessera_sparse() {
         let dense = guarded(b.as_slice().expect("std"));
         let mut out = poisoned(nrows * n);
         let (grid, block) = grid_for(nrows * n);
-        // SAFETY (test): buffers sized as the kernel indexes them (indptr nrows + 1, indices and
+        // SAFETY: buffers sized as the kernel indexes them (indptr nrows + 1, indices and
         // values nnz, dense ncols × n, out nrows × n).
         unsafe {
             matmul(
@@ -100,7 +100,7 @@ fn shim_products_equal_tessera_sparse() {
         );
         let mut grad = poisoned(w.nnz());
         let (grid, block) = grid_for(w.nnz());
-        // SAFETY (test): rows/indices hold nnz entries, dy nrows × n, x ncols × n, grad nnz.
+        // SAFETY: rows/indices hold nnz entries, dy nrows × n, x ncols × n, grad nnz.
         unsafe {
             gradient(
                 grid,
