@@ -16,7 +16,7 @@ use tessera_core::check;
 use crate::context::{as_i32, as_i64};
 use crate::kernels::LOGMEL;
 use crate::launch::config_for;
-use crate::{GpuContext, GpuError, InputError, Result};
+use crate::{DeviceTensor, GpuContext, GpuError, InputError, Result};
 
 /// How a centred STFT extends the signal by `pad` samples on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +191,14 @@ impl LogMelPlanConfig {
     }
 }
 
+/// The name of the tensor in an input error, as the caller knows it.
+fn rename_input(error: GpuError, name: &'static str) -> GpuError {
+    match error {
+        GpuError::Input(input) => GpuError::Input(input.map_name(|_| name)),
+        other => other,
+    }
+}
+
 /// Values per chunk of the first stage of the per-item maximum.
 pub const MAX_CHUNK: usize = 256;
 
@@ -227,7 +235,8 @@ impl LogMelPlan {
     }
 
     /// Log-mel spectrograms of the rows of `signals`, shape `(batch, n_mels, frames)`, as
-    /// tessera-spectro's `compute_batch` returns them.
+    /// tessera-spectro's `compute_batch` returns them: uploads the batch, runs
+    /// [`LogMelPlan::compute_batch_device`] and downloads the result.
     ///
     /// # Errors
     /// An empty batch, non-finite samples, signals too short for the framing, sizes beyond
@@ -240,8 +249,34 @@ impl LogMelPlan {
     ) -> Result<Array3<f32>> {
         let (batch, n_samples) = signals.dim();
         check::non_empty("signals", batch)?;
+        self.config.frame_count(n_samples)?;
+        let device_signals = DeviceTensor::from_host(context, signals.into_dyn())
+            .map_err(|e| rename_input(e, "signals"))?;
+        let out = self.compute_batch_device(context, &device_signals)?;
+        out.to_host(context)?
+            .into_dimensionality()
+            .map_err(|e| GpuError::Driver {
+                operation: "shaping the output",
+                message: e.to_string(),
+            })
+    }
+
+    /// The log-mel spectrograms of a device batch `(batch, samples)`, left on the device as
+    /// `(batch, n_mels, frames)`. Waits once for the per-item maxima, which it checks for an
+    /// overflow (a non-finite sample also shows there).
+    ///
+    /// # Errors
+    /// As [`LogMelPlan::compute_batch`].
+    pub fn compute_batch_device(
+        &self,
+        context: &GpuContext,
+        signals: &DeviceTensor,
+    ) -> Result<DeviceTensor> {
+        let &[batch, n_samples] = signals.shape() else {
+            return Err(InputError::shape("signals", "(batch, samples)", signals.shape()).into());
+        };
+        check::non_empty("signals", batch)?;
         let frames = self.config.frame_count(n_samples)?;
-        check::finite("signals", &signals)?;
         let n_fft = self.config.n_fft;
         let bins = n_fft / 2 + 1;
         let n_mels = self.config.filterbank.nrows();
@@ -252,8 +287,6 @@ impl LogMelPlan {
         let rows_i32 = as_i32("signals", rows)?;
         let per_item = n_mels * frames;
 
-        let host = signals.as_standard_layout();
-        let device_signals = context.upload(host.as_slice().unwrap_or(&[]))?;
         let mut frame_buffer = context.zeros::<f32>(rows * n_fft)?;
         let pad = if self.config.center { n_fft / 2 } else { 0 };
         let function = context.function(&LOGMEL, "logmel_frames")?;
@@ -263,7 +296,7 @@ impl LogMelPlan {
         let (frames_i32, pad_i32) = (as_i32("signals", frames)?, pad as i32);
         let reflect = i32::from(self.config.padding == Padding::Reflect);
         launch
-            .arg(&device_signals)
+            .arg(&signals.data)
             .arg(&batch_i64)
             .arg(&samples_i64)
             .arg(&self.window)
@@ -339,11 +372,7 @@ impl LogMelPlan {
         if let Some(db) = &self.config.db {
             self.to_db(context, &mut mel, &item_max, batch, per_item, db)?;
         }
-        let values = context.download(&mel)?;
-        Array3::from_shape_vec((batch, n_mels, frames), values).map_err(|e| GpuError::Driver {
-            operation: "shaping the output",
-            message: e.to_string(),
-        })
+        Ok(DeviceTensor::from_parts(mel, vec![batch, n_mels, frames]))
     }
 
     /// Per-item maximum of `values` (`batch × per_item`) in two passes, propagating the first
