@@ -7,6 +7,8 @@ pub use tessera_augment as augment;
 pub use tessera_data as data;
 #[cfg(feature = "gmm")]
 pub use tessera_gmm as gmm;
+#[cfg(feature = "gpu")]
+pub use tessera_gpu as gpu;
 #[cfg(feature = "lanczos")]
 pub use tessera_lanczos as lanczos;
 #[cfg(feature = "nn")]
