@@ -4,7 +4,7 @@
 //! changes) and most reads out of bounds (the NaN reaches an output), and outputs are poisoned
 //! with NaN before the launch so that an element no thread writes is caught too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Canary values on each side of a guarded buffer.
@@ -15,6 +15,22 @@ pub struct Shim {
     pub library: libloading::Library,
 }
 
+/// `kernels/shim` of this crate: where cargo says the crate is, where it was when this binary
+/// was built, or under the working directory (a test binary copied to another machine with
+/// the repository, run from its root).
+fn shim_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+        Some(PathBuf::from("crates/tessera-gpu")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|root| root.join("kernels/shim"))
+        .find(|dir| dir.is_dir())
+}
+
 fn compiler() -> String {
     std::env::var("CXX").unwrap_or_else(|_| "c++".into())
 }
@@ -23,9 +39,16 @@ fn compiler() -> String {
 /// name) and loads it. `None` (after printing why) when no C++ compiler runs, unless
 /// `TESSERA_REQUIRE_SHIM` is set, as in CI, which makes that a failure.
 pub fn load(name: &str) -> Option<Shim> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = root.join("kernels/shim").join(format!("{name}_shim.cpp"));
-    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let file = format!("{name}_shim.cpp");
+    let Some(source) = shim_dir().map(|dir| dir.join(&file)) else {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_SHIM").is_none(),
+            "TESSERA_REQUIRE_SHIM is set but kernels/shim/{file} was not found"
+        );
+        println!("skipped: kernels/shim/{file} not found (run from the repository root)");
+        return None;
+    };
+    let out_dir = std::env::temp_dir();
     let library_path = out_dir.join(format!(
         "lib{name}_shim_{}_{:?}.so",
         std::process::id(),
