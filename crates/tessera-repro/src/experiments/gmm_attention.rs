@@ -31,7 +31,7 @@ use tessera_nn::{
     Sequential, Targets,
 };
 
-use crate::harness::stats::median;
+use crate::harness::stats::{median, paired_difference};
 use crate::harness::train::TrainSpec;
 use crate::harness::{
     evaluate_sequential, fmt_mean_std, markdown_table, mean_std, plot, train_sequential, Claim,
@@ -493,9 +493,7 @@ fn time_steps(ctx: &Context, p: &Params, data: &Data) -> Result<Vec<(Variant, us
 /// their mean and standard error; reproduced if the mean is positive and larger than its
 /// standard error, partly if merely positive.
 fn paired_gain(treated: &[f64], control: &[f64]) -> (f64, f64, Verdict) {
-    let diffs: Vec<f64> = treated.iter().zip(control).map(|(a, b)| a - b).collect();
-    let (mean, std) = mean_std(&diffs);
-    let se = std / (diffs.len().max(1) as f64).sqrt();
+    let (mean, se) = paired_difference(control, treated);
     let verdict = Verdict::from_tests(mean > 0.0 && mean > se, mean > 0.0);
     (mean, se, verdict)
 }

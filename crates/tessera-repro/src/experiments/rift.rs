@@ -37,6 +37,7 @@ use tessera_nn::{
     OptimizerConfig, SgdConfig, Targets, Trainer,
 };
 
+use crate::harness::stats;
 use crate::harness::train::{train_classifier, LabelledData, TrainSpec};
 use crate::harness::{
     fmt_mean_std, markdown_table, mean_std, plot, Claim, Context, Expectation, Experiment, Outcome,
@@ -431,22 +432,13 @@ fn accuracy(flags: &[bool]) -> f64 {
 /// Paired difference of two classifiers on the same examples: mean of `b − a` (per-example
 /// correctness, in {−1, 0, 1}) and its standard error `sd/√n`.
 fn paired_difference(a: &[bool], b: &[bool]) -> (f64, f64) {
-    let n = a.len().min(b.len());
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let d: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(&a, &b)| f64::from(u8::from(b)) - f64::from(u8::from(a)))
-        .collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 {
-        d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1) as f64
-    } else {
-        0.0
+    let correct = |flags: &[bool]| {
+        flags
+            .iter()
+            .map(|&f| f64::from(u8::from(f)))
+            .collect::<Vec<_>>()
     };
-    (mean, (var / n as f64).sqrt())
+    stats::paired_difference(&correct(a), &correct(b))
 }
 
 /// Binomial standard error of an accuracy `acc` measured on `n` examples.
@@ -1210,18 +1202,6 @@ mod tests {
         // Ties keep the smaller α.
         assert_eq!(select_alpha(&[0.8, 0.8], &[0.5, 0.5], 0.0), 0);
         assert_eq!(select_alpha(&[], &[], 0.0), 0);
-    }
-
-    #[test]
-    fn paired_difference_by_hand() {
-        // b − a = [1, 0, −1, 1]: mean 0.25, sample variance (0.5625·2 + 0.0625 + 1.5625)/3.
-        let a = [false, true, true, false];
-        let b = [true, true, false, true];
-        let (m, se) = paired_difference(&a, &b);
-        assert!((m - 0.25).abs() < 1e-12);
-        let var = (0.75f64.powi(2) * 2.0 + 0.25f64.powi(2) + 1.25f64.powi(2)) / 3.0;
-        assert!((se - (var / 4.0).sqrt()).abs() < 1e-12);
-        assert!(paired_difference(&[], &[]).0.is_nan());
     }
 
     #[test]

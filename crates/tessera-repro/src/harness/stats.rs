@@ -71,6 +71,14 @@ pub fn diff_std_error(a: &[f64], b: &[f64]) -> f64 {
     (sa * sa / a.len() as f64 + sb * sb / b.len() as f64).sqrt()
 }
 
+/// Paired comparison on the same units (seeds, examples): the mean of `other − base` and its
+/// standard error `sd/√n` (sample standard deviation); NaN for no pairs, error 0 for one.
+pub fn paired_difference(base: &[f64], other: &[f64]) -> (f64, f64) {
+    let diffs: Vec<f64> = base.iter().zip(other).map(|(b, o)| o - b).collect();
+    let (mean, std) = mean_std(&diffs);
+    (mean, std / (diffs.len().max(1) as f64).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +116,16 @@ mod tests {
         // a: sample var 1 (n 3), b: sample var 4 (n 3) → sqrt(1/3 + 4/3).
         let se = diff_std_error(&[1.0, 2.0, 3.0], &[1.0, 3.0, 5.0]);
         assert!((se - (1.0f64 / 3.0 + 4.0 / 3.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn paired_difference_by_hand() {
+        // other − base = [1, 0, −1, 1]: mean 0.25, sample variance (0.5625·2 + 0.0625 + 1.5625)/3.
+        let (m, se) = paired_difference(&[0.0, 1.0, 1.0, 0.0], &[1.0, 1.0, 0.0, 1.0]);
+        assert!((m - 0.25).abs() < 1e-12);
+        let var = (0.75f64.powi(2) * 2.0 + 0.25f64.powi(2) + 1.25f64.powi(2)) / 3.0;
+        assert!((se - (var / 4.0).sqrt()).abs() < 1e-12);
+        assert_eq!(paired_difference(&[1.0], &[3.0]), (2.0, 0.0));
+        assert!(paired_difference(&[], &[]).0.is_nan());
     }
 }
