@@ -178,6 +178,39 @@ pub struct Dims {
 }
 
 impl Dims {
+    /// Checks the sizes the way [`check_attention`] checks the arrays' shapes (for the
+    /// device-resident variants, whose buffers carry no shape).
+    ///
+    /// # Errors
+    /// A zero size, more than [`MAX_SCORE_ELEMENTS`] probabilities, widths beyond `i32`.
+    pub fn validate(&self) -> Result<()> {
+        check::positive_size("batch", self.batch)?;
+        check::positive_size("heads", self.heads)?;
+        check::positive_size("tokens", self.tokens)?;
+        check::positive_size("d_head", self.d_head)?;
+        check::positive_size("d_value", self.d_value)?;
+        check::element_count(
+            "batch * heads * tokens * tokens",
+            &[self.batch, self.heads, self.tokens, self.tokens],
+            MAX_SCORE_ELEMENTS,
+        )?;
+        let rows = [self.batch, self.heads, self.tokens];
+        check::element_count(
+            "q",
+            &[rows[0], rows[1], rows[2], self.d_head],
+            i64::MAX as usize,
+        )?;
+        check::element_count(
+            "v",
+            &[rows[0], rows[1], rows[2], self.d_value],
+            i64::MAX as usize,
+        )?;
+        as_i32("heads", self.heads)?;
+        as_i32("d_head", self.d_head)?;
+        as_i32("d_value", self.d_value)?;
+        Ok(())
+    }
+
     fn planes(&self) -> usize {
         self.batch * self.heads
     }
@@ -312,6 +345,23 @@ fn upload_view<D: ndarray::Dimension>(
     context.upload(host.as_slice().unwrap_or(&[]))
 }
 
+/// Copies `values` to a new device buffer, for the device-resident variants
+/// ([`attention_forward_device`], [`attention_backward_device`]).
+///
+/// # Errors
+/// Device errors.
+pub fn upload(context: &GpuContext, values: &[f32]) -> Result<CudaSlice<f32>> {
+    context.upload(values)
+}
+
+/// Copies a device buffer back to the host (waits for the context's stream).
+///
+/// # Errors
+/// Device errors, including those of kernels still queued.
+pub fn download(context: &GpuContext, values: &CudaSlice<f32>) -> Result<Vec<f32>> {
+    context.download(values)
+}
+
 /// A one-value device buffer for pointer arguments a launch does not read.
 fn unused(context: &GpuContext) -> Result<CudaSlice<f32>> {
     context.zeros::<f32>(1)
@@ -419,14 +469,81 @@ pub fn attention_forward(
         batch,
         heads,
         tokens,
-        d_head,
         d_value,
+        ..
     } = dims;
-    let (q_device, k_device, v_device) = (
+    let (q, k, v) = (
         upload_view(context, &q)?,
         upload_view(context, &k)?,
         upload_view(context, &v)?,
     );
+    let device = forward_on_device(context, dims, &q, &k, &v, mask)?;
+    let output = context.download(&device.output)?;
+    let probabilities = context.download(&device.probabilities)?;
+    require_finite(&probabilities, "q", "attention probability")?;
+    require_finite(&output, "v", "attention output")?;
+    Ok(AttentionOutput {
+        output: shaped4(output, (batch, heads, tokens, d_value))?,
+        probabilities: shaped4(probabilities, (batch, heads, tokens, tokens))?,
+    })
+}
+
+/// What [`attention_forward_device`] leaves on the device (row-major, shapes as
+/// [`AttentionOutput`]).
+#[derive(Debug)]
+pub struct DeviceAttentionOutput {
+    /// $O$, `batch · heads · tokens · d_v` values.
+    pub output: CudaSlice<f32>,
+    /// $P$, `batch · heads · tokens²` values.
+    pub probabilities: CudaSlice<f32>,
+}
+
+/// Errors unless `buffer` holds `expected` values.
+fn check_buffer(name: &'static str, buffer: &CudaSlice<f32>, expected: usize) -> Result<()> {
+    Ok(check::length(name, buffer.len(), expected)?)
+}
+
+/// [`attention_forward`] on device-resident, row-major `q`, `k`, `v` of the sizes `dims`, for
+/// pipelines that keep their tensors on the device. Checks sizes, buffer lengths and the mask;
+/// the values are not read back, so non-finite inputs or outputs are the caller's to check.
+///
+/// # Errors
+/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask, device errors.
+pub fn attention_forward_device(
+    context: &GpuContext,
+    dims: Dims,
+    q: &CudaSlice<f32>,
+    k: &CudaSlice<f32>,
+    v: &CudaSlice<f32>,
+    mask: Option<&AttentionMask<'_>>,
+) -> Result<DeviceAttentionOutput> {
+    dims.validate()?;
+    let rows = dims.planes() * dims.tokens;
+    check_buffer("q", q, rows * dims.d_head)?;
+    check_buffer("k", k, rows * dims.d_head)?;
+    check_buffer("v", v, rows * dims.d_value)?;
+    if let Some(mask) = mask {
+        mask.check_against(dims)?;
+    }
+    forward_on_device(context, dims, q, k, v, mask)
+}
+
+/// The forward launch for checked sizes and mask.
+fn forward_on_device(
+    context: &GpuContext,
+    dims: Dims,
+    q: &CudaSlice<f32>,
+    k: &CudaSlice<f32>,
+    v: &CudaSlice<f32>,
+    mask: Option<&AttentionMask<'_>>,
+) -> Result<DeviceAttentionOutput> {
+    let Dims {
+        batch,
+        heads,
+        tokens,
+        d_head,
+        d_value,
+    } = dims;
     let rows = dims.planes() * tokens;
     let mut out = context.zeros::<f32>(rows * d_value)?;
     let mut probs = context.zeros::<f32>(rows * tokens)?;
@@ -457,9 +574,9 @@ pub fn attention_forward(
     let (heads_i32, d_head_i32, d_value_i32) = (heads as i32, d_head as i32, d_value as i32);
     let scale = dims.scale();
     launch
-        .arg(&q_device)
-        .arg(&k_device)
-        .arg(&v_device)
+        .arg(q)
+        .arg(k)
+        .arg(v)
         .arg(&batch_i64)
         .arg(&heads_i32)
         .arg(&tokens_i64)
@@ -478,19 +595,15 @@ pub fn attention_forward(
         .arg(&mut out)
         .arg(&mut probs);
     // SAFETY: the arguments match gmm_attention_forward's parameters in order and type; q and
-    // k hold batch·heads·tokens·d_head values, v batch·heads·tokens·d_value, the dense mask
-    // heads·tokens² (checked shape), alpha/sigma kernels·heads, out and probs are allocated
-    // for rows·d_value and rows·tokens; the kernel reads a mask buffer only for its kind, and
-    // its indices are checked on the CPU by the host-shim tests.
+    // k hold batch·heads·tokens·d_head values, v batch·heads·tokens·d_value (checked by the
+    // callers), the dense mask heads·tokens² (checked shape), alpha/sigma kernels·heads, out
+    // and probs are allocated for rows·d_value and rows·tokens; the kernel reads a mask buffer
+    // only for its kind, and its indices are checked on the CPU by the host-shim tests.
     unsafe { launch.launch(config_for(rows)) }
         .map_err(GpuError::driver("launching gmm_attention_forward"))?;
-    let output = context.download(&out)?;
-    let probabilities = context.download(&probs)?;
-    require_finite(&probabilities, "q", "attention probability")?;
-    require_finite(&output, "v", "attention output")?;
-    Ok(AttentionOutput {
-        output: shaped4(output, (batch, heads, tokens, d_value))?,
-        probabilities: shaped4(probabilities, (batch, heads, tokens, tokens))?,
+    Ok(DeviceAttentionOutput {
+        output: out,
+        probabilities: probs,
     })
 }
 
@@ -560,20 +673,125 @@ pub fn attention_backward(
         d_head,
         d_value,
     } = dims;
+    let inputs = DeviceBackwardInputs {
+        q: &upload_view(context, &q)?,
+        k: &upload_view(context, &k)?,
+        v: &upload_view(context, &v)?,
+        probabilities: &upload_view(context, &probabilities)?,
+        grad_output: &upload_view(context, &grad_output)?,
+    };
+    let device = backward_on_device(context, dims, &inputs, mask)?;
+    require_finite(&device.mask_parameters, "mask", "mask parameter gradient")?;
+    let (dq, dk, dv) = (
+        context.download(&device.q)?,
+        context.download(&device.k)?,
+        context.download(&device.v)?,
+    );
+    require_finite(&dq, "q", "query gradient")?;
+    require_finite(&dk, "k", "key gradient")?;
+    require_finite(&dv, "v", "value gradient")?;
+    let grad_mask = match device.mask {
+        Some(values) => {
+            let values = context.download(&values)?;
+            require_finite(&values, "mask", "mask gradient")?;
+            Some(shaped3(values, (heads, tokens, tokens))?)
+        }
+        None => None,
+    };
+    Ok(AttentionGradients {
+        q: shaped4(dq, (batch, heads, tokens, d_head))?,
+        k: shaped4(dk, (batch, heads, tokens, d_head))?,
+        v: shaped4(dv, (batch, heads, tokens, d_value))?,
+        mask: grad_mask,
+        mask_parameters: device.mask_parameters,
+    })
+}
+
+/// The device-resident operands of [`attention_backward_device`], row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceBackwardInputs<'a> {
+    /// $Q$, `batch · heads · tokens · d_head` values.
+    pub q: &'a CudaSlice<f32>,
+    /// $K$, as $Q$.
+    pub k: &'a CudaSlice<f32>,
+    /// $V$, `batch · heads · tokens · d_v` values.
+    pub v: &'a CudaSlice<f32>,
+    /// $P$ from the forward pass, `batch · heads · tokens²` values.
+    pub probabilities: &'a CudaSlice<f32>,
+    /// $\partial L/\partial O$, as $V$.
+    pub grad_output: &'a CudaSlice<f32>,
+}
+
+/// What [`attention_backward_device`] leaves on the device (row-major, shapes as
+/// [`AttentionGradients`]); the mixture's parameter gradients are few and come back to the host.
+#[derive(Debug)]
+pub struct DeviceAttentionGradients {
+    /// $\partial L/\partial Q$.
+    pub q: CudaSlice<f32>,
+    /// $\partial L/\partial K$.
+    pub k: CudaSlice<f32>,
+    /// $\partial L/\partial V$.
+    pub v: CudaSlice<f32>,
+    /// $\partial L/\partial G$, `heads · tokens²` values; `None` without a mask.
+    pub mask: Option<CudaSlice<f32>>,
+    /// $\partial L/\partial\alpha$ then $\partial L/\partial\sigma$ for a Gaussian mixture;
+    /// empty otherwise.
+    pub mask_parameters: Vec<f32>,
+}
+
+/// [`attention_backward`] on device-resident operands of the sizes `dims`. Checks sizes,
+/// buffer lengths and the mask; values stay on the device and are not checked for finiteness.
+///
+/// # Errors
+/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask, device errors.
+pub fn attention_backward_device(
+    context: &GpuContext,
+    dims: Dims,
+    inputs: &DeviceBackwardInputs<'_>,
+    mask: Option<&AttentionMask<'_>>,
+) -> Result<DeviceAttentionGradients> {
+    dims.validate()?;
+    let rows = dims.planes() * dims.tokens;
+    check_buffer("q", inputs.q, rows * dims.d_head)?;
+    check_buffer("k", inputs.k, rows * dims.d_head)?;
+    check_buffer("v", inputs.v, rows * dims.d_value)?;
+    check_buffer("probabilities", inputs.probabilities, rows * dims.tokens)?;
+    check_buffer("grad_output", inputs.grad_output, rows * dims.d_value)?;
+    if let Some(mask) = mask {
+        mask.check_against(dims)?;
+    }
+    backward_on_device(context, dims, inputs, mask)
+}
+
+/// The backward launches for checked sizes and mask.
+fn backward_on_device(
+    context: &GpuContext,
+    dims: Dims,
+    inputs: &DeviceBackwardInputs<'_>,
+    mask: Option<&AttentionMask<'_>>,
+) -> Result<DeviceAttentionGradients> {
+    let Dims {
+        batch,
+        heads,
+        tokens,
+        d_head,
+        d_value,
+    } = dims;
     let planes = dims.planes();
     let rows = planes * tokens;
     let scale = dims.scale();
-    let q_device = upload_view(context, &q)?;
-    let k_device = upload_view(context, &k)?;
-    let v_device = upload_view(context, &v)?;
-    let probs = upload_view(context, &probabilities)?;
-    let grad_out = upload_view(context, &grad_output)?;
-
+    let DeviceBackwardInputs {
+        q: q_device,
+        k: k_device,
+        v: v_device,
+        probabilities: probs,
+        grad_output: grad_out,
+    } = *inputs;
     // dP = dO V^T, then in place dS' = P (dP - <P, dP>_row).
     let mut grad = Product {
-        a: &grad_out,
+        a: grad_out,
         a_trans: false,
-        b: &v_device,
+        b: v_device,
         b_trans: true,
         planes,
         rows: tokens,
@@ -588,7 +806,7 @@ pub fn attention_backward(
     let mut launch = context.stream().launch_builder(&function);
     launch
         .arg(&grad)
-        .arg(&probs)
+        .arg(probs)
         .arg(&rows_i64)
         .arg(&tokens_i64)
         .arg(&mut row_dot);
@@ -600,7 +818,7 @@ pub fn attention_backward(
     let mut launch = context.stream().launch_builder(&function);
     launch
         .arg(&mut grad)
-        .arg(&probs)
+        .arg(probs)
         .arg(&row_dot)
         .arg(&rows_i64)
         .arg(&tokens_i64);
@@ -622,8 +840,8 @@ pub fn attention_backward(
             (d_head as i32, combine_code(combine), BATCH_CHUNK as i64);
         launch
             .arg(&grad)
-            .arg(&q_device)
-            .arg(&k_device)
+            .arg(q_device)
+            .arg(k_device)
             .arg(&batch_i64)
             .arg(&heads_i32)
             .arg(&tokens_i64)
@@ -656,15 +874,14 @@ pub fn attention_backward(
         }
         if let AttentionMask::Gmm(m) = mask {
             mask_parameters = gmm_parameter_grad(context, m, &dg)?;
-            require_finite(&mask_parameters, "mask", "mask parameter gradient")?;
         }
-        grad_mask = Some(context.download(&dg)?);
+        grad_mask = Some(dg);
     }
 
     let dq = Product {
         a: &grad,
         a_trans: false,
-        b: &k_device,
+        b: k_device,
         b_trans: false,
         planes,
         rows: tokens,
@@ -676,7 +893,7 @@ pub fn attention_backward(
     let dk = Product {
         a: &grad,
         a_trans: true,
-        b: &q_device,
+        b: q_device,
         b_trans: false,
         planes,
         rows: tokens,
@@ -686,9 +903,9 @@ pub fn attention_backward(
     }
     .run(context)?;
     let dv = Product {
-        a: &probs,
+        a: probs,
         a_trans: true,
-        b: &grad_out,
+        b: grad_out,
         b_trans: false,
         planes,
         rows: tokens,
@@ -697,25 +914,10 @@ pub fn attention_backward(
         alpha: 1.0,
     }
     .run(context)?;
-    let (dq, dk, dv) = (
-        context.download(&dq)?,
-        context.download(&dk)?,
-        context.download(&dv)?,
-    );
-    require_finite(&dq, "q", "query gradient")?;
-    require_finite(&dk, "k", "key gradient")?;
-    require_finite(&dv, "v", "value gradient")?;
-    let grad_mask = match grad_mask {
-        Some(values) => {
-            require_finite(&values, "mask", "mask gradient")?;
-            Some(shaped3(values, (heads, tokens, tokens))?)
-        }
-        None => None,
-    };
-    Ok(AttentionGradients {
-        q: shaped4(dq, (batch, heads, tokens, d_head))?,
-        k: shaped4(dk, (batch, heads, tokens, d_head))?,
-        v: shaped4(dv, (batch, heads, tokens, d_value))?,
+    Ok(DeviceAttentionGradients {
+        q: dq,
+        k: dk,
+        v: dv,
         mask: grad_mask,
         mask_parameters,
     })

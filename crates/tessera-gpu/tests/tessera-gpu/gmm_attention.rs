@@ -10,8 +10,9 @@ use tessera_gmm::{
     ElementwiseMask, GaussianMixtureMask, LogitMask, MaskCombine, MaskRef, TokenGrid,
 };
 use tessera_gpu::gmm_attention::{
-    attention_backward, attention_forward, check_attention, check_attention_backward, gmm_mask,
-    AttentionMask, GmmMask, BATCH_CHUNK,
+    attention_backward, attention_backward_device, attention_forward, attention_forward_device,
+    check_attention, check_attention_backward, gmm_mask, AttentionMask, DeviceBackwardInputs, Dims,
+    GmmMask, BATCH_CHUNK,
 };
 use tessera_gpu::launch::grid_for;
 
@@ -340,7 +341,7 @@ fn shim_matmul(
     let len = planes * rows * cols;
     let mut out = poisoned(len);
     let (grid, block) = grid_for(len);
-    // SAFETY (test): a and b hold planes·rows·inner and planes·inner·cols values (guarded),
+    // SAFETY: (test) a and b hold planes·rows·inner and planes·inner·cols values (guarded),
     // out planes·rows·cols; the signature is the launcher's.
     unsafe {
         launch(
@@ -378,7 +379,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
     let mut out = poisoned(rows * case.d_value);
     let mut probs = poisoned(rows * n);
     let (grid, block) = grid_for(rows);
-    // SAFETY (test): buffer sizes as the kernel expects (guarded); the signature is the launcher's.
+    // SAFETY: (test) buffer sizes as the kernel expects (guarded); the signature is the launcher's.
     unsafe {
         forward(
             grid,
@@ -422,7 +423,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
     );
     let mut row_dot = poisoned(rows);
     let (grid, block) = grid_for(rows);
-    // SAFETY (test): grad and probs hold rows·n values, row_dot rows.
+    // SAFETY: (test) grad and probs hold rows·n values, row_dot rows.
     unsafe {
         shim.launcher::<RowDotLauncher>("attention_row_dot")(
             grid,
@@ -436,7 +437,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
     };
     payload(&row_dot, "row_dot");
     let (grid, block) = grid_for(rows * n);
-    // SAFETY (test): as above.
+    // SAFETY: (test) as above.
     unsafe {
         shim.launcher::<SoftmaxBackwardLauncher>("attention_softmax_backward")(
             grid,
@@ -455,7 +456,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
         let per_mask = case.heads * n * n;
         let mut dg = poisoned(per_mask);
         let (grid, block) = grid_for(per_mask);
-        // SAFETY (test): grad holds batch·heads·n² values, q and k batch·heads·n·d_head, dg
+        // SAFETY: (test) grad holds batch·heads·n² values, q and k batch·heads·n·d_head, dg
         // heads·n².
         unsafe {
             shim.launcher::<GradMaskLauncher>("gmm_attention_grad_mask")(
@@ -482,7 +483,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
                 shim_gmm_mask(shim, case, &m)
             };
             let (grid, block) = grid_for(rows * n);
-            // SAFETY (test): grad holds batch·heads·n² values, the mask heads·n².
+            // SAFETY: (test) grad holds batch·heads·n² values, the mask heads·n².
             unsafe {
                 shim.launcher::<ApplyMaskLauncher>("attention_apply_mask")(
                     grid,
@@ -567,7 +568,7 @@ fn shim_gmm_mask(shim: &Shim, case: &Case, m: &ShimMask) -> Vec<f32> {
     let len = case.heads * n * n;
     let mut out = poisoned(len);
     let (grid, block) = grid_for(len);
-    // SAFETY (test): alpha and sigma hold kernels·heads values, out heads·n².
+    // SAFETY: (test) alpha and sigma hold kernels·heads values, out heads·n².
     unsafe {
         shim.launcher::<MaskLauncher>("gmm_mask")(
             grid,
@@ -592,7 +593,7 @@ fn shim_parameter_grad(shim: &Shim, case: &Case, m: &ShimMask, dg: &[f32]) -> Ve
     let classes = case.rows * case.cols;
     let mut class_grad = poisoned(case.heads * classes);
     let (grid, block) = grid_for(case.heads * classes);
-    // SAFETY (test): dg holds heads·n² values, class_grad heads·classes.
+    // SAFETY: (test) dg holds heads·n² values, class_grad heads·classes.
     unsafe {
         shim.launcher::<ClassGradLauncher>("gmm_class_grad")(
             grid,
@@ -609,7 +610,7 @@ fn shim_parameter_grad(shim: &Shim, case: &Case, m: &ShimMask, dg: &[f32]) -> Ve
     let len = 2 * KERNELS * case.heads;
     let mut grad = poisoned(len);
     let (grid, block) = grid_for(len);
-    // SAFETY (test): class_grad heads·classes values, alpha/sigma kernels·heads, grad 2·K·H.
+    // SAFETY: (test) class_grad heads·classes values, alpha/sigma kernels·heads, grad 2·K·H.
     unsafe {
         shim.launcher::<ParameterGradLauncher>("gmm_parameter_grad")(
             grid,
@@ -993,4 +994,128 @@ fn shim_batched_matmul_matches_ndarray_for_every_transposition() {
         let difference = crate::max_relative_difference(payload(&out, "out"), &expected, 1.0);
         assert!(difference <= 1e-6, "{a_trans} {b_trans}: {difference}");
     }
+}
+
+#[test]
+fn device_sizes_are_checked_without_a_device() {
+    let dims = Dims {
+        batch: 2,
+        heads: 3,
+        tokens: 5,
+        d_head: 4,
+        d_value: 6,
+    };
+    assert!(dims.validate().is_ok());
+    let name = |d: Dims| match d.validate().unwrap_err() {
+        tessera_gpu::GpuError::Input(e) => e.name(),
+        other => panic!("not an input error: {other}"),
+    };
+    assert_eq!(name(Dims { tokens: 0, ..dims }), "tokens");
+    assert_eq!(name(Dims { d_value: 0, ..dims }), "d_value");
+    assert_eq!(
+        name(Dims {
+            tokens: 1 << 20,
+            ..dims
+        }),
+        "batch * heads * tokens * tokens"
+    );
+}
+
+/// The device-resident variants give the host API's results, and reject buffers of the wrong
+/// length (skips without a device).
+#[test]
+fn gpu_device_resident_attention_matches_the_host_api() {
+    let Some(context) = crate::device() else {
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::fresh_seed());
+    let case = Case {
+        batch: 3,
+        heads: 2,
+        rows: 3,
+        cols: 2,
+        extra: 1,
+        d_head: 4,
+        d_value: 3,
+        mask: MaskKind::Gmm(MaskCombine::Multiply),
+    };
+    let inputs = inputs(&case, &mut rng);
+    let mask = inputs.gpu_mask(&case, None);
+    let dims = Dims {
+        batch: case.batch,
+        heads: case.heads,
+        tokens: case.tokens(),
+        d_head: case.d_head,
+        d_value: case.d_value,
+    };
+    let host = attention_forward(
+        &context,
+        inputs.q.view(),
+        inputs.k.view(),
+        inputs.v.view(),
+        mask.as_ref(),
+    )
+    .expect("host forward");
+    let host_grads = attention_backward(
+        &context,
+        inputs.q.view(),
+        inputs.k.view(),
+        inputs.v.view(),
+        host.probabilities.view(),
+        inputs.grad_output.view(),
+        mask.as_ref(),
+    )
+    .expect("host backward");
+    let upload = |a: &Array4<f32>| context_upload(&context, a);
+    let (q, k, v, grad_output) = (
+        upload(&inputs.q),
+        upload(&inputs.k),
+        upload(&inputs.v),
+        upload(&inputs.grad_output),
+    );
+    let forward = attention_forward_device(&context, dims, &q, &k, &v, mask.as_ref())
+        .expect("device forward");
+    let device_inputs = DeviceBackwardInputs {
+        q: &q,
+        k: &k,
+        v: &v,
+        probabilities: &forward.probabilities,
+        grad_output: &grad_output,
+    };
+    let grads = attention_backward_device(&context, dims, &device_inputs, mask.as_ref())
+        .expect("device backward");
+    let download = |s| tessera_gpu::gmm_attention::download(&context, s).expect("download");
+    assert_eq!(
+        download(&forward.output),
+        host.output.as_slice().expect("standard")
+    );
+    assert_eq!(
+        download(&grads.q),
+        host_grads.q.as_slice().expect("standard")
+    );
+    assert_eq!(
+        download(&grads.k),
+        host_grads.k.as_slice().expect("standard")
+    );
+    assert_eq!(
+        download(&grads.v),
+        host_grads.v.as_slice().expect("standard")
+    );
+    assert_eq!(grads.mask_parameters, host_grads.mask_parameters);
+    let short = DeviceBackwardInputs {
+        probabilities: &q,
+        ..device_inputs
+    };
+    let e = attention_backward_device(&context, dims, &short, mask.as_ref()).unwrap_err();
+    assert!(
+        matches!(&e, tessera_gpu::GpuError::Input(i) if i.name() == "probabilities"),
+        "{e}"
+    );
+}
+
+fn context_upload(
+    context: &tessera_gpu::GpuContext,
+    a: &Array4<f32>,
+) -> cudarc::driver::CudaSlice<f32> {
+    tessera_gpu::gmm_attention::upload(context, a.as_slice().expect("standard")).expect("upload")
 }
