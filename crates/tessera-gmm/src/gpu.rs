@@ -39,6 +39,14 @@ fn from_f32<F: Float, D: Dimension + 'static>(a: Array<f32, D>) -> Option<Array<
     boxed.downcast::<Array<F, D>>().ok().map(|a| *a)
 }
 
+/// The device's description of a materialised mask.
+fn dense(mask: &Option<(Array3<f32>, MaskCombine)>) -> Option<AttentionMask<'_>> {
+    mask.as_ref().map(|(g, combine)| AttentionMask::Dense {
+        values: g.view(),
+        combine: *combine,
+    })
+}
+
 /// `Some(result)` from the device, or `None` to run on the CPU.
 fn routed<T>(result: std::result::Result<T, GpuError>) -> Option<Result<T>> {
     match result {
@@ -62,10 +70,7 @@ pub(crate) fn forward<F: Float>(
         Some((g, combine)) => Some((to_f32(g)?, combine)),
         None => None,
     };
-    let mask = mask.as_ref().map(|(g, combine)| AttentionMask::Dense {
-        values: g.view(),
-        combine: *combine,
-    });
+    let mask = dense(&mask);
     let result = routed(gpu::attention_forward(
         context,
         q.view(),
@@ -99,10 +104,7 @@ pub(crate) fn backward<F: Float>(
         Some((g, combine)) => Some((to_f32(g)?, combine)),
         None => None,
     };
-    let mask = mask.as_ref().map(|(g, combine)| AttentionMask::Dense {
-        values: g.view(),
-        combine: *combine,
-    });
+    let mask = dense(&mask);
     let result = routed(gpu::attention_backward(
         context,
         q.view(),

@@ -11,8 +11,8 @@ use tessera_gmm::{
 };
 use tessera_gpu::gmm_attention::{
     attention_backward, attention_backward_device, attention_forward, attention_forward_device,
-    check_attention, check_attention_backward, gmm_mask, AttentionMask, DeviceBackwardInputs, Dims,
-    GmmMask, BATCH_CHUNK,
+    check_attention, check_attention_backward, gmm_mask, AttentionGradients, AttentionMask,
+    AttentionOutput, DeviceBackwardInputs, Dims, GmmMask, BATCH_CHUNK,
 };
 use tessera_gpu::launch::grid_for;
 
@@ -772,6 +772,28 @@ fn shim_gmm_mask_matches_mask_array() {
     }
 }
 
+/// Forward and backward through the GPU host API.
+fn host_api(
+    context: &tessera_gpu::GpuContext,
+    inputs: &Inputs,
+    mask: Option<&AttentionMask<'_>>,
+) -> (AttentionOutput, AttentionGradients) {
+    let (q, k, v) = (inputs.q.view(), inputs.k.view(), inputs.v.view());
+    let forward = attention_forward(context, q, k, v, mask).expect("gpu forward");
+    let probabilities = forward.probabilities.view();
+    let grads = attention_backward(
+        context,
+        q,
+        k,
+        v,
+        probabilities,
+        inputs.grad_output.view(),
+        mask,
+    )
+    .expect("gpu backward");
+    (forward, grads)
+}
+
 /// The GPU host API against tessera-gmm (skips without a device).
 #[test]
 fn gpu_gmm_attention_matches_tessera_gmm() {
@@ -789,24 +811,7 @@ fn gpu_gmm_attention_matches_tessera_gmm() {
             let inputs = inputs(&case, &mut rng);
             let dense = inputs.dense_mask();
             let gpu_mask = inputs.gpu_mask(&case, dense.as_ref().map(|d| d.view()));
-            let forward = attention_forward(
-                &context,
-                inputs.q.view(),
-                inputs.k.view(),
-                inputs.v.view(),
-                gpu_mask.as_ref(),
-            )
-            .expect("gpu forward");
-            let grads = attention_backward(
-                &context,
-                inputs.q.view(),
-                inputs.k.view(),
-                inputs.v.view(),
-                forward.probabilities.view(),
-                inputs.grad_output.view(),
-                gpu_mask.as_ref(),
-            )
-            .expect("gpu backward");
+            let (forward, grads) = host_api(&context, &inputs, gpu_mask.as_ref());
             let grad_parameters = match (&case.mask, &grads.mask) {
                 (MaskKind::Gmm(_), _) => grads.mask_parameters.clone(),
                 (MaskKind::Elementwise(_), Some(dg)) => {
@@ -1053,24 +1058,7 @@ fn gpu_device_resident_attention_matches_the_host_api() {
         d_head: case.d_head,
         d_value: case.d_value,
     };
-    let host = attention_forward(
-        &context,
-        inputs.q.view(),
-        inputs.k.view(),
-        inputs.v.view(),
-        mask.as_ref(),
-    )
-    .expect("host forward");
-    let host_grads = attention_backward(
-        &context,
-        inputs.q.view(),
-        inputs.k.view(),
-        inputs.v.view(),
-        host.probabilities.view(),
-        inputs.grad_output.view(),
-        mask.as_ref(),
-    )
-    .expect("host backward");
+    let (host, host_grads) = host_api(&context, &inputs, mask.as_ref());
     let upload = |a: &Array4<f32>| context_upload(&context, a);
     let (q, k, v, grad_output) = (
         upload(&inputs.q),
