@@ -7,8 +7,11 @@
 // tokens); masks and their gradients (heads, tokens, tokens); alpha, sigma (kernels, heads).
 //
 // A mask operand is described by `mask_kind`: 0 none, 1 a dense (heads, tokens, tokens) array,
-// 2 the Gaussian mixture recomputed from alpha / sigma (tokens: `extra` leading ones without a
-// position, then a row-major grid of `cols` columns). `combine` 0 multiplies the logits by the
+// 2 the Gaussian mixture read from its table of (heads, rows * cols) offset-class values
+// (gmm_class_values, recomputed from alpha / sigma on every call; tokens: `extra` leading ones
+// without a position, then a row-major grid of `cols` columns). The mixture depends on the
+// offset class only, so the table gives gmm_mask's values bit for bit with one load per logit
+// instead of `kernels` exponentials, and no tokens^2 mask is ever formed. `combine` 0 multiplies the logits by the
 // mask, 1 adds it; `neutral` (1 or 0) is the mask value of the extra tokens.
 
 // The variance floor of tessera-gmm (VARIANCE_EPSILON): sigma^2 + 1e-5 keeps sigma = 0 finite.
@@ -44,6 +47,36 @@ __device__ __forceinline__ float gmm_mask_value(const float* alpha, const float*
     return value;
 }
 
+// table[h, o] = the mixture at offset class o = dr * cols + dc (squared distance dr^2 + dc^2),
+// summed as gmm_mask_value sums it.
+extern "C" __global__ void gmm_class_values(const float* __restrict__ alpha,
+                                            const float* __restrict__ sigma, int heads,
+                                            int kernels, int rows, int cols,
+                                            float* __restrict__ table) {
+    const long long classes = (long long)rows * cols;
+    TESSERA_GRID_STRIDE(index, heads * classes) {
+        const long long o = index % classes;
+        const long long h = index / classes;
+        // Tokens 0 and o of a grid without extra tokens are at offset class o.
+        table[index] = gmm_mask_value(alpha, sigma, heads, kernels, cols, 0, 0.0f, h, 0, o);
+    }
+}
+
+// The mixture of tokens i, j from the class table (mask kind 2).
+__device__ __forceinline__ float gmm_table_value(const float* table, int cols, int extra,
+                                                 long long classes, float neutral, long long h,
+                                                 long long i, long long j) {
+    if (i < extra || j < extra) {
+        return neutral;
+    }
+    const long long gi = i - extra;
+    const long long gj = j - extra;
+    const long long dr = gi / cols - gj / cols;
+    const long long dc = gi % cols - gj % cols;
+    const long long o = (dr < 0 ? -dr : dr) * cols + (dc < 0 ? -dc : dc);
+    return table[h * classes + o];
+}
+
 // mask[h, i, j] = G[h, i, j] for a grid of `tokens` tokens (extra ones included).
 extern "C" __global__ void gmm_mask(const float* __restrict__ alpha,
                                     const float* __restrict__ sigma, int heads, int kernels,
@@ -57,16 +90,16 @@ extern "C" __global__ void gmm_mask(const float* __restrict__ alpha,
     }
 }
 
-// One thread per (b, h, i): the logits S_ij = scale * <q_i, k_j>, combined with the mask,
+// One thread per (b, h, i): the logits S_ij = scale * <q_i, k_j>, combined with the mask
+// (`mask` is the dense array for kind 1, the class table for kind 2),
 // a softmax over j with the maximum subtracted (tessera-core's softmax: exp, sum in order,
 // divide), written to probs[b, h, i, :] (the thread's own row, also its scratch), then
 // out[b, h, i, :] = sum_j P_ij v_j.
 extern "C" __global__ void gmm_attention_forward(
     const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
     long long batch, int heads, long long tokens, int d_head, int d_value, float scale,
-    int mask_kind, int combine, const float* __restrict__ dense_mask,
-    const float* __restrict__ alpha, const float* __restrict__ sigma, int kernels, int cols,
-    int extra, float neutral, float* __restrict__ out, float* __restrict__ probs) {
+    int mask_kind, int combine, const float* __restrict__ mask, int cols, int extra,
+    float neutral, float* __restrict__ out, float* __restrict__ probs) {
     TESSERA_GRID_STRIDE(index, batch * heads * tokens) {
         const long long i = index % tokens;
         const long long plane = index / tokens;
@@ -83,10 +116,10 @@ extern "C" __global__ void gmm_attention_forward(
             }
             float logit = scale * dot;
             if (mask_kind != 0) {
-                const float g = mask_kind == 1
-                                    ? dense_mask[(h * tokens + i) * tokens + j]
-                                    : gmm_mask_value(alpha, sigma, heads, kernels, cols, extra,
-                                                     neutral, h, i, j);
+                const float g =
+                    mask_kind == 1
+                        ? mask[(h * tokens + i) * tokens + j]
+                        : gmm_table_value(mask, cols, extra, tokens - extra, neutral, h, i, j);
                 logit = combine == 0 ? logit * g : logit + g;
             }
             row[j] = logit;

@@ -14,9 +14,12 @@
 //! leading tokens without a position, whose mask entries are neutral (1 when multiplying, 0
 //! when adding).
 //!
-//! The forward kernel runs one thread per `(b, h, i)` and recomputes $G_{h,i\cdot}$ from
-//! $\alpha, \sigma$ inline, so no `tokens²` mask is materialised; the thread writes its row of
-//! $P$ (the cache of the backward pass, and its scratch) and its row of $O$.
+//! $G$ depends on the offset class $(|\Delta r|, |\Delta c|)$ of a pair only, so the forward
+//! pass first evaluates the mixture from $\alpha, \sigma$ once per head and class
+//! (`H · rows · cols` values, not `H · tokens²`), and the fused kernel, one thread per
+//! `(b, h, i)`, looks up $G_{h,ij}$ while forming the logits: one load per logit instead of $K$
+//! exponentials, no `tokens²` mask in memory. The thread writes its row of $P$ (the cache of
+//! the backward pass, and its scratch) and its row of $O$.
 //!
 //! Backward, from $\bar O$: $\bar P = \bar O V^\top$,
 //! $\bar S'_{ij} = P_{ij}(\bar P_{ij} - \sum_l P_{il}\bar P_{il})$,
@@ -450,6 +453,32 @@ fn gmm_mask_device(context: &GpuContext, mask: &GmmMask<'_>) -> Result<CudaSlice
     Ok(out)
 }
 
+/// The mixture's value per head and offset class, `(heads, rows · cols)`, on the device (for a
+/// checked `mask`).
+fn gmm_class_table(context: &GpuContext, mask: &GmmMask<'_>) -> Result<CudaSlice<f32>> {
+    let len = mask.heads * mask.rows * mask.cols;
+    let mut table = context.zeros::<f32>(len)?;
+    let alpha = context.upload(mask.alpha)?;
+    let sigma = context.upload(mask.sigma)?;
+    let function = context.function(&GMM_ATTENTION, "gmm_class_values")?;
+    let mut launch = context.stream().launch_builder(&function);
+    let (heads, kernels) = (mask.heads as i32, mask.kernels as i32);
+    let (rows, cols) = (mask.rows as i32, mask.cols as i32);
+    launch
+        .arg(&alpha)
+        .arg(&sigma)
+        .arg(&heads)
+        .arg(&kernels)
+        .arg(&rows)
+        .arg(&cols)
+        .arg(&mut table);
+    // SAFETY: the arguments match gmm_class_values's parameters in order and type; alpha and
+    // sigma hold kernels·heads values (validated), table heads·rows·cols.
+    unsafe { launch.launch(config_for(len)) }
+        .map_err(GpuError::driver("launching gmm_class_values"))?;
+    Ok(table)
+}
+
 /// Masked softmax attention, equal to tessera-gmm's `attention_forward`: the output and the
 /// probabilities (the forward cache). `q`, `k` are `(batch, heads, tokens, d_head)`, `v`
 /// `(batch, heads, tokens, d_v)`, any strides.
@@ -548,25 +577,22 @@ fn forward_on_device(
     let mut out = context.zeros::<f32>(rows * d_value)?;
     let mut probs = context.zeros::<f32>(rows * tokens)?;
     let (mut kind, mut combine, mut neutral) = (0i32, 0i32, 1.0f32);
-    let (mut kernels, mut cols, mut extra) = (0i32, 1i32, 0i32);
-    let (mut dense, mut alpha, mut sigma) = (None, None, None);
-    match mask {
+    let (mut cols, mut extra) = (1i32, 0i32);
+    let values = match mask {
         Some(AttentionMask::Dense { values, combine: c }) => {
             kind = 1;
             combine = combine_code(*c);
-            dense = Some(upload_view(context, values)?);
+            upload_view(context, values)?
         }
         Some(AttentionMask::Gmm(m)) => {
             kind = 2;
             combine = combine_code(m.combine);
             neutral = mask_neutral(m.combine);
-            (kernels, cols, extra) = (m.kernels as i32, m.cols as i32, m.extra as i32);
-            alpha = Some(context.upload(m.alpha)?);
-            sigma = Some(context.upload(m.sigma)?);
+            (cols, extra) = (m.cols as i32, m.extra as i32);
+            gmm_class_table(context, m)?
         }
-        None => {}
-    }
-    let placeholder = unused(context)?;
+        None => unused(context)?,
+    };
     let function = context.function(&GMM_ATTENTION, "gmm_attention_forward")?;
     let mut launch = context.stream().launch_builder(&function);
     let batch_i64 = as_i64("batch", batch)?;
@@ -585,10 +611,7 @@ fn forward_on_device(
         .arg(&scale)
         .arg(&kind)
         .arg(&combine)
-        .arg(dense.as_ref().unwrap_or(&placeholder))
-        .arg(alpha.as_ref().unwrap_or(&placeholder))
-        .arg(sigma.as_ref().unwrap_or(&placeholder))
-        .arg(&kernels)
+        .arg(&values)
         .arg(&cols)
         .arg(&extra)
         .arg(&neutral)
@@ -596,9 +619,10 @@ fn forward_on_device(
         .arg(&mut probs);
     // SAFETY: the arguments match gmm_attention_forward's parameters in order and type; q and
     // k hold batch·heads·tokens·d_head values, v batch·heads·tokens·d_value (checked by the
-    // callers), the dense mask heads·tokens² (checked shape), alpha/sigma kernels·heads, out
-    // and probs are allocated for rows·d_value and rows·tokens; the kernel reads a mask buffer
-    // only for its kind, and its indices are checked on the CPU by the host-shim tests.
+    // callers); the mask holds heads·tokens² values (kind 1, checked shape) or heads·rows·cols
+    // (kind 2, the class table with tokens = extra + rows·cols) and is not read for kind 0;
+    // out and probs are allocated for rows·d_value and rows·tokens; the kernel's indices are
+    // checked on the CPU by the host-shim tests.
     unsafe { launch.launch(config_for(rows)) }
         .map_err(GpuError::driver("launching gmm_attention_forward"))?;
     Ok(DeviceAttentionOutput {

@@ -53,6 +53,7 @@ pub const GMM_ATTENTION: KernelSource = KernelSource {
     source: include_str!("../kernels/gmm_attention.cu"),
     entry_points: &[
         "gmm_mask",
+        "gmm_class_values",
         "gmm_attention_forward",
         "attention_batched_matmul",
         "attention_row_dot",

@@ -14,12 +14,10 @@ extern "C" void shim_gmm_attention_forward(unsigned grid, unsigned block, const 
                                            const float* k, const float* v, long long batch,
                                            int heads, long long tokens, int d_head, int d_value,
                                            float scale, int mask_kind, int combine,
-                                           const float* dense_mask, const float* alpha,
-                                           const float* sigma, int kernels, int cols, int extra,
-                                           float neutral, float* out, float* probs) {
+                                           const float* mask, int cols, int extra, float neutral,
+                                           float* out, float* probs) {
     shim_launch(gmm_attention_forward, grid, block, q, k, v, batch, heads, tokens, d_head, d_value,
-                scale, mask_kind, combine, dense_mask, alpha, sigma, kernels, cols, extra, neutral,
-                out, probs);
+                scale, mask_kind, combine, mask, cols, extra, neutral, out, probs);
 }
 
 extern "C" void shim_attention_batched_matmul(unsigned grid, unsigned block, const float* a,
@@ -68,4 +66,10 @@ extern "C" void shim_gmm_parameter_grad(unsigned grid, unsigned block, const flo
                                         int kernels, int rows, int cols, float* grad) {
     shim_launch(gmm_parameter_grad, grid, block, class_grad, alpha, sigma, heads, kernels, rows,
                 cols, grad);
+}
+
+extern "C" void shim_gmm_class_values(unsigned grid, unsigned block, const float* alpha,
+                                      const float* sigma, int heads, int kernels, int rows,
+                                      int cols, float* table) {
+    shim_launch(gmm_class_values, grid, block, alpha, sigma, heads, kernels, rows, cols, table);
 }

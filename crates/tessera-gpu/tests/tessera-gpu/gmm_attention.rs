@@ -211,15 +211,14 @@ type ForwardLauncher = unsafe extern "C" fn(
     i32,
     i32,
     *const f32,
-    *const f32,
-    *const f32,
-    i32,
     i32,
     i32,
     f32,
     *mut f32,
     *mut f32,
 );
+type ClassValuesLauncher =
+    unsafe extern "C" fn(u32, u32, *const f32, *const f32, i32, i32, i32, i32, *mut f32);
 type MatmulLauncher = unsafe extern "C" fn(
     u32,
     u32,
@@ -279,13 +278,14 @@ struct ShimMask {
     kind: i32,
     combine: i32,
     neutral: f32,
-    dense: Vec<f32>,
+    /// The forward kernel's mask operand: the dense mask (kind 1) or the class table (kind 2).
+    values: Vec<f32>,
     alpha: Vec<f32>,
     sigma: Vec<f32>,
 }
 
 impl ShimMask {
-    fn new(case: &Case, inputs: &Inputs) -> Self {
+    fn new(shim: &Shim, case: &Case, inputs: &Inputs) -> Self {
         let block = KERNELS * case.heads;
         let placeholder = guarded(&[0.0]);
         match case.mask {
@@ -293,23 +293,27 @@ impl ShimMask {
                 kind: 0,
                 combine: 0,
                 neutral: 1.0,
-                dense: placeholder.clone(),
+                values: placeholder.clone(),
                 alpha: placeholder.clone(),
                 sigma: placeholder,
             },
-            MaskKind::Gmm(c) => ShimMask {
-                kind: 2,
-                combine: combine_code(c),
-                neutral: c.neutral(),
-                dense: placeholder,
-                alpha: guarded(&inputs.parameters[..block]),
-                sigma: guarded(&inputs.parameters[block..]),
-            },
+            MaskKind::Gmm(c) => {
+                let alpha = guarded(&inputs.parameters[..block]);
+                let sigma = guarded(&inputs.parameters[block..]);
+                ShimMask {
+                    kind: 2,
+                    combine: combine_code(c),
+                    neutral: c.neutral(),
+                    values: shim_class_table(shim, case, &alpha, &sigma),
+                    alpha,
+                    sigma,
+                }
+            }
             MaskKind::Elementwise(c) => ShimMask {
                 kind: 1,
                 combine: combine_code(c),
                 neutral: c.neutral(),
-                dense: guarded(
+                values: guarded(
                     inputs
                         .dense_mask()
                         .expect("mask")
@@ -373,7 +377,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
     let k = guarded(inputs.k.as_slice().expect("standard"));
     let v = guarded(inputs.v.as_slice().expect("standard"));
     let grad_out = guarded(inputs.grad_output.as_slice().expect("standard"));
-    let m = ShimMask::new(case, inputs);
+    let m = ShimMask::new(shim, case, inputs);
 
     let forward = shim.launcher::<ForwardLauncher>("gmm_attention_forward");
     let mut out = poisoned(rows * case.d_value);
@@ -395,10 +399,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
             scale,
             m.kind,
             m.combine,
-            ptr(&m.dense),
-            ptr(&m.alpha),
-            ptr(&m.sigma),
-            KERNELS as i32,
+            ptr(&m.values),
             case.cols as i32,
             case.extra as i32,
             m.neutral,
@@ -478,7 +479,7 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
         let dg_values = payload(&dg, "grad mask").to_vec();
         if m.combine == 0 {
             let dense = if m.kind == 1 {
-                m.dense.clone()
+                m.values.clone()
             } else {
                 shim_gmm_mask(shim, case, &m)
             };
@@ -560,6 +561,29 @@ fn run_shim(shim: &Shim, case: &Case, inputs: &Inputs) -> Expected {
         grad_v: array(&grad_v, shape_v),
         grad_parameters,
     }
+}
+
+/// The guarded `(heads, rows · cols)` class table from the `gmm_class_values` kernel.
+fn shim_class_table(shim: &Shim, case: &Case, alpha: &[f32], sigma: &[f32]) -> Vec<f32> {
+    let len = case.heads * case.rows * case.cols;
+    let mut table = poisoned(len);
+    let (grid, block) = grid_for(len);
+    // SAFETY: (test) alpha and sigma hold kernels·heads values, table heads·rows·cols.
+    unsafe {
+        shim.launcher::<ClassValuesLauncher>("gmm_class_values")(
+            grid,
+            block,
+            ptr(alpha),
+            ptr(sigma),
+            case.heads as i32,
+            KERNELS as i32,
+            case.rows as i32,
+            case.cols as i32,
+            ptr_mut(&mut table),
+        )
+    };
+    payload(&table, "class table");
+    table
 }
 
 /// The guarded `(heads, n, n)` mixture mask from the `gmm_mask` kernel.
@@ -761,13 +785,27 @@ fn shim_gmm_mask_matches_mask_array() {
         for case in cases(MaskKind::Gmm(combine)) {
             let inputs = inputs(&case, &mut rng);
             let expected = inputs.dense_mask().expect("mask");
-            let found = shim_gmm_mask(&shim, &case, &ShimMask::new(&case, &inputs));
+            let m = ShimMask::new(&shim, &case, &inputs);
+            let found = shim_gmm_mask(&shim, &case, &m);
             assert_close(
                 "mask",
                 payload(&found, "mask"),
                 expected.as_slice().expect("standard"),
                 &case,
             );
+            // The class table holds the same numbers bit for bit at every grid pair.
+            let table = payload(&m.values, "class table");
+            let grid = case.rows * case.cols;
+            for ((h, i, j), &g) in expected.indexed_iter() {
+                let (Some(gi), Some(gj)) = (i.checked_sub(case.extra), j.checked_sub(case.extra))
+                else {
+                    assert_eq!(g, combine.neutral::<f32>());
+                    continue;
+                };
+                let dr = (gi / case.cols).abs_diff(gj / case.cols);
+                let dc = (gi % case.cols).abs_diff(gj % case.cols);
+                assert_eq!(table[h * grid + dr * case.cols + dc].to_bits(), g.to_bits());
+            }
         }
     }
 }
