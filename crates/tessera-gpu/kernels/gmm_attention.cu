@@ -305,3 +305,33 @@ extern "C" __global__ void gmm_parameter_grad(const float* __restrict__ class_gr
         grad[index] = index < block ? da : alpha[at] * weighted * sigma[at] * (2.0f * p) * (2.0f * p);
     }
 }
+
+// First pass of the finiteness check of device-resident results: partial[c] = the number of
+// NaN or infinite values in values[c * chunk .. (c + 1) * chunk] (clipped to len).
+extern "C" __global__ void attention_nonfinite_partial(const float* __restrict__ values,
+                                                       long long len, long long chunk,
+                                                       long long chunks,
+                                                       float* __restrict__ partial) {
+    TESSERA_GRID_STRIDE(c, chunks) {
+        const long long begin = c * chunk;
+        const long long end = begin + chunk < len ? begin + chunk : len;
+        float count = 0.0f;
+        for (long long i = begin; i < end; ++i) {
+            count += isfinite(values[i]) ? 0.0f : 1.0f;
+        }
+        partial[c] = count;
+    }
+}
+
+// Second pass: total[0] = the sum of the partial counts (one thread).
+extern "C" __global__ void attention_nonfinite_total(const float* __restrict__ partial,
+                                                     long long chunks,
+                                                     float* __restrict__ total) {
+    TESSERA_GRID_STRIDE(index, 1) {
+        float sum = 0.0f;
+        for (long long c = 0; c < chunks; ++c) {
+            sum += partial[c];
+        }
+        total[index] = sum;
+    }
+}

@@ -402,6 +402,57 @@ fn require_finite(values: &[f32], name: &'static str, what: &str) -> Result<()> 
     }
 }
 
+/// Values per thread of the first pass of [`require_finite_on_device`].
+const FINITE_CHUNK: usize = 1024;
+
+/// Errors with [`GpuError::Overflow`] naming `name` when the device buffer `values` holds NaN
+/// or ±∞: a count per chunk, then their sum, of which one number comes back.
+fn require_finite_on_device(
+    context: &GpuContext,
+    values: &CudaSlice<f32>,
+    name: &'static str,
+    what: &str,
+) -> Result<()> {
+    let chunks = values.len().div_ceil(FINITE_CHUNK).max(1);
+    let mut partial = context.zeros::<f32>(chunks)?;
+    let (len, chunk, chunks_i64) = (
+        as_i64(name, values.len())?,
+        FINITE_CHUNK as i64,
+        as_i64(name, chunks)?,
+    );
+    let function = context.function(&GMM_ATTENTION, "attention_nonfinite_partial")?;
+    let mut launch = context.stream().launch_builder(&function);
+    launch
+        .arg(values)
+        .arg(&len)
+        .arg(&chunk)
+        .arg(&chunks_i64)
+        .arg(&mut partial);
+    // SAFETY: arguments match attention_nonfinite_partial; values holds len values and
+    // partial chunks = ⌈len / chunk⌉ (at least 1).
+    unsafe { launch.launch(config_for(chunks)) }
+        .map_err(GpuError::driver("launching attention_nonfinite_partial"))?;
+    let mut total = context.zeros::<f32>(1)?;
+    let function = context.function(&GMM_ATTENTION, "attention_nonfinite_total")?;
+    let mut launch = context.stream().launch_builder(&function);
+    launch.arg(&partial).arg(&chunks_i64).arg(&mut total);
+    // SAFETY: arguments match attention_nonfinite_total; partial holds chunks values, total 1.
+    unsafe { launch.launch(config_for(1)) }
+        .map_err(GpuError::driver("launching attention_nonfinite_total"))?;
+    let count = context.download(&total)?[0];
+    if count == 0.0 {
+        Ok(())
+    } else {
+        Err(GpuError::Overflow {
+            name,
+            message: format!(
+                "{count} {what} entries are not finite: the logits overflow f32; scale the \
+                 inputs or the mask down"
+            ),
+        })
+    }
+}
+
 fn shaped4(values: Vec<f32>, shape: (usize, usize, usize, usize)) -> Result<Array4<f32>> {
     Array4::from_shape_vec(shape, values).map_err(|e| GpuError::Driver {
         operation: "shaping the output",
@@ -541,10 +592,12 @@ fn check_buffer(name: &'static str, buffer: &CudaSlice<f32>, expected: usize) ->
 
 /// [`attention_forward`] on device-resident, row-major `q`, `k`, `v` of the sizes `dims`, for
 /// pipelines that keep their tensors on the device. Checks sizes, buffer lengths and the mask;
-/// the values are not read back, so non-finite inputs or outputs are the caller's to check.
+/// the inputs' values are not read back (their finiteness is the caller's), the results are
+/// checked on the device (one number comes back).
 ///
 /// # Errors
-/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask, device errors.
+/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask,
+/// [`GpuError::Overflow`] for non-finite results, device errors.
 pub fn attention_forward_device(
     context: &GpuContext,
     dims: Dims,
@@ -561,7 +614,10 @@ pub fn attention_forward_device(
     if let Some(mask) = mask {
         mask.check_against(dims)?;
     }
-    forward_on_device(context, dims, q, k, v, mask)
+    let result = forward_on_device(context, dims, q, k, v, mask)?;
+    require_finite_on_device(context, &result.probabilities, "q", "attention probability")?;
+    require_finite_on_device(context, &result.output, "v", "attention output")?;
+    Ok(result)
 }
 
 /// The forward launch for checked sizes and mask.
@@ -771,10 +827,12 @@ pub struct DeviceAttentionGradients {
 }
 
 /// [`attention_backward`] on device-resident operands of the sizes `dims`. Checks sizes,
-/// buffer lengths and the mask; values stay on the device and are not checked for finiteness.
+/// buffer lengths and the mask; the results stay on the device and are checked there for
+/// finiteness (the inputs' finiteness is the caller's).
 ///
 /// # Errors
-/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask, device errors.
+/// Bad sizes ([`Dims::validate`]), buffers of other lengths, a bad mask,
+/// [`GpuError::Overflow`] for non-finite results, device errors.
 pub fn attention_backward_device(
     context: &GpuContext,
     dims: Dims,
@@ -791,7 +849,15 @@ pub fn attention_backward_device(
     if let Some(mask) = mask {
         mask.check_against(dims)?;
     }
-    backward_on_device(context, dims, inputs, mask)
+    let result = backward_on_device(context, dims, inputs, mask)?;
+    require_finite(&result.mask_parameters, "mask", "mask parameter gradient")?;
+    require_finite_on_device(context, &result.q, "q", "query gradient")?;
+    require_finite_on_device(context, &result.k, "k", "key gradient")?;
+    require_finite_on_device(context, &result.v, "v", "value gradient")?;
+    if let Some(grad_mask) = &result.mask {
+        require_finite_on_device(context, grad_mask, "mask", "mask gradient")?;
+    }
+    Ok(result)
 }
 
 /// The backward launches for checked sizes and mask.

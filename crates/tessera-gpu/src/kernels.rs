@@ -62,6 +62,8 @@ pub const GMM_ATTENTION: KernelSource = KernelSource {
         "attention_apply_mask",
         "gmm_class_grad",
         "gmm_parameter_grad",
+        "attention_nonfinite_partial",
+        "attention_nonfinite_total",
     ],
 };
 

@@ -73,3 +73,16 @@ extern "C" void shim_gmm_class_values(unsigned grid, unsigned block, const float
                                       int cols, float* table) {
     shim_launch(gmm_class_values, grid, block, alpha, sigma, heads, kernels, rows, cols, table);
 }
+
+extern "C" void shim_attention_nonfinite_partial(unsigned grid, unsigned block,
+                                                 const float* values, long long len,
+                                                 long long chunk, long long chunks,
+                                                 float* partial) {
+    shim_launch(attention_nonfinite_partial, grid, block, values, len, chunk, chunks, partial);
+}
+
+extern "C" void shim_attention_nonfinite_total(unsigned grid, unsigned block,
+                                               const float* partial, long long chunks,
+                                               float* total) {
+    shim_launch(attention_nonfinite_total, grid, block, partial, chunks, total);
+}

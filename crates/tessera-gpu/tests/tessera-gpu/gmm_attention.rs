@@ -1151,3 +1151,56 @@ fn context_upload(
 ) -> cudarc::driver::CudaSlice<f32> {
     tessera_gpu::gmm_attention::upload(context, a.as_slice().expect("standard")).expect("upload")
 }
+
+type NonfinitePartialLauncher = unsafe extern "C" fn(u32, u32, *const f32, i64, i64, i64, *mut f32);
+type NonfiniteTotalLauncher = unsafe extern "C" fn(u32, u32, *const f32, i64, *mut f32);
+
+/// The two-pass count of non-finite values (the device-resident variants' result check)
+/// against a count on the host, with chunks that do and do not divide the length.
+#[test]
+fn shim_nonfinite_count_matches_the_host() {
+    let Some(shim) = shim::load("gmm_attention") else {
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    for (len, chunk) in [(1usize, 1024usize), (2500, 1024), (700, 7), (513, 1)] {
+        for bad in [0usize, 1, 5] {
+            let mut values: Vec<f32> = (0..len).map(|_| rng.random_range(-1e30f32..1e30)).collect();
+            for b in 0..bad.min(len) {
+                let at = rng.random_range(0..len);
+                values[at] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][b % 3];
+            }
+            let expected = values.iter().filter(|v| !v.is_finite()).count() as f32;
+            let chunks = len.div_ceil(chunk);
+            let values = guarded(&values);
+            let mut partial = poisoned(chunks);
+            let (grid, block) = grid_for(chunks);
+            // SAFETY: (test) values holds len values, partial chunks.
+            unsafe {
+                shim.launcher::<NonfinitePartialLauncher>("attention_nonfinite_partial")(
+                    grid,
+                    block,
+                    ptr(&values),
+                    len as i64,
+                    chunk as i64,
+                    chunks as i64,
+                    ptr_mut(&mut partial),
+                )
+            };
+            payload(&partial, "partial");
+            let mut total = poisoned(1);
+            let (grid, block) = grid_for(1);
+            // SAFETY: (test) partial holds chunks values, total 1.
+            unsafe {
+                shim.launcher::<NonfiniteTotalLauncher>("attention_nonfinite_total")(
+                    grid,
+                    block,
+                    ptr(&partial),
+                    chunks as i64,
+                    ptr_mut(&mut total),
+                )
+            };
+            assert_eq!(payload(&total, "total")[0], expected, "{len} {chunk} {bad}");
+        }
+    }
+}
