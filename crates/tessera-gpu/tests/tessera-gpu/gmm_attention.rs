@@ -1143,6 +1143,15 @@ fn gpu_device_resident_attention_matches_the_host_api() {
         matches!(&e, tessera_gpu::GpuError::Input(i) if i.name() == "probabilities"),
         "{e}"
     );
+
+    // Finite inputs whose logits overflow f32: an error from both variants, never NaN.
+    let huge = inputs.q.mapv(|x| x * 1e20);
+    let e =
+        attention_forward(&context, huge.view(), huge.view(), inputs.v.view(), None).unwrap_err();
+    assert!(matches!(e, tessera_gpu::GpuError::Overflow { .. }), "{e}");
+    let huge = context_upload(&context, &huge);
+    let e = attention_forward_device(&context, dims, &huge, &huge, &v, None).unwrap_err();
+    assert!(matches!(e, tessera_gpu::GpuError::Overflow { .. }), "{e}");
 }
 
 fn context_upload(
