@@ -1,6 +1,6 @@
 // Gaussian-mixture logit mask fused with masked softmax attention, equal to tessera-gmm's
 // GaussianMixtureMask and attention_forward / attention_backward (Chen et al., "Gaussian Mixture
-// Mask Attention", https://github.com/CV-Chen/GMM-Mask).
+// Mask Attention"; reference code https://github.com/CatworldLee/Gaussian-Mixture-Mask-Attention).
 //
 // Layouts (row-major, as tessera-gmm): q, k (batch, heads, tokens, d_head); v, out
 // (batch, heads, tokens, d_value); probabilities and logit gradients (batch, heads, tokens,

@@ -1,7 +1,8 @@
 //! Gaussian-mixture mask generation fused with masked softmax attention on the GPU, forward
 //! and backward, equal to tessera-gmm's `GaussianMixtureMask` with `attention_forward` /
-//! `attention_backward` (Chen et al., "Gaussian Mixture Mask Attention for image
-//! classification"; reference code <https://github.com/CV-Chen/GMM-Mask>).
+//! `attention_backward` (Chen et al., *Gaussian Mixture Mask Attention* (GMM-ViT); reference
+//! code <https://github.com/CatworldLee/Gaussian-Mixture-Mask-Attention>, reimplemented through
+//! tessera-gmm, not copied).
 //!
 //! Per batch item $b$ and head $h$, with $Q, K$ of shape `(tokens, d_head)` and $V$ of shape
 //! `(tokens, d_v)`:
