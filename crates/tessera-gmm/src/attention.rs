@@ -229,6 +229,17 @@ pub fn attention_forward<F: Float>(
         Some(m) => Some((checked_mask(&m, dims)?, m.mask.combine())),
         None => None,
     };
+    #[cfg(feature = "cuda")]
+    if let Some(result) = crate::gpu::forward(q, k, v, mask.as_ref().map(|(g, c)| (g.view(), *c))) {
+        let (output, probabilities) = result?;
+        return Ok((
+            output,
+            AttentionCache {
+                probabilities,
+                mask,
+            },
+        ));
+    }
     let Dims {
         batch,
         heads,
@@ -400,6 +411,17 @@ pub fn attention_backward_view<F: Float>(
             .into())
         }
     };
+    #[cfg(feature = "cuda")]
+    if let Some(result) =
+        crate::gpu::backward(cache.probabilities, q, k, v, grad_output, cache.mask)
+    {
+        let (q, k, v, grad_mask) = result?;
+        if let (Some(m), Some(grad_mask)) = (mask, grad_mask) {
+            m.mask
+                .accumulate_gradient(m.parameters, grad_mask.view(), grad_mask_parameters)?;
+        }
+        return Ok(AttentionGradients { q, k, v });
+    }
     let scale = scale_of::<F>(d_head);
     let mut grad_q = Array3::<F>::zeros((batch * heads, tokens, d_head));
     let mut grad_k = Array3::<F>::zeros((batch * heads, tokens, d_head));

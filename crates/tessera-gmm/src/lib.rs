@@ -18,5 +18,8 @@ pub use attention::{
     AttentionCacheView, AttentionGradients, MaskRef,
 };
 
+#[cfg(feature = "cuda")]
+mod gpu;
+
 pub mod svg;
 pub use svg::{kernel_svg, mask_svg};

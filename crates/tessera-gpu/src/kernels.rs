@@ -47,8 +47,28 @@ pub const SPARSE: KernelSource = KernelSource {
     entry_points: &["csr_matmul", "csr_masked_gradient"],
 };
 
+/// Gaussian-mixture mask generation fused with masked softmax attention, and its backward pass.
+pub const GMM_ATTENTION: KernelSource = KernelSource {
+    name: "gmm_attention",
+    source: include_str!("../kernels/gmm_attention.cu"),
+    entry_points: &[
+        "gmm_mask",
+        "gmm_class_values",
+        "gmm_attention_forward",
+        "attention_batched_matmul",
+        "attention_row_dot",
+        "attention_softmax_backward",
+        "gmm_attention_grad_mask",
+        "attention_apply_mask",
+        "gmm_class_grad",
+        "gmm_parameter_grad",
+        "attention_nonfinite_partial",
+        "attention_nonfinite_total",
+    ],
+};
+
 /// Every kernel source of the crate (CI compiles each with NVRTC).
-pub const ALL: &[KernelSource] = &[LOGMEL, AUGMENT, SPARSE];
+pub const ALL: &[KernelSource] = &[LOGMEL, AUGMENT, SPARSE, GMM_ATTENTION];
 
 impl KernelSource {
     /// The full text handed to NVRTC: [`COMMON`] then the source.

@@ -10,6 +10,8 @@ pub mod launch;
 mod context;
 pub use context::{default_context, default_context_status, GpuContext, DEVICE_ENV};
 
+pub mod gmm_attention;
+
 pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
 
