@@ -14,7 +14,11 @@
 //! products) for the kernel choice and the measured crossovers.
 
 use ndarray::{Array2, ArrayView2};
+use rayon::iter::plumbing::{
+    bridge, Consumer, Folder, Producer, ProducerCallback, UnindexedConsumer,
+};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_core::{check, RejectInput};
 
 use crate::error::{Error, Result};
@@ -403,6 +407,16 @@ impl<F: Float> CsrMatrix<F> {
             });
             return (out, all_finite);
         }
+        // Rows of whole 256-byte blocks: tiles collected straight into the output, which
+        // rayon fills without zeroing it first (the serial zeroing pass would otherwise be the
+        // largest cost left on two threads at short rows).
+        if n % (256 / std::mem::size_of::<F>().max(1)) == 0 {
+            return if 256 / std::mem::size_of::<F>() >= 64 {
+                self.gather_tiles::<64>(b, n, rows_per_task, arch)
+            } else {
+                self.gather_tiles::<32>(b, n, rows_per_task, arch)
+            };
+        }
         let mut out = vec![F::zero(); self.nrows * n];
         let all_finite = out
             .par_chunks_mut(rows_per_task * n)
@@ -419,6 +433,32 @@ impl<F: Float> CsrMatrix<F> {
             })
             .reduce(|| true, |a, b| a && b);
         (out, all_finite)
+    }
+
+    /// The row gather of [`CsrMatrix::matmul_gather`] on several threads when `n` is a multiple
+    /// of `P`: output tile `t` is the `P` columns `(t mod n/P)·P ..` of row `t div n/P`, and
+    /// rayon collects the tiles in order into the output. Returns the product and whether it
+    /// is finite.
+    fn gather_tiles<const P: usize>(
+        &self,
+        b: &[F],
+        n: usize,
+        rows_per_task: usize,
+        arch: pulp::Arch,
+    ) -> (Vec<F>, bool) {
+        let all_finite = AtomicBool::new(true);
+        let mut tiles: Vec<[F; P]> = Vec::with_capacity(self.nrows * (n / P));
+        Tiles::<F, P> {
+            matrix: self,
+            b,
+            n,
+            range: 0..self.nrows * (n / P),
+            min_len: rows_per_task * (n / P),
+            arch,
+            all_finite: &all_finite,
+        }
+        .collect_into_vec(&mut tiles);
+        (tiles.into_flattened(), all_finite.into_inner())
     }
 
     /// `out = W B` with B cut into column panels of width `P`, each packed contiguously
@@ -773,6 +813,140 @@ impl<F: Float, S: BlockSink<F>> pulp::WithSimd for GatherRows<'_, F, S> {
             };
         }
         all_finite
+    }
+}
+
+/// The output tiles `range` of [`CsrMatrix::gather_tiles`] (tile `t`: the `P` columns
+/// `(t mod n/P)·P ..` of row `t div n/P`) as an indexed parallel iterator, so that rayon's
+/// `collect_into_vec` writes each tile straight into the output, and each rayon task computes
+/// its tiles in one `pulp` dispatch ([`Producer::fold_with`]). A non-finite tile clears
+/// `all_finite`.
+struct Tiles<'a, F, const P: usize> {
+    matrix: &'a CsrMatrix<F>,
+    b: &'a [F],
+    n: usize,
+    range: std::ops::Range<usize>,
+    min_len: usize,
+    arch: pulp::Arch,
+    all_finite: &'a AtomicBool,
+}
+
+impl<F: Float, const P: usize> Tiles<'_, F, P> {
+    #[inline(always)]
+    fn tile(&self, t: usize) -> [F; P] {
+        let per_row = self.n / P;
+        let (cols, vals) = self.matrix.row(t / per_row);
+        let acc = accumulate::<F, P>(cols, vals, self.b, self.n, t % per_row * P);
+        if !finite_block(&acc) {
+            self.all_finite.store(false, Ordering::Relaxed);
+        }
+        acc
+    }
+
+    fn with_range(&self, range: std::ops::Range<usize>) -> Self {
+        Self { range, ..*self }
+    }
+}
+
+impl<F: Float, const P: usize> ParallelIterator for Tiles<'_, F, P> {
+    type Item = [F; P];
+
+    fn drive_unindexed<C: UnindexedConsumer<Self::Item>>(self, consumer: C) -> C::Result {
+        bridge(self, consumer)
+    }
+
+    fn opt_len(&self) -> Option<usize> {
+        Some(self.range.len())
+    }
+}
+
+impl<F: Float, const P: usize> IndexedParallelIterator for Tiles<'_, F, P> {
+    fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+        bridge(self, consumer)
+    }
+
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+        callback.callback(self)
+    }
+}
+
+impl<'a, F: Float, const P: usize> Producer for Tiles<'a, F, P> {
+    type Item = [F; P];
+    type IntoIter = TileIter<'a, F, P>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        TileIter(self)
+    }
+
+    fn min_len(&self) -> usize {
+        self.min_len
+    }
+
+    fn split_at(self, index: usize) -> (Self, Self) {
+        let mid = self.range.start + index;
+        (
+            self.with_range(self.range.start..mid),
+            self.with_range(mid..self.range.end),
+        )
+    }
+
+    fn fold_with<G: Folder<Self::Item>>(self, folder: G) -> G {
+        self.arch.dispatch(FoldTiles {
+            tiles: self,
+            folder,
+        })
+    }
+}
+
+/// The tiles of [`Tiles`] one at a time (rayon's fallback; its leaves use `fold_with`).
+struct TileIter<'a, F, const P: usize>(Tiles<'a, F, P>);
+
+impl<F: Float, const P: usize> Iterator for TileIter<'_, F, P> {
+    type Item = [F; P];
+
+    fn next(&mut self) -> Option<[F; P]> {
+        let t = self.0.range.next()?;
+        Some(self.0.tile(t))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.range.size_hint()
+    }
+}
+
+impl<F: Float, const P: usize> DoubleEndedIterator for TileIter<'_, F, P> {
+    fn next_back(&mut self) -> Option<[F; P]> {
+        let t = self.0.range.next_back()?;
+        Some(self.0.tile(t))
+    }
+}
+
+impl<F: Float, const P: usize> ExactSizeIterator for TileIter<'_, F, P> {}
+
+/// One rayon task of [`Tiles`]: its tiles handed to `folder` in order, compiled for the best
+/// instruction set found at run time.
+struct FoldTiles<'a, F, const P: usize, G> {
+    tiles: Tiles<'a, F, P>,
+    folder: G,
+}
+
+impl<F: Float, const P: usize, G: Folder<[F; P]>> pulp::WithSimd for FoldTiles<'_, F, P, G> {
+    type Output = G;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> G {
+        let Self { tiles, mut folder } = self;
+        for t in tiles.range.clone() {
+            folder = folder.consume(tiles.tile(t));
+            if folder.full() {
+                break;
+            }
+        }
+        folder
     }
 }
 
