@@ -386,16 +386,25 @@ impl<F: Float> CsrMatrix<F> {
     /// (checked per output block while it is still in registers, which costs far less than a
     /// second pass over the output).
     ///
-    /// On one thread (or when the work is one task) the output is appended block by block to
-    /// an empty vector instead of being zeroed first and then overwritten: at short rows the
-    /// product writes little more than its output, and the zeroing pass (a `memset` of the
-    /// whole output that also evicts B from L2) measured about a tenth of the time.
+    /// The output is not zeroed before the product when it can be avoided: at short rows the
+    /// product writes little more than its output, and zeroing it first (a `memset` of the
+    /// whole output, serial, which also evicts B from L2) measured about a tenth of the time
+    /// on one thread. Rows made of whole 256-byte blocks are collected tile by tile
+    /// ([`CsrMatrix::gather_tiles`]); other widths are appended row by row on one thread, and
+    /// only on several threads written into a zeroed output.
     fn matmul_gather(&self, b: ArrayView2<'_, F>) -> (Vec<F>, bool) {
         let n = b.ncols();
         let b = b.as_standard_layout();
         let b = b.as_slice().expect("standard layout is contiguous");
         let rows_per_task = self.rows_per_task(n);
         let arch = pulp::Arch::new();
+        if n % (256 / std::mem::size_of::<F>().max(1)) == 0 {
+            return if 256 / std::mem::size_of::<F>() >= 64 {
+                self.gather_tiles::<64>(b, n, rows_per_task, arch)
+            } else {
+                self.gather_tiles::<32>(b, n, rows_per_task, arch)
+            };
+        }
         if rows_per_task >= self.nrows || rayon::current_num_threads() == 1 {
             let mut out = Vec::with_capacity(self.nrows * n);
             let all_finite = arch.dispatch(GatherRows {
@@ -406,16 +415,6 @@ impl<F: Float> CsrMatrix<F> {
                 out: &mut out,
             });
             return (out, all_finite);
-        }
-        // Rows of whole 256-byte blocks: tiles collected straight into the output, which
-        // rayon fills without zeroing it first (the serial zeroing pass would otherwise be the
-        // largest cost left on two threads at short rows).
-        if n % (256 / std::mem::size_of::<F>().max(1)) == 0 {
-            return if 256 / std::mem::size_of::<F>() >= 64 {
-                self.gather_tiles::<64>(b, n, rows_per_task, arch)
-            } else {
-                self.gather_tiles::<32>(b, n, rows_per_task, arch)
-            };
         }
         let mut out = vec![F::zero(); self.nrows * n];
         let all_finite = out
@@ -435,10 +434,10 @@ impl<F: Float> CsrMatrix<F> {
         (out, all_finite)
     }
 
-    /// The row gather of [`CsrMatrix::matmul_gather`] on several threads when `n` is a multiple
-    /// of `P`: output tile `t` is the `P` columns `(t mod n/P)·P ..` of row `t div n/P`, and
-    /// rayon collects the tiles in order into the output. Returns the product and whether it
-    /// is finite.
+    /// The row gather of [`CsrMatrix::matmul_gather`] when `n` is a multiple of `P`: output
+    /// tile `t` is the `P` columns `(t mod n/P)·P ..` of row `t div n/P`, and rayon collects
+    /// the tiles in order straight into the output, which is never zeroed. Returns the product
+    /// and whether it is finite.
     fn gather_tiles<const P: usize>(
         &self,
         b: &[F],

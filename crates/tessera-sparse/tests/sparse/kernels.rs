@@ -219,9 +219,9 @@ fn short_rows<F: Float>(m: usize, k: usize, longest: usize, rng: &mut ChaCha8Rng
     CsrMatrix::from_triplets(m, k, &triplets).unwrap()
 }
 
-/// The short-row paths of the row gather: on one thread the output is appended block by
-/// block; on two it is collected tile by tile when `n` is a multiple of the block width
-/// (64 `f32`, 32 `f64`) and written into row slices otherwise. Rows of 0, 1, 2, … entries,
+/// The short-row paths of the row gather: the output is collected tile by tile when `n` is a
+/// multiple of the block width (64 `f32`, 32 `f64`); otherwise it is appended block by block
+/// on one thread and written into zeroed row slices on two. Rows of 0, 1, 2, … entries,
 /// ragged and whole-block widths, both precisions, and enough rows for several rayon tasks.
 #[test]
 fn short_rows_match_the_naive_loop_on_one_and_two_threads() {
@@ -259,8 +259,8 @@ fn short_rows_match_the_naive_loop_on_one_and_two_threads() {
     }
 }
 
-/// An overflow in one entry of a short-row product is an error on every path (appended,
-/// collected in tiles, written into row slices), in a whole block and in the scalar tail.
+/// An overflow in one entry of a short-row product is an error on every path (collected in
+/// tiles, appended, written into row slices), in a whole block and in the scalar tail.
 #[test]
 fn overflowing_short_row_products_are_errors() {
     let mut rng = ChaCha8Rng::seed_from_u64(29);
@@ -271,7 +271,7 @@ fn overflowing_short_row_products_are_errors() {
     assert_eq!(end - start, 1);
     let c = a.indices()[start];
     a.values_mut()[start] = 4.0;
-    // 64: one whole block (tiles on two threads); 101: 64 + 32 + 4 + a scalar column.
+    // 64: one whole block (tiles); 101: 64 + 32 + 4 + a scalar column.
     for n in [64, 101] {
         let mut b = dense::<f32>(60, n, &mut rng);
         for j in [0, n - 1] {
