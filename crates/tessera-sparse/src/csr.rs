@@ -1233,6 +1233,47 @@ mod tests {
         assert!(pattern.masked_gradient(x.view(), dy.view()).is_err());
     }
 
+    /// The tiles of the row gather, taken one at a time from either end (rayon's fallback
+    /// path), and split at any tile, equal the rows of the product computed by `matmul`.
+    #[test]
+    fn tiles_iterate_and_split_to_the_product() {
+        let (m, k, n) = (5, 7, 64);
+        let w = ndarray::Array2::from_shape_fn((m, k), |(i, j)| {
+            if (i + 2 * j) % 3 == 0 {
+                i as f32 - 0.5 * j as f32
+            } else {
+                0.0
+            }
+        });
+        let a = CsrMatrix::from_dense(w.view()).unwrap();
+        let b = ndarray::Array2::from_shape_fn((k, 2 * n), |(i, j)| (i * 3 + j) as f32 * 0.25);
+        let expected = a.matmul(b.view()).unwrap();
+        let all_finite = AtomicBool::new(true);
+        let b = b.as_slice().unwrap();
+        let tiles = Tiles::<f32, 64> {
+            matrix: &a,
+            b,
+            n: 2 * n,
+            range: 0..2 * m,
+            min_len: 1,
+            arch: pulp::Arch::new(),
+            all_finite: &all_finite,
+        };
+        let flat = |tiles: Vec<[f32; 64]>| tiles.concat();
+        let forward: Vec<[f32; 64]> = tiles.with_range(0..2 * m).into_iter().collect();
+        assert_eq!(flat(forward), expected.as_slice().unwrap());
+        let mut backward: Vec<[f32; 64]> = tiles.with_range(0..2 * m).into_iter().rev().collect();
+        backward.reverse();
+        assert_eq!(flat(backward), expected.as_slice().unwrap());
+        for mid in 0..=2 * m {
+            let (left, right) = tiles.with_range(0..2 * m).split_at(mid);
+            assert_eq!((left.range.len(), right.range.len()), (mid, 2 * m - mid));
+            let both: Vec<[f32; 64]> = left.into_iter().chain(right.into_iter()).collect();
+            assert_eq!(flat(both), expected.as_slice().unwrap());
+        }
+        assert!(all_finite.load(Ordering::Relaxed));
+    }
+
     /// Gradient values computed with any column blocking equal the unblocked ones bit for bit.
     #[test]
     fn gradient_blocking_does_not_change_the_bits() {
