@@ -204,3 +204,91 @@ fn one_and_two_threads_give_the_same_bits() {
         assert!(worst < 1e-4, "gradient {m}×{k}, n {n}: {worst}");
     }
 }
+
+/// `m` rows holding 0, 1, 2, … `longest` stored entries in turn (so most rows are very
+/// short), over `k` columns.
+fn short_rows<F: Float>(m: usize, k: usize, longest: usize, rng: &mut ChaCha8Rng) -> CsrMatrix<F> {
+    let mut triplets = Vec::new();
+    for r in 0..m {
+        let first = rng.random_range(0..k);
+        for t in 0..r % (longest + 1) {
+            let value = F::from_f64_rounded(rng.random_range(-1.0..1.0));
+            triplets.push((r, (first + 7 * t) % k, value));
+        }
+    }
+    CsrMatrix::from_triplets(m, k, &triplets).unwrap()
+}
+
+/// The short-row paths of the row gather: the output is collected tile by tile when `n` is a
+/// multiple of the block width (64 `f32`, 32 `f64`); otherwise it is appended block by block
+/// on one thread and written into zeroed row slices on two. Rows of 0, 1, 2, … entries,
+/// ragged and whole-block widths, both precisions, and enough rows for several rayon tasks.
+#[test]
+fn short_rows_match_the_naive_loop_on_one_and_two_threads() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let (one, two) = (pool(1), pool(2));
+    for (m, k, n) in [
+        (3000, 60, 64),
+        (2500, 90, 128),
+        (1200, 50, 100),
+        (7, 9, 3),
+        (900, 40, 257),
+    ] {
+        let a = short_rows::<f32>(m, k, 3, &mut rng);
+        let b = dense::<f32>(k, n, &mut rng);
+        let expected = naive_product(&a, &b);
+        for threads in [&one, &two] {
+            for kernel in KERNELS {
+                let got = threads.install(|| a.matmul_with(b.view(), kernel)).unwrap();
+                assert_eq!(got, expected, "f32 {m}×{k}·{k}×{n} {kernel:?}");
+            }
+        }
+        let a = short_rows::<f64>(m, k, 2, &mut rng);
+        let b = dense::<f64>(k, n / 2 + 1, &mut rng);
+        let expected = naive_product(&a, &b);
+        for threads in [&one, &two] {
+            let got = threads.install(|| a.matmul(b.view())).unwrap();
+            assert_eq!(got, expected, "f64 {m}×{k}·{k}×{}", n / 2 + 1);
+        }
+        let b = dense::<f64>(k, 64, &mut rng);
+        let expected = naive_product(&a, &b);
+        for threads in [&one, &two] {
+            let got = threads.install(|| a.matmul(b.view())).unwrap();
+            assert_eq!(got, expected, "f64 {m}×{k}·{k}×64");
+        }
+    }
+}
+
+/// An overflow in one entry of a short-row product is an error on every path (collected in
+/// tiles, appended, written into row slices), in a whole block and in the scalar tail.
+#[test]
+fn overflowing_short_row_products_are_errors() {
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    let (one, two) = (pool(1), pool(2));
+    let mut a = short_rows::<f32>(3000, 60, 3, &mut rng);
+    // Row 1 holds one entry, 4, and B's entry 1e38 in its row makes the product overflow.
+    let (start, end) = (a.indptr()[1], a.indptr()[2]);
+    assert_eq!(end - start, 1);
+    let c = a.indices()[start];
+    a.values_mut()[start] = 4.0;
+    // 64: one whole block (tiles); 101: 64 + 32 + 4 + a scalar column.
+    for n in [64, 101] {
+        let mut b = dense::<f32>(60, n, &mut rng);
+        for j in [0, n - 1] {
+            b[[c, j]] = 1e38;
+            for threads in [&one, &two] {
+                let e = threads.install(|| a.matmul(b.view())).unwrap_err();
+                assert!(e.to_string().contains("overflow"), "n {n}, column {j}: {e}");
+            }
+            b[[c, j]] = f32::NAN;
+            for threads in [&one, &two] {
+                assert!(
+                    threads.install(|| a.matmul(b.view())).is_err(),
+                    "n {n}: NaN"
+                );
+            }
+            b[[c, j]] = 0.5;
+        }
+        assert!(two.install(|| a.matmul(b.view())).is_ok());
+    }
+}
