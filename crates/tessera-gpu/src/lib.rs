@@ -10,5 +10,11 @@ pub mod launch;
 mod context;
 pub use context::{default_context, default_context_status, GpuContext, DEVICE_ENV};
 
+pub mod dense;
+pub use dense::{matmul, matmul_into, DenseOperator, DeviceMatrix, Element};
+
 pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
+
+pub mod nn;
+pub use nn::{BackwardRequest, ConvGeometry, LayerGradients};
