@@ -297,7 +297,7 @@ pub fn dense_backward(
     let x = DeviceMatrix::upload(context, "input", x)?;
     let delta = DeviceMatrix::upload(context, "grad_output", grad_output)?;
     let device = dense_backward_device(context, &x, &weight, &delta, request)?;
-    download_gradients(context, device, |m| Ok(m))
+    download_gradients(context, device, Ok)
 }
 
 fn download_gradients<Y>(

@@ -202,7 +202,7 @@ impl ConvCase {
         let mut cols = poisoned(len);
         let (grid, block) = grid_for(len);
         let i = self.ints();
-        // SAFETY (test): the launcher's signature is nn_im2col's; x holds batch·C·H·W values
+        // SAFETY: (test) the launcher's signature is nn_im2col's; x holds batch·C·H·W values
         // and cols batch·K·P, each between canaries.
         unsafe {
             im2col(
@@ -238,7 +238,7 @@ impl ConvCase {
         };
         let (grid, block) = grid_for(len);
         let i = self.ints();
-        // SAFETY (test): the launcher's signature is nn_col2im's; cols holds batch·K·P values
+        // SAFETY: (test) the launcher's signature is nn_col2im's; cols holds batch·K·P values
         // and dx batch·C·H·W, each between canaries.
         unsafe {
             col2im(
@@ -279,7 +279,7 @@ fn shim_bias_add(
     let mut v = guarded(values);
     let b = guarded(bias);
     let (grid, block) = grid_for(values.len());
-    // SAFETY (test): the launcher's signature is nn_bias_add's; values holds
+    // SAFETY: (test) the launcher's signature is nn_bias_add's; values holds
     // outer·channels·inner values and bias `channels`, each between canaries.
     unsafe {
         bias_add(
@@ -308,7 +308,7 @@ fn shim_bias_grad(
     let d = guarded(delta);
     let mut g = poisoned(channels);
     let (grid, block) = grid_for(channels);
-    // SAFETY (test): the launcher's signature is nn_bias_grad's; delta holds
+    // SAFETY: (test) the launcher's signature is nn_bias_grad's; delta holds
     // outer·channels·inner values and grad `channels`, each between canaries.
     unsafe {
         bias_grad(

@@ -58,7 +58,7 @@ pub fn load(name: &str) -> Option<Shim> {
         source.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    // SAFETY (test): the library was just built from our own shim source; loading it runs no
+    // SAFETY: (test) the library was just built from our own shim source; loading it runs no
     // initialisers beyond the C++ runtime's.
     let library = unsafe { libloading::Library::new(&library_path) }.expect("load the shim");
     let _ = std::fs::remove_file(&library_path);
@@ -69,7 +69,7 @@ impl Shim {
     /// The launcher `shim_<kernel>` with the given C signature.
     pub fn launcher<T>(&self, kernel: &str) -> libloading::Symbol<'_, T> {
         let name = format!("shim_{kernel}\0");
-        // SAFETY (test): the caller states the launcher's exact C signature as `T`.
+        // SAFETY: (test) the caller states the launcher's exact C signature as `T`.
         unsafe { self.library.get(name.as_bytes()) }.expect("launcher symbol")
     }
 }
