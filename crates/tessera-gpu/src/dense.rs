@@ -51,31 +51,24 @@ mod sealed {
             Self: Sized;
     }
 
-    impl Sealed for f32 {
-        unsafe fn gemm_strided_batched(
-            blas: &CudaBlas,
-            config: StridedBatchedConfig<f32>,
-            a: &CudaView<'_, f32>,
-            b: &CudaView<'_, f32>,
-            c: &mut CudaViewMut<'_, f32>,
-        ) -> std::result::Result<(), cudarc::cublas::result::CublasError> {
-            // SAFETY: the caller's contract (the config stays within the buffers) is ours.
-            unsafe { Gemm::<f32>::gemm_strided_batched(blas, config, a, b, c) }
-        }
+    macro_rules! sealed_gemm {
+        ($($t:ty),*) => {$(
+            impl Sealed for $t {
+                unsafe fn gemm_strided_batched(
+                    blas: &CudaBlas,
+                    config: StridedBatchedConfig<$t>,
+                    a: &CudaView<'_, $t>,
+                    b: &CudaView<'_, $t>,
+                    c: &mut CudaViewMut<'_, $t>,
+                ) -> std::result::Result<(), cudarc::cublas::result::CublasError> {
+                    // SAFETY: the caller's contract (the config stays within the buffers) is
+                    // cuBLAS's.
+                    unsafe { Gemm::<$t>::gemm_strided_batched(blas, config, a, b, c) }
+                }
+            }
+        )*};
     }
-
-    impl Sealed for f64 {
-        unsafe fn gemm_strided_batched(
-            blas: &CudaBlas,
-            config: StridedBatchedConfig<f64>,
-            a: &CudaView<'_, f64>,
-            b: &CudaView<'_, f64>,
-            c: &mut CudaViewMut<'_, f64>,
-        ) -> std::result::Result<(), cudarc::cublas::result::CublasError> {
-            // SAFETY: the caller's contract (the config stays within the buffers) is ours.
-            unsafe { Gemm::<f64>::gemm_strided_batched(blas, config, a, b, c) }
-        }
-    }
+    sealed_gemm!(f32, f64);
 }
 
 /// A floating-point type cuBLAS multiplies: `f32` (`sgemm`) or `f64` (`dgemm`).

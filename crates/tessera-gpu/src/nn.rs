@@ -486,26 +486,94 @@ pub fn check_conv2d(
     Ok((conv.out_h, conv.out_w))
 }
 
-/// The unrolled receptive fields of every image of `x` (`batch × C·H·W`), laid out
-/// `(batch, C·kh·kw, oh·ow)`.
-fn im2col(context: &GpuContext, conv: &Conv, x: &DeviceMatrix<f32>) -> Result<DeviceMatrix<f32>> {
-    let batch = x.rows();
-    let per_image = conv.rows() * conv.positions();
-    let mut cols = DeviceMatrix::zeros(context, batch, per_image)?;
-    let function = context.function(&NN, "nn_im2col")?;
+/// Launches `nn_im2col` (`accumulate` = `None`) or `nn_col2im` over `work` output
+/// elements: both take `(input, batch, C, H, W, kh, kw, sh, sw, ph, pw, oh, ow, …, output)`.
+fn launch_unroll(
+    context: &GpuContext,
+    name: &'static str,
+    conv: &Conv,
+    input: &DeviceMatrix<f32>,
+    accumulate: Option<i32>,
+    output: &mut DeviceMatrix<f32>,
+    work: usize,
+) -> Result<()> {
+    let function = context.function(&NN, name)?;
     let mut launch = context.stream().launch_builder(&function);
-    let batch_i64 = as_i64("input", batch)?;
-    launch.arg(&x.data).arg(&batch_i64);
+    let batch_i64 = as_i64("input", input.rows())?;
+    launch.arg(&input.data).arg(&batch_i64);
     for value in &conv.ints {
         launch.arg(value);
     }
-    launch.arg(&mut cols.data);
-    // SAFETY: the arguments match nn_im2col (x, batch, then C, H, W, kh, kw, sh, sw, ph, pw,
-    // oh, ow as ints, then cols); x holds batch × C·H·W values (checked by the callers) and
-    // cols batch × C·kh·kw × oh·ow, the kernel's flat output range.
-    unsafe { launch.launch(config_for(batch * per_image)) }
-        .map_err(GpuError::driver("launching nn_im2col"))?;
+    if let Some(accumulate) = &accumulate {
+        launch.arg(accumulate);
+    }
+    launch.arg(&mut output.data);
+    // SAFETY: the arguments match nn_im2col (without `accumulate`) and nn_col2im (with it)
+    // in order and type. For im2col, input holds batch × C·H·W values and output
+    // batch × C·kh·kw × oh·ow = `work`; for col2im the two the other way round, output again
+    // `work` values; the callers allocate them so, and the kernels' indices stay inside
+    // (checked on the CPU by the host-shim tests).
+    unsafe { launch.launch(config_for(work)) }.map_err(GpuError::driver(name))?;
+    Ok(())
+}
+
+/// The unrolled receptive fields of every image of `x` (`batch × C·H·W`), laid out
+/// `(batch, C·kh·kw, oh·ow)`.
+fn im2col(context: &GpuContext, conv: &Conv, x: &DeviceMatrix<f32>) -> Result<DeviceMatrix<f32>> {
+    let work = x.rows() * conv.rows() * conv.positions();
+    let mut cols = DeviceMatrix::zeros(context, x.rows(), conv.rows() * conv.positions())?;
+    launch_unroll(context, "nn_im2col", conv, x, None, &mut cols, work)?;
     Ok(cols)
+}
+
+/// Checks the geometry and that `x` (`batch × C·H·W`) and `weight` (`O × C·kh·kw`) fit it
+/// and belong to `context`.
+fn checked_buffers(
+    context: &GpuContext,
+    geometry: &ConvGeometry,
+    x: &DeviceMatrix<f32>,
+    weight: &DeviceMatrix<f32>,
+) -> Result<Conv> {
+    let conv = geometry.checked()?;
+    check::shape("input", &[x.rows(), x.cols()], &[x.rows(), conv.image_in()])?;
+    let expected = [geometry.out_channels, conv.rows()];
+    check::shape("weight", &[weight.rows(), weight.cols()], &expected)?;
+    x.check_context(context, "input")?;
+    weight.check_context(context, "weight")?;
+    Ok(conv)
+}
+
+/// `output_b = op(W)·input_b` for every image `b` (rows of `input` and `output`, each a
+/// row-major matrix with `positions` columns) in one strided-batched GEMM that shares `W`.
+fn per_image_product(
+    context: &GpuContext,
+    weight: &DeviceMatrix<f32>,
+    transpose: bool,
+    input: &DeviceMatrix<f32>,
+    positions: usize,
+    output: &mut DeviceMatrix<f32>,
+) -> Result<()> {
+    let (m, k) = if transpose {
+        (weight.cols(), weight.rows())
+    } else {
+        (weight.rows(), weight.cols())
+    };
+    let shape = GemmShape {
+        stride_a: 0,
+        stride_b: k * positions,
+        stride_c: m * positions,
+        batch: input.rows(),
+        ..GemmShape::single(m, positions, k, transpose, false)
+    };
+    gemm(
+        context,
+        &shape,
+        1.0,
+        &weight.data.as_view(),
+        &input.data.as_view(),
+        0.0,
+        &mut output.data.as_view_mut(),
+    )
 }
 
 /// Conv2d forward on device buffers: `x` is `batch × C·H·W` (NCHW rows), `weight`
@@ -520,36 +588,11 @@ pub fn conv2d_forward_device(
     weight: &DeviceMatrix<f32>,
     bias: Option<&DeviceMatrix<f32>>,
 ) -> Result<DeviceMatrix<f32>> {
-    let conv = geometry.checked()?;
-    let (batch, k, p, o) = (
-        x.rows(),
-        conv.rows(),
-        conv.positions(),
-        geometry.out_channels,
-    );
-    check::shape("input", &[x.rows(), x.cols()], &[batch, conv.image_in()])?;
-    check::shape("weight", &[weight.rows(), weight.cols()], &[o, k])?;
-    for (name, m) in [("input", x), ("weight", weight)] {
-        m.check_context(context, name)?;
-    }
+    let conv = checked_buffers(context, geometry, x, weight)?;
+    let (batch, p, o) = (x.rows(), conv.positions(), geometry.out_channels);
     let cols = im2col(context, &conv, x)?;
     let mut y = DeviceMatrix::zeros(context, batch, conv.image_out())?;
-    let shape = GemmShape {
-        stride_a: 0,
-        stride_b: k * p,
-        stride_c: o * p,
-        batch,
-        ..GemmShape::single(o, p, k, false, false)
-    };
-    gemm(
-        context,
-        &shape,
-        1.0,
-        &weight.data.as_view(),
-        &cols.data.as_view(),
-        0.0,
-        &mut y.data.as_view_mut(),
-    )?;
+    per_image_product(context, weight, false, &cols, p, &mut y)?;
     if let Some(bias) = bias {
         bias.check_context(context, "bias")?;
         check::shape("bias", &[bias.rows(), bias.cols()], &[1, o])?;
@@ -620,23 +663,19 @@ pub fn conv2d_backward_device(
     delta: &DeviceMatrix<f32>,
     request: BackwardRequest,
 ) -> Result<LayerGradients<DeviceMatrix<f32>, DeviceMatrix<f32>, DeviceMatrix<f32>>> {
-    let conv = geometry.checked()?;
+    let conv = checked_buffers(context, geometry, x, weight)?;
     let (batch, k, p, o) = (
         x.rows(),
         conv.rows(),
         conv.positions(),
         geometry.out_channels,
     );
-    check::shape("input", &[x.rows(), x.cols()], &[batch, conv.image_in()])?;
-    check::shape("weight", &[weight.rows(), weight.cols()], &[o, k])?;
     check::shape(
         "grad_output",
         &[delta.rows(), delta.cols()],
         &[batch, conv.image_out()],
     )?;
-    for (name, m) in [("input", x), ("weight", weight), ("grad_output", delta)] {
-        m.check_context(context, name)?;
-    }
+    delta.check_context(context, "grad_output")?;
     let mut gradients = LayerGradients {
         weight: None,
         bias: None,
@@ -667,37 +706,10 @@ pub fn conv2d_backward_device(
     }
     if request.input {
         let mut cols = DeviceMatrix::zeros(context, batch, k * p)?;
-        let shape = GemmShape {
-            stride_a: 0,
-            stride_b: o * p,
-            stride_c: k * p,
-            batch,
-            ..GemmShape::single(k, p, o, true, false)
-        };
-        gemm(
-            context,
-            &shape,
-            1.0,
-            &weight.data.as_view(),
-            &delta.data.as_view(),
-            0.0,
-            &mut cols.data.as_view_mut(),
-        )?;
+        per_image_product(context, weight, true, delta, p, &mut cols)?;
         let mut dx = DeviceMatrix::zeros(context, batch, conv.image_in())?;
-        let function = context.function(&NN, "nn_col2im")?;
-        let mut launch = context.stream().launch_builder(&function);
-        let batch_i64 = as_i64("input", batch)?;
-        let accumulate = 0i32;
-        launch.arg(&cols.data).arg(&batch_i64);
-        for value in &conv.ints {
-            launch.arg(value);
-        }
-        launch.arg(&accumulate).arg(&mut dx.data);
-        // SAFETY: the arguments match nn_col2im (cols, batch, the 11 geometry ints,
-        // accumulate, dx); cols holds batch × C·kh·kw × oh·ow values and dx batch × C·H·W,
-        // the kernel's flat output range.
-        unsafe { launch.launch(config_for(batch * conv.image_in())) }
-            .map_err(GpuError::driver("launching nn_col2im"))?;
+        let work = batch * conv.image_in();
+        launch_unroll(context, "nn_col2im", &conv, &cols, Some(0), &mut dx, work)?;
         gradients.input = Some(dx);
     }
     Ok(gradients)
