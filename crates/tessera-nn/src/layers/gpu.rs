@@ -130,7 +130,12 @@ pub(crate) fn dense_backward<F: Float>(
     request: BackwardRequest,
     input_shape: &[usize],
 ) -> Result<Option<Gradients<F>>> {
-    let Some(context) = device_for::<F>(x.len() * delta.ncols()) else {
+    let work = if request.params || request.input {
+        x.len() * delta.ncols()
+    } else {
+        0
+    };
+    let Some(context) = device_for::<F>(work) else {
         return Ok(None);
     };
     let (Some(x), Some(weight), Some(delta)) = (
@@ -194,7 +199,12 @@ pub(crate) fn conv2d_backward<F: Float>(
     delta: ArrayViewD<'_, F>,
     request: BackwardRequest,
 ) -> Result<Option<Gradients<F>>> {
-    let Some(context) = device_for::<F>(fmas(geometry, x.shape()[0])) else {
+    let work = if request.params || request.input {
+        fmas(geometry, x.shape()[0])
+    } else {
+        0
+    };
+    let Some(context) = device_for::<F>(work) else {
         return Ok(None);
     };
     let input_shape = x.shape().to_vec();
