@@ -107,3 +107,16 @@ extern "C" __global__ void nn_col2im(const float* __restrict__ cols, long long b
         dx[index] = sum;
     }
 }
+
+// out[i] (+)= sum over b, in order, of partials[b·len + i]: the per-image weight gradients of
+// a convolution (one strided-batched GEMM) summed over the images, one thread per output.
+extern "C" __global__ void nn_sum_batch(const float* __restrict__ partials, long long batch,
+                                        long long len, int accumulate, float* __restrict__ out) {
+    TESSERA_GRID_STRIDE(index, len) {
+        float sum = 0.0f;
+        for (long long b = 0; b < batch; ++b) {
+            sum += partials[b * len + index];
+        }
+        out[index] = accumulate ? out[index] + sum : sum;
+    }
+}

@@ -47,11 +47,12 @@ pub const SPARSE: KernelSource = KernelSource {
     entry_points: &["csr_matmul", "csr_masked_gradient"],
 };
 
-/// Bias add (+ ReLU), bias gradient, im2col and col2im of tessera-nn's Dense and Conv2d.
+/// Bias add (+ ReLU), bias gradient, im2col, col2im and the batch sum of the weight gradient
+/// of tessera-nn's Dense and Conv2d.
 pub const NN: KernelSource = KernelSource {
     name: "nn",
     source: include_str!("../kernels/nn.cu"),
-    entry_points: &["nn_bias_add", "nn_bias_grad", "nn_im2col", "nn_col2im"],
+    entry_points: &["nn_bias_add", "nn_bias_grad", "nn_im2col", "nn_col2im", "nn_sum_batch"],
 };
 
 /// Every kernel source of the crate (CI compiles each with NVRTC).

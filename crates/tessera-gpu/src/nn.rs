@@ -11,9 +11,10 @@
 //!   document processing"; Caffe's `im2col`): every image's receptive fields become a
 //!   $K \times P$ matrix ($K = C k_h k_w$, $P = o_h o_w$), the output of image $b$ is
 //!   $Y_b = W\,\mathrm{cols}(x_b)$ (one strided-batched GEMM for the whole batch, `W` shared),
-//!   the weight gradient is $\sum_b \delta_b\,\mathrm{cols}(x_b)^\top$ (one accumulating GEMM
-//!   per image) and the input gradient $\mathrm{col2im}(W^\top\delta_b)$ (one strided-batched
-//!   GEMM, then a gather with one thread per input pixel, so no atomics).
+//!   the weight gradient is $\sum_b \delta_b\,\mathrm{cols}(x_b)^\top$ (one strided-batched
+//!   GEMM of per-image products, summed over images by `nn_sum_batch`) and the input gradient
+//!   $\mathrm{col2im}(W^\top\delta_b)$ (one strided-batched GEMM, then a gather with one
+//!   thread per input pixel, so no atomics).
 //!
 //! The element-wise kernels (bias, im2col, col2im) reproduce the CPU's arithmetic exactly;
 //! the GEMMs sum in cuBLAS's order, so results agree with tessera-nn to rounding (≈1e-6
@@ -648,6 +649,61 @@ fn reshape4(values: Array2<f32>, shape: [usize; 4]) -> Result<Array4<f32>> {
         })
 }
 
+/// Most per-image partial weight gradients held at once (floats; 256 MiB in f32).
+const PARTIAL_GRADIENT_FLOATS: usize = 1 << 26;
+
+/// $\sum_b \delta_b\,\mathrm{cols}_b^\top$ (`O × K`): per-image products in one
+/// strided-batched GEMM over chunks of images (the `(batch, O, P)` layout of δ gives no single
+/// GEMM over images and positions), each chunk's partials summed in image order by
+/// `nn_sum_batch` into the result.
+fn weight_grad(
+    context: &GpuContext,
+    delta: &DeviceMatrix<f32>,
+    cols: &DeviceMatrix<f32>,
+    o: usize,
+    k: usize,
+    p: usize,
+) -> Result<DeviceMatrix<f32>> {
+    let batch = delta.rows();
+    let chunk = (PARTIAL_GRADIENT_FLOATS / (o * k)).clamp(1, batch);
+    let mut partials = DeviceMatrix::zeros(context, chunk, o * k)?;
+    let mut grad = DeviceMatrix::zeros(context, o, k)?;
+    let function = context.function(&NN, "nn_sum_batch")?;
+    for first in (0..batch).step_by(chunk) {
+        let images = chunk.min(batch - first);
+        let shape = GemmShape {
+            stride_a: o * p,
+            stride_b: k * p,
+            stride_c: o * k,
+            batch: images,
+            ..GemmShape::single(o, k, p, false, true)
+        };
+        gemm(
+            context,
+            &shape,
+            1.0,
+            &delta.data.slice(first * o * p..(first + images) * o * p),
+            &cols.data.slice(first * k * p..(first + images) * k * p),
+            0.0,
+            &mut partials.data.as_view_mut(),
+        )?;
+        let mut launch = context.stream().launch_builder(&function);
+        let (images_i64, len_i64) = (as_i64("input", images)?, as_i64("weight", o * k)?);
+        let accumulate = i32::from(first > 0);
+        launch
+            .arg(&partials.data)
+            .arg(&images_i64)
+            .arg(&len_i64)
+            .arg(&accumulate)
+            .arg(&mut grad.data);
+        // SAFETY: the arguments match nn_sum_batch; partials holds chunk ≥ images × O·K values
+        // and grad O·K, the kernel's flat output range.
+        unsafe { launch.launch(config_for(o * k)) }
+            .map_err(GpuError::driver("launching nn_sum_batch"))?;
+    }
+    Ok(grad)
+}
+
 /// Conv2d backward on device buffers (layouts as [`conv2d_forward_device`]): with
 /// `delta = ∂L/∂y` (`batch × O·oh·ow`), the weight gradient $\sum_b \delta_b
 /// \mathrm{cols}(x_b)^\top$ (`O × C·kh·kw`), the bias gradient (`1 × O`) and the input
@@ -683,23 +739,7 @@ pub fn conv2d_backward_device(
     };
     if request.params {
         let cols = im2col(context, &conv, x)?;
-        let mut grad = DeviceMatrix::zeros(context, o, k)?;
-        // One accumulating GEMM per image: the sum over images and positions does not fit one
-        // strided GEMM with the (batch, O, P) layout of δ.
-        for b in 0..batch {
-            let shape = GemmShape::single(o, k, p, false, true);
-            let beta = if b == 0 { 0.0 } else { 1.0 };
-            gemm(
-                context,
-                &shape,
-                1.0,
-                &delta.data.slice(b * o * p..(b + 1) * o * p),
-                &cols.data.slice(b * k * p..(b + 1) * k * p),
-                beta,
-                &mut grad.data.as_view_mut(),
-            )?;
-        }
-        gradients.weight = Some(grad);
+        gradients.weight = Some(weight_grad(context, delta, &cols, o, k, p)?);
         if request.bias {
             gradients.bias = Some(bias_grad(context, delta, batch, o, p)?);
         }

@@ -28,3 +28,8 @@ extern "C" void shim_nn_col2im(unsigned grid, unsigned block, const float* cols,
     shim_launch(nn_col2im, grid, block, cols, batch, channels, height, width, kernel_h, kernel_w,
                 stride_h, stride_w, pad_h, pad_w, out_h, out_w, accumulate, dx);
 }
+
+extern "C" void shim_nn_sum_batch(unsigned grid, unsigned block, const float* partials,
+                                  long long batch, long long len, int accumulate, float* out) {
+    shim_launch(nn_sum_batch, grid, block, partials, batch, len, accumulate, out);
+}

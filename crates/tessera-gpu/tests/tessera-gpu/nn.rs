@@ -17,6 +17,7 @@ use crate::shim::{self, guarded, payload, poisoned, ptr, ptr_mut};
 
 type BiasAdd = unsafe extern "C" fn(u32, u32, *mut f32, i64, i32, i64, *const f32, i32);
 type BiasGrad = unsafe extern "C" fn(u32, u32, *const f32, i64, i32, i64, *mut f32);
+type SumBatch = unsafe extern "C" fn(u32, u32, *const f32, i64, i64, i32, *mut f32);
 type Im2col = unsafe extern "C" fn(
     u32,
     u32,
@@ -325,6 +326,38 @@ fn shim_bias_grad(
     payload(&g, "grad").to_vec()
 }
 
+/// nn_sum_batch over `partials` (images of `len` values), accumulating onto `start`.
+fn shim_sum_batch(
+    shim: &shim::Shim,
+    partials: &[f32],
+    len: usize,
+    start: Option<&[f32]>,
+) -> Vec<f32> {
+    let sum_batch = shim.launcher::<SumBatch>("nn_sum_batch");
+    let p = guarded(partials);
+    let mut out = match start {
+        Some(start) => guarded(start),
+        None => poisoned(len),
+    };
+    let (grid, block) = grid_for(len);
+    let images = (partials.len() / len) as i64;
+    // SAFETY: (test) the launcher's signature is nn_sum_batch's; partials holds images·len
+    // values and out `len`, each between canaries.
+    unsafe {
+        sum_batch(
+            grid,
+            block,
+            ptr(&p),
+            images,
+            len as i64,
+            i32::from(start.is_some()),
+            ptr_mut(&mut out),
+        )
+    };
+    payload(&p, "partials");
+    payload(&out, "out").to_vec()
+}
+
 fn assert_close(found: &[f32], expected: &[f32], tolerance: f32, what: &str) {
     let diff = crate::max_relative_difference(found, expected, FLOOR);
     assert!(diff <= tolerance, "{what}: max relative difference {diff}");
@@ -379,13 +412,17 @@ fn conv2d_backward_through_the_shim_matches_the_cpu_layer() {
         let accumulated = case.shim_col2im(&shim, &dcols, Some(&start));
         let want: Vec<f32> = start.iter().zip(&dx).map(|(a, b)| a + b).collect();
         assert_close(&accumulated, &want, 1e-6, &format!("accumulated dx {g:?}"));
-        // Weight gradient: Σ_b δ_b cols(x_b)ᵀ over the shim's im2col.
+        // Weight gradient: per-image δ_b cols(x_b)ᵀ over the shim's im2col, summed over the
+        // images by nn_sum_batch (in two chunks when there are two or more images).
         let cols = case.shim_im2col(&shim);
-        let mut gw = vec![0.0f32; o * k];
+        let mut partials = Vec::with_capacity(batch * o * k);
         for (d, c) in delta.chunks(o * p).zip(cols.chunks(k * p)) {
-            for (g, v) in gw.iter_mut().zip(naive_gemm(d, false, c, true, o, k, p)) {
-                *g += v;
-            }
+            partials.extend(naive_gemm(d, false, c, true, o, k, p));
+        }
+        let split = batch.div_ceil(2) * o * k;
+        let mut gw = shim_sum_batch(&shim, &partials[..split], o * k, None);
+        if split < partials.len() {
+            gw = shim_sum_batch(&shim, &partials[split..], o * k, Some(&gw));
         }
         assert_close(
             &gw,
