@@ -18,43 +18,18 @@ use crate::shim::{self, guarded, payload, poisoned, ptr, ptr_mut};
 type BiasAdd = unsafe extern "C" fn(u32, u32, *mut f32, i64, i32, i64, *const f32, i32);
 type BiasGrad = unsafe extern "C" fn(u32, u32, *const f32, i64, i32, i64, *mut f32);
 type SumBatch = unsafe extern "C" fn(u32, u32, *const f32, i64, i64, i32, *mut f32);
-type Im2col = unsafe extern "C" fn(
-    u32,
-    u32,
-    *const f32,
-    i64,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    *mut f32,
-);
-type Col2im = unsafe extern "C" fn(
-    u32,
-    u32,
-    *const f32,
-    i64,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    i32,
-    *mut f32,
-);
+/// The launcher of nn_im2col / nn_col2im: grid, block, input, batch, the 11 geometry ints,
+/// the extra arguments, output.
+macro_rules! unroll_launcher {
+    ($($extra:ty),*) => {
+        unsafe extern "C" fn(
+            u32, u32, *const f32, i64, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32,
+            $($extra,)* *mut f32,
+        )
+    };
+}
+type Im2col = unroll_launcher!();
+type Col2im = unroll_launcher!(i32);
 
 /// Values are compared relative to max(|expected|, 1): the layers' values are of order one,
 /// and products near zero after cancellation carry an absolute rounding error.
