@@ -18,8 +18,6 @@ pub struct GpuContext {
     context: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    // Used by the GEMM paths (dense layers, Lanczos blocks).
-    #[allow(dead_code)]
     blas: OnceLock<std::result::Result<Arc<cudarc::cublas::CudaBlas>, String>>,
 }
 
@@ -124,7 +122,6 @@ impl GpuContext {
     }
 
     /// The cuBLAS handle bound to this context's stream, created on first use.
-    #[allow(dead_code)]
     pub(crate) fn blas(&self) -> Result<Arc<cudarc::cublas::CudaBlas>> {
         self.blas
             .get_or_init(|| {

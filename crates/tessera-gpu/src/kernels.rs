@@ -67,8 +67,22 @@ pub const GMM_ATTENTION: KernelSource = KernelSource {
     ],
 };
 
+/// Bias add (+ ReLU), bias gradient, im2col, col2im and the batch sum of the weight gradient
+/// of tessera-nn's Dense and Conv2d.
+pub const NN: KernelSource = KernelSource {
+    name: "nn",
+    source: include_str!("../kernels/nn.cu"),
+    entry_points: &[
+        "nn_bias_add",
+        "nn_bias_grad",
+        "nn_im2col",
+        "nn_col2im",
+        "nn_sum_batch",
+    ],
+};
+
 /// Every kernel source of the crate (CI compiles each with NVRTC).
-pub const ALL: &[KernelSource] = &[LOGMEL, AUGMENT, SPARSE, GMM_ATTENTION];
+pub const ALL: &[KernelSource] = &[LOGMEL, AUGMENT, SPARSE, GMM_ATTENTION, NN];
 
 impl KernelSource {
     /// The full text handed to NVRTC: [`COMMON`] then the source.

@@ -12,6 +12,9 @@ pub use context::{default_context, default_context_status, GpuContext, DEVICE_EN
 
 pub mod gmm_attention;
 
+pub mod dense;
+pub use dense::{matmul, matmul_into, DenseOperator, DeviceMatrix, Element};
+
 pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
 
@@ -23,3 +26,6 @@ pub use augment::Rectangle;
 
 pub mod sparse;
 pub use sparse::DeviceCsr;
+
+pub mod nn;
+pub use nn::{BackwardRequest, ConvGeometry, LayerGradients};

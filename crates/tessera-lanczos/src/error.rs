@@ -13,6 +13,11 @@ pub enum Error {
     #[cfg(feature = "sparse")]
     #[error(transparent)]
     Sparse(#[from] tessera_sparse::Error),
+    /// A CUDA device error other than "no device" (feature `cuda`; an unavailable device
+    /// means the CPU, not an error).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Gpu(#[from] tessera_gpu::GpuError),
     /// The operator returned NaN or ±∞ (for example a Hessian-vector product that diverged).
     #[error(
         "the operator returned a non-finite value {value} at index {index} \

@@ -48,6 +48,11 @@ pub mod dense;
 #[cfg(feature = "lapack")]
 pub use dense::{dense_spectrum, DENSE_SPECTRUM_MAX_DIM};
 
+#[cfg(feature = "cuda")]
+pub mod gpu;
+#[cfg(feature = "cuda")]
+pub use gpu::DenseGpuOperator;
+
 #[doc(hidden)]
 pub mod gemv;
 mod util;

@@ -15,6 +15,11 @@ pub enum Error {
     /// An operator computation failed (tessera-lanczos).
     #[error(transparent)]
     Lanczos(#[from] tessera_lanczos::Error),
+    /// A CUDA device error other than "no device" (feature `cuda`; an unavailable device
+    /// means the CPU, not an error).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Gpu(#[from] tessera_gpu::GpuError),
     /// Reading or writing a file failed.
     #[error("i/o error on `{path}`: {source}")]
     Io {

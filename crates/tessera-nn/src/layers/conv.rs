@@ -66,6 +66,20 @@ impl Geometry {
         self.o * self.p()
     }
 
+    /// The same geometry as tessera-gpu describes it.
+    #[cfg(feature = "cuda")]
+    fn device(&self) -> tessera_gpu::ConvGeometry {
+        tessera_gpu::ConvGeometry {
+            channels: self.c,
+            height: self.h,
+            width: self.w,
+            out_channels: self.o,
+            kernel: [self.kh, self.kw],
+            stride: [self.sh, self.sw],
+            padding: [self.ph, self.pw],
+        }
+    }
+
     /// The output columns `ox` whose input column `ox·sw + kx − pw` lies inside the image.
     fn valid_columns(&self, kx: usize) -> std::ops::Range<usize> {
         let lo = self.pw.saturating_sub(kx).div_ceil(self.sw);
@@ -411,6 +425,10 @@ impl<F: Float> Layer<F> for Conv2d {
         let (batch, g) = self.batch_geometry(&input)?;
         let x = standard(input);
         let (w, b) = self.split(params);
+        #[cfg(feature = "cuda")]
+        if let Some(out) = super::gpu::conv2d_forward(&g.device(), x.view(), w, b)? {
+            return Ok((out, Cache::empty()));
+        }
         let mut out = ArrayD::zeros(Self::out_shape(batch, &g));
         let xs = x.as_slice().expect("standard layout");
         let os = out.as_slice_mut().expect("fresh array");
@@ -433,6 +451,22 @@ impl<F: Float> Layer<F> for Conv2d {
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         let delta = standard(grad_output);
+        #[cfg(feature = "cuda")]
+        {
+            let request = tessera_gpu::BackwardRequest {
+                params: grad_params.is_some(),
+                bias: self.bias,
+                input: want_input,
+            };
+            let (w, _) = self.split(rec.params);
+            let (x, d) = (rec.input.view(), delta.view());
+            if let Some(grads) = super::gpu::conv2d_backward(&g.device(), x, w, d, request)? {
+                if let Some(gp) = grad_params {
+                    grads.add_into(gp);
+                }
+                return Ok(grads.input);
+            }
+        }
         let ds = delta.as_slice().expect("standard layout");
         if let Some(gp) = grad_params {
             let x = standard(rec.input.view());

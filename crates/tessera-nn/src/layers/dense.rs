@@ -167,6 +167,16 @@ impl<F: Float> Layer<F> for Dense {
             &[("params", params.len())],
         )?;
         let rows = self.rows(&input)?;
+        #[cfg(feature = "cuda")]
+        {
+            let (w, b) = self.split(params);
+            let x = as_matrix(input.view(), rows, self.in_features);
+            let bias = self.bias.then_some(b);
+            if let Some(out) = super::gpu::dense_forward(x.view(), w, self.out_features, bias)? {
+                let shape = self.out_shape(input.shape());
+                return Ok((from_matrix(out, &shape), Cache::empty()));
+            }
+        }
         let mut out = ndarray::Array2::zeros((rows, self.out_features));
         self.affine(&input, rows, params, F::zero(), &mut out);
         Ok((
@@ -190,6 +200,25 @@ impl<F: Float> Layer<F> for Dense {
         let rows = self.rows(&rec.input)?;
         check_like("grad_output", &grad_output, rec.output.shape())?;
         let delta = as_matrix(grad_output, rows, self.out_features);
+        #[cfg(feature = "cuda")]
+        {
+            let (w, _) = self.split(rec.params);
+            let x = as_matrix(rec.input.view(), rows, self.in_features);
+            let request = tessera_gpu::BackwardRequest {
+                params: grad_params.is_some(),
+                bias: self.bias,
+                input: want_input,
+            };
+            let shape = rec.input.shape();
+            if let Some(grads) =
+                super::gpu::dense_backward(x.view(), w, delta.view(), request, shape)?
+            {
+                if let Some(g) = grad_params {
+                    grads.add_into(g);
+                }
+                return Ok(grads.input);
+            }
+        }
         if let Some(g) = grad_params {
             self.param_grad(&delta.view(), &rec.input, rows, g, true);
         }

@@ -8,6 +8,8 @@ pub mod attention;
 mod conv;
 mod dense;
 mod dropout;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod norm;
 mod pool;
 mod shape;

@@ -54,6 +54,43 @@ pub struct Cli {
     /// The layout of `--data`.
     #[arg(long, requires = "data", value_parser = ["esc10", "urbansound8k", "speechcommands"])]
     pub dataset: Option<String>,
+    /// Where tessera-nn's dense and convolution layers (and the other GPU routes) run:
+    /// `cpu` keeps everything on the CPU (`TESSERA_DEVICE=cpu`), `cuda` requires a usable CUDA
+    /// device (built with `--features cuda`) and fails otherwise, `auto` uses one when present.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
+    pub device: String,
+}
+
+/// The variable that keeps tessera-gpu off the device (`tessera_gpu::DEVICE_ENV`).
+const DEVICE_ENV: &str = "TESSERA_DEVICE";
+
+/// Whether a CUDA device is usable, or why not.
+fn cuda_status() -> std::result::Result<(), String> {
+    #[cfg(feature = "cuda")]
+    {
+        tessera_gpu::default_context_status()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err("tessera-repro was built without the `cuda` feature".into())
+    }
+}
+
+/// Checks `--device` before anything runs: `cuda` without a usable device is an error that
+/// says why; `cpu` sets `TESSERA_DEVICE=cpu` for the whole process.
+fn select_device(device: &str) -> Result<()> {
+    match device {
+        "cpu" => {
+            std::env::set_var(DEVICE_ENV, "cpu");
+            Ok(())
+        }
+        "cuda" => cuda_status().map_err(|reason| {
+            anyhow::anyhow!(
+                "--device cuda: no usable CUDA device: {reason} (use --device cpu or auto)"
+            )
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What a run produced, for the exit code.
@@ -179,6 +216,7 @@ pub fn run(cli: &Cli, registry: &[Box<dyn Experiment>]) -> Result<RunSummary> {
             );
         }
     }
+    select_device(&cli.device)?;
     let mode = if cli.quick { Mode::Quick } else { Mode::Full };
     let data = match (&cli.data, &cli.dataset) {
         (Some(dir), Some(dataset)) => Some(DataSource {
@@ -339,6 +377,23 @@ mod tests {
             check,
             data: None,
             dataset: None,
+            device: "auto".into(),
+        }
+    }
+
+    #[test]
+    fn device_is_checked_and_cuda_without_a_device_is_a_clear_error() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tessera-repro"], args].concat());
+        assert_eq!(parse(&[]).unwrap().device, "auto");
+        assert_eq!(parse(&["--device", "cuda"]).unwrap().device, "cuda");
+        assert!(parse(&["--device", "tpu"]).is_err());
+        assert!(select_device("auto").is_ok());
+        match cuda_status() {
+            Ok(()) => assert!(select_device("cuda").is_ok()),
+            Err(reason) => {
+                let e = select_device("cuda").unwrap_err().to_string();
+                assert!(e.contains("--device cuda") && e.contains(&reason), "{e}");
+            }
         }
     }
 
