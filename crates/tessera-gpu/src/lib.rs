@@ -12,3 +12,9 @@ pub use context::{default_context, default_context_status, GpuContext, DEVICE_EN
 
 pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
+
+pub mod local_complexity;
+pub use local_complexity::{LcCounts, LcLayer, LcNetwork};
+
+pub mod fourier;
+pub use fourier::{FourierCropPlan, FourierCropShape};
