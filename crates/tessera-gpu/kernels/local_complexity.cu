@@ -30,6 +30,8 @@ extern "C" __global__ void lc_vertices(const float* __restrict__ x, long long sa
 
 // One affine layer on `rows` input rows, one thread per (row, neuron):
 //   pre[row, o]  = (sum_k W[o, k] * h[row, k] + b[o]) (+ skip[row, o])
+// with the weight stored transposed, weight_t[k * out_dim + o] = W[o, k], so that the threads
+// of a warp (consecutive o, same row) read consecutive weights and one shared input value.
 //   post[row, o] = pre > 0 ? pre : pre * slope
 // summed in k order, each product and sum rounded separately (the source is compiled with
 // --fmad=false). pre_error bounds |pre - pre_cpu| for a CPU that sums the same terms in any
@@ -42,7 +44,7 @@ extern "C" __global__ void lc_vertices(const float* __restrict__ x, long long sa
 // pre * slope).
 extern "C" __global__ void lc_dense_forward(
     const float* __restrict__ input, const float* __restrict__ input_error, long long rows,
-    int in_dim, const float* __restrict__ weight, const float* __restrict__ bias, int out_dim,
+    int in_dim, const float* __restrict__ weight_t, const float* __restrict__ bias, int out_dim,
     const float* __restrict__ skip, const float* __restrict__ skip_error, int has_skip,
     float slope, float gamma, float safety, float underflow, float* __restrict__ pre,
     float* __restrict__ pre_error, float* __restrict__ post, float* __restrict__ post_error) {
@@ -51,16 +53,16 @@ extern "C" __global__ void lc_dense_forward(
         const long long row = index / out_dim;
         const float* h = input + row * in_dim;
         const float* dh = input_error + row * in_dim;
-        const float* w = weight + o * in_dim;
         float sum = 0.0f;
         float magnitude = 0.0f;
         float spread = 0.0f;
         int inexact_input = 0;
         for (int k = 0; k < in_dim; ++k) {
-            sum += w[k] * h[k];
-            magnitude += fabsf(w[k]) * fabsf(h[k]);
-            if (dh[k] != 0.0f && w[k] != 0.0f) {
-                spread += fabsf(w[k]) * dh[k];
+            const float w = weight_t[(long long)k * out_dim + o];
+            sum += w * h[k];
+            magnitude += fabsf(w) * fabsf(h[k]);
+            if (dh[k] != 0.0f && w != 0.0f) {
+                spread += fabsf(w) * dh[k];
                 inexact_input = 1;
             }
         }

@@ -157,10 +157,8 @@ impl FourierCropPlan {
         context: &GpuContext,
         images: ArrayView4<'_, f32>,
     ) -> Result<Array4<f32>> {
-        let items = self.shape.check_images(&images)?;
+        let (device, items) = self.upload_images(context, images)?;
         let (batch, channels, _, _) = images.dim();
-        let host = images.as_standard_layout();
-        let device = context.upload(host.as_slice().unwrap_or(&[]))?;
         let out = self.crop_on_device(context, &device, items)?;
         let values = context.download(&out)?;
         if values.iter().any(|v| !v.is_finite()) {
@@ -176,6 +174,21 @@ impl FourierCropPlan {
             operation: "shaping the output",
             message: e.to_string(),
         })
+    }
+
+    /// Checks a batch ([`FourierCropShape::check_images`]) and copies it to the device for
+    /// [`FourierCropPlan::crop_on_device`]: the buffer and its channel count.
+    ///
+    /// # Errors
+    /// See [`FourierCropShape::check_images`]; device errors.
+    pub fn upload_images(
+        &self,
+        context: &GpuContext,
+        images: ArrayView4<'_, f32>,
+    ) -> Result<(CudaSlice<f32>, usize)> {
+        let items = self.shape.check_images(&images)?;
+        let host = images.as_standard_layout();
+        Ok((context.upload(host.as_slice().unwrap_or(&[]))?, items))
     }
 
     /// The crop of `items` channels already on the device (`items × height × width`, row-major),

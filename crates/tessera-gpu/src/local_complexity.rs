@@ -180,7 +180,8 @@ pub fn check_query(
 const CHUNK_FLOATS: usize = 1 << 28;
 
 struct DeviceLayer {
-    weight: CudaSlice<f32>,
+    /// `W` transposed, `fan_in × width` row-major.
+    weight_t: CudaSlice<f32>,
     bias: CudaSlice<f32>,
     fan_in: i32,
     width: i32,
@@ -219,10 +220,11 @@ impl LcNetwork {
         let layers = layers
             .iter()
             .map(|layer| {
-                let weight = layer.weight.as_standard_layout();
+                // Transposed (fan_in × width): see lc_dense_forward.
+                let weight_t = layer.weight.t().as_standard_layout().into_owned();
                 let (width, fan_in) = layer.weight.dim();
                 Ok(DeviceLayer {
-                    weight: context.upload(weight.as_slice().unwrap_or(&[]))?,
+                    weight_t: context.upload(weight_t.as_slice().unwrap_or(&[]))?,
                     bias: context.upload(&layer.bias.to_vec())?,
                     fan_in: as_i32("weight columns", fan_in)?,
                     width: as_i32("weight rows", width)?,
@@ -349,7 +351,7 @@ impl LcNetwork {
                 .arg(&input.errors)
                 .arg(&rows_i64)
                 .arg(&layer.fan_in)
-                .arg(&layer.weight)
+                .arg(&layer.weight_t)
                 .arg(&layer.bias)
                 .arg(&layer.width)
                 .arg(&skip.values)
@@ -364,7 +366,7 @@ impl LcNetwork {
                 .arg(&mut post.values)
                 .arg(&mut post.errors);
             // SAFETY: arguments match lc_dense_forward in order and type; the input node holds
-            // rows × fan_in values (checked by check_network), weight width × fan_in, bias
+            // rows × fan_in values (checked by check_network), weight_t fan_in × width, bias
             // width, a skip node rows × width (same width, checked), and the four outputs
             // rows × width each.
             unsafe { launch.launch(config_for(rows * width)) }

@@ -11,12 +11,12 @@ extern "C" void shim_lc_vertices(unsigned grid, unsigned block, const float* x, 
 
 extern "C" void shim_lc_dense_forward(unsigned grid, unsigned block, const float* input,
                                       const float* input_error, long long rows, int in_dim,
-                                      const float* weight, const float* bias, int out_dim,
+                                      const float* weight_t, const float* bias, int out_dim,
                                       const float* skip, const float* skip_error, int has_skip,
                                       float slope, float gamma, float safety, float underflow,
                                       float* pre, float* pre_error, float* post,
                                       float* post_error) {
-    shim_launch(lc_dense_forward, grid, block, input, input_error, rows, in_dim, weight, bias,
+    shim_launch(lc_dense_forward, grid, block, input, input_error, rows, in_dim, weight_t, bias,
                 out_dim, skip, skip_error, has_skip, slope, gamma, safety, underflow, pre,
                 pre_error, post, post_error);
 }

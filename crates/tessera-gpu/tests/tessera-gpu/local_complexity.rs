@@ -210,7 +210,8 @@ fn run_shim(
     let (mut all_pre, mut all_error) = (Vec::new(), Vec::new());
     for (j, layer) in layers.iter().enumerate() {
         let (width, fan_in) = layer.weight.dim();
-        let weight = shim::guarded(layer.weight.as_standard_layout().as_slice().unwrap());
+        let weight_t = layer.weight.t().as_standard_layout().into_owned();
+        let weight = shim::guarded(weight_t.as_slice().unwrap());
         let bias = shim::guarded(&layer.bias.to_vec());
         let bound = ErrorBound::for_fan_in(fan_in).unwrap();
         let (mut pre, mut pre_error) = (poisoned(rows * width), poisoned(rows * width));
