@@ -136,7 +136,7 @@ fn shim_crop_equals_tessera_augment() {
         );
         let mut cropped = shim::poisoned(2 * items * bh * bw);
         let (grid, block) = grid_for(items * bh * bw);
-        // SAFETY (test): the launcher's signature is fourier_gather's; spectrum holds items × h
+        // SAFETY: (test) the launcher's signature is fourier_gather's; spectrum holds items × h
         // × (w/2 + 1) complex values, the bins bh and bw values, cropped items × bh × bw.
         unsafe {
             gather(
@@ -163,7 +163,7 @@ fn shim_crop_equals_tessera_augment() {
         let complex = shim::guarded(&spectrum_out);
         let mut out = shim::poisoned(items * bh * bw);
         let (grid, block) = grid_for(items * bh * bw);
-        // SAFETY (test): fourier_real_part's signature; both buffers hold items × bh × bw values.
+        // SAFETY: (test) fourier_real_part's signature; both buffers hold items × bh × bw values.
         unsafe {
             real_part(
                 grid,
@@ -215,7 +215,7 @@ fn shim_gather_reads_the_full_spectrum_bins() {
         let (rows, cols) = (guarded_bins(&kept_rows), guarded_bins(&kept_cols));
         let mut cropped = shim::poisoned(2 * bh * bw);
         let (grid, block) = grid_for(bh * bw);
-        // SAFETY (test): as in shim_crop_equals_tessera_augment, with one item and scale 1.
+        // SAFETY: (test) as in shim_crop_equals_tessera_augment, with one item and scale 1.
         unsafe {
             gather(
                 grid,

@@ -188,7 +188,7 @@ fn run_shim(
     let frame_buf = shim::guarded(frame.as_slice().unwrap());
     let mut vertices = poisoned(rows * dim);
     let (grid, block) = grid_for(rows * dim);
-    // SAFETY (test): the launcher's signature is lc_vertices's; buffers hold the sizes it reads.
+    // SAFETY: (test) the launcher's signature is lc_vertices's; buffers hold the sizes it reads.
     unsafe {
         vertices_fn(
             grid,
@@ -219,7 +219,7 @@ fn run_shim(
         let (input, input_error) = &nodes[j];
         let (skip, skip_error) = &nodes[layer.skip_from.unwrap_or(j)];
         let (grid, block) = grid_for(rows * width);
-        // SAFETY (test): the launcher's signature is lc_dense_forward's; the input node holds
+        // SAFETY: (test) the launcher's signature is lc_dense_forward's; the input node holds
         // rows × fan_in values, a skip node rows × width, the outputs rows × width.
         unsafe {
             forward_fn(
@@ -259,7 +259,7 @@ fn run_shim(
         for (slot, _) in counted.iter().enumerate().filter(|(_, &l)| l == j) {
             let mut status = guarded_i32(samples * width);
             let (grid, block) = grid_for(samples * width);
-            // SAFETY (test): lc_neuron_changes's signature; pre holds samples × P × width values.
+            // SAFETY: (test) lc_neuron_changes's signature; pre holds samples × P × width values.
             unsafe {
                 changes_fn(
                     grid,
@@ -275,7 +275,7 @@ fn run_shim(
             let status_payload = payload_i32(&status, "status");
             assert!(status_payload.iter().all(|&s| (0..4).contains(&s)));
             let (grid, block) = grid_for(samples);
-            // SAFETY (test): lc_sample_counts's signature; counts and flags hold samples × slots.
+            // SAFETY: (test) lc_sample_counts's signature; counts and flags hold samples × slots.
             unsafe {
                 counts_fn(
                     grid,
