@@ -556,3 +556,59 @@ fn gpu_counts_equal_tessera_spline() {
         );
     }
 }
+
+/// Measurement, not a check (`--ignored`): how many samples of an MNIST-sized MLP the error
+/// bounds leave uncertain (recomputed on the CPU by the routing), per layer width.
+#[test]
+#[ignore = "measurement: prints the uncertain-sample rate of larger networks"]
+fn uncertain_rate_of_larger_networks() {
+    let Some(shim) = shim::load("local_complexity") else {
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (widths, radius) in [
+        (&[64usize, 64, 10][..], 0.005),
+        (&[256, 256, 10][..], 0.005),
+        (&[512, 512, 10][..], 0.005),
+        (&[512, 512, 10][..], 0.05),
+    ] {
+        let case = Case {
+            input_dim: 784,
+            widths,
+            activation: PlActivation::Relu,
+            skip: None,
+            vertices: 40,
+            batch: 8,
+            include_output: false,
+        };
+        let net = network(&mut rng, &case);
+        let config = LocalComplexityConfig {
+            radius,
+            num_vertices: 40,
+            seed: 1,
+            include_output: false,
+            max_rows_per_chunk: 4096,
+        };
+        let lc = LocalComplexityEstimator::new(config, 784).unwrap();
+        let x = uniform(&mut rng, (case.batch, 784), 1.0).mapv(f32::abs);
+        let counted = [0usize, 1];
+        let run = run_shim(
+            &shim,
+            &gpu_layers(&net),
+            &lc.frame().to_owned(),
+            radius as f32,
+            &x,
+            &counted,
+        );
+        let flagged = run
+            .flags
+            .chunks(2)
+            .filter(|f| f.iter().any(|&v| v != 0))
+            .count();
+        let mean: f64 = run.counts.iter().map(|&c| f64::from(c)).sum::<f64>() / case.batch as f64;
+        println!(
+            "784-{widths:?} r={radius}: {flagged} of {} samples uncertain, mean count {mean}",
+            case.batch
+        );
+    }
+}
