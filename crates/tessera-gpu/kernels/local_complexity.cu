@@ -3,7 +3,8 @@
 // PiecewiseLinearNet<f32>: the P vertices x ± r·v_p of every sample (lc_vertices), the forward
 // pass of all B·P vertices layer by layer (lc_dense_forward), and per sample and counted layer
 // the number of neurons whose pre-activation sign is not constant over the vertices
-// (lc_neuron_changes, then lc_sample_counts).
+// (lc_neuron_changes, then lc_sample_counts), with the vertices the CPU must recompute where
+// the error bounds leave a count open (lc_vertex_flags).
 //
 // Counts are integers, so "equal" means exactly equal, but the GPU sums a dot product in
 // another order than the CPU's GEMM. Every pre-activation therefore carries a bound on how far
@@ -32,6 +33,10 @@ extern "C" __global__ void lc_vertices(const float* __restrict__ x, long long sa
 //   pre[row, o]  = (sum_k W[o, k] * h[row, k] + b[o]) (+ skip[row, o])
 // with the weight stored transposed, weight_t[k * out_dim + o] = W[o, k], so that the threads
 // of a warp (consecutive o, same row) read consecutive weights and one shared input value.
+// The sum follows the CPU's GEMM (matrixmultiply, which ndarray uses for f32): blocks of `kc`
+// consecutive k, each accumulated from 0 in k order with fused multiply-adds when `fused`
+// (its FMA kernels) or rounded products and sums otherwise, and added to the running total
+// block by block. Where the host's GEMM does exactly that, pre equals the CPU's bit for bit.
 //   post[row, o] = pre > 0 ? pre : pre * slope
 // summed in k order, each product and sum rounded separately (the source is compiled with
 // --fmad=false). pre_error bounds |pre - pre_cpu| for a CPU that sums the same terms in any
@@ -46,7 +51,8 @@ extern "C" __global__ void lc_dense_forward(
     const float* __restrict__ input, const float* __restrict__ input_error, long long rows,
     int in_dim, const float* __restrict__ weight_t, const float* __restrict__ bias, int out_dim,
     const float* __restrict__ skip, const float* __restrict__ skip_error, int has_skip,
-    float slope, float gamma, float safety, float underflow, float* __restrict__ pre,
+    int kc, int fused, float slope, float gamma, float safety, float underflow,
+    float* __restrict__ pre,
     float* __restrict__ pre_error, float* __restrict__ post, float* __restrict__ post_error) {
     TESSERA_GRID_STRIDE(index, rows * out_dim) {
         const long long o = index % out_dim;
@@ -54,12 +60,17 @@ extern "C" __global__ void lc_dense_forward(
         const float* h = input + row * in_dim;
         const float* dh = input_error + row * in_dim;
         float sum = 0.0f;
+        float block = 0.0f;
         float magnitude = 0.0f;
         float spread = 0.0f;
         int inexact_input = 0;
         for (int k = 0; k < in_dim; ++k) {
             const float w = weight_t[(long long)k * out_dim + o];
-            sum += w * h[k];
+            block = fused ? fmaf(w, h[k], block) : block + w * h[k];
+            if ((k + 1) % kc == 0 || k + 1 == in_dim) {
+                sum += block;
+                block = 0.0f;
+            }
             magnitude += fabsf(w) * fabsf(h[k]);
             if (dh[k] != 0.0f && w != 0.0f) {
                 spread += fabsf(w) * dh[k];
@@ -156,5 +167,28 @@ extern "C" __global__ void lc_sample_counts(const int* __restrict__ status, long
         }
         counts[s * slots + slot] = count;
         uncertain[s * slots + slot] = unsettled;
+    }
+}
+
+// flags[s * P + p] |= 1 when vertex p of sample s holds, in a neuron whose status has bit 1 set
+// (count left open), a value its bound does not settle: the CPU recomputes that vertex, and
+// with the settled values of the others the neuron's count becomes exact. One thread per
+// (sample, vertex); the launches of successive layers accumulate into the same flags.
+extern "C" __global__ void lc_vertex_flags(const float* __restrict__ pre,
+                                           const float* __restrict__ error,
+                                           const int* __restrict__ status, long long samples,
+                                           int n_vertices, int width, int* __restrict__ flags) {
+    TESSERA_GRID_STRIDE(index, samples * n_vertices) {
+        const long long s = index / n_vertices;
+        const float* z = pre + index * width;
+        const float* e = error + index * width;
+        const int* open = status + s * width;
+        int needed = flags[index];
+        for (int i = 0; i < width && !needed; ++i) {
+            if ((open[i] & 2) && !(e[i] == 0.0f || fabsf(z[i]) > e[i])) {
+                needed = 1;
+            }
+        }
+        flags[index] = needed;
     }
 }

@@ -14,7 +14,7 @@ pub mod logmel;
 pub use logmel::{DbReference, DbScale, LogMelPlan, LogMelPlanConfig, Padding};
 
 pub mod local_complexity;
-pub use local_complexity::{LcCounts, LcLayer, LcNetwork};
+pub use local_complexity::{LcCounts, LcLayer, LcNetwork, UncertainSample};
 
 pub mod fourier;
 pub use fourier::{FourierCropPlan, FourierCropShape};

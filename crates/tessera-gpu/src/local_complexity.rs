@@ -49,9 +49,60 @@ pub struct LcLayer<'a> {
 pub struct LcCounts {
     /// `(samples, counted layers)`: the number of neurons whose sign changes over the vertices.
     pub counts: Array2<usize>,
-    /// Samples (ascending) whose rows the error bounds could not certify; their counts are the
-    /// GPU's own, and a caller that needs the CPU's exact result recomputes them there.
-    pub uncertain: Vec<usize>,
+    /// Samples (ascending) with a count the error bounds left open; their entries in `counts`
+    /// are the GPU's own until [`UncertainSample::resolve`] settles them.
+    pub uncertain: Vec<UncertainSample>,
+}
+
+/// A sample with a count the error bounds left open, and what the CPU needs to settle it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncertainSample {
+    /// The sample (row of `x`).
+    pub sample: usize,
+    /// Its vertices (`0..P`, ascending) whose pre-activations the CPU must recompute: each
+    /// holds an unsettled value in a neuron whose count is open.
+    pub vertices: Vec<usize>,
+    /// Per counted layer: `None` where the count is settled, else the GPU's signs (−1, 0, +1)
+    /// of the sample's `P × width` pre-activations, equal to the CPU's on every vertex outside
+    /// `vertices`.
+    pub signs: Vec<Option<Array2<i8>>>,
+}
+
+impl UncertainSample {
+    /// The exact counts of the open layers, given the CPU's signs of the pre-activations of
+    /// `vertices` (rows in that order) for every counted layer (`cpu_signs[slot]` is
+    /// `(vertices.len(), width)`; layers whose count is settled are not read): per counted
+    /// layer, `Some(count)` where it was open.
+    ///
+    /// # Errors
+    /// A `cpu_signs` list or array of another shape.
+    pub fn resolve(&self, cpu_signs: &[ArrayView2<'_, i8>]) -> Result<Vec<Option<usize>>> {
+        check::length("cpu_signs", cpu_signs.len(), self.signs.len())?;
+        self.signs
+            .iter()
+            .zip(cpu_signs)
+            .map(|(gpu, cpu)| {
+                let Some(gpu) = gpu else { return Ok(None) };
+                if cpu.dim() != (self.vertices.len(), gpu.ncols()) {
+                    return Err(InputError::shape(
+                        "cpu_signs",
+                        format!("({}, {})", self.vertices.len(), gpu.ncols()),
+                        cpu.shape(),
+                    )
+                    .into());
+                }
+                let mut merged = gpu.clone();
+                for (row, &vertex) in self.vertices.iter().enumerate() {
+                    merged.row_mut(vertex).assign(&cpu.row(row));
+                }
+                let first = merged.row(0);
+                let changed = (0..merged.ncols())
+                    .filter(|&i| merged.column(i).iter().any(|&v| v != first[i]))
+                    .count();
+                Ok(Some(changed))
+            })
+            .collect()
+    }
 }
 
 /// The constants of the forward error bound of one layer with `fan_in` inputs (see
@@ -176,6 +227,28 @@ pub fn check_query(
     Ok(())
 }
 
+/// The k-block of the CPU's f32 GEMM (matrixmultiply's `S_KC`, unless it was built with
+/// `MATMUL_SGEMM_KC` set): the forward kernel sums in blocks of this many terms, as it does.
+pub const CPU_GEMM_KC: usize = 256;
+
+/// Whether the CPU's f32 GEMM (matrixmultiply) uses its fused multiply-add kernels on this
+/// machine: AVX2 + FMA (or AVX-512) on x86-64, NEON on AArch64.
+pub fn cpu_gemm_is_fused() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2")
+            || std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// Floats of device memory one chunk of vertices may use (1 GiB): bounds memory for any batch.
 const CHUNK_FLOATS: usize = 1 << 28;
 
@@ -262,8 +335,10 @@ impl LcNetwork {
         check_query(&self.node_widths, frame, radius, x, counted)?;
         let samples = x.nrows();
         let n_vertices = 2 * frame.nrows();
-        let per_row: usize = 2 * self.node_widths.iter().sum::<usize>()
-            + 3 * self.node_widths.iter().max().copied().unwrap_or(1);
+        // Per vertex row: every node's values and bounds, the counted layers' pre-activations
+        // and bounds kept to the end of the chunk, and the current layer's.
+        let per_row: usize = 4 * self.node_widths.iter().sum::<usize>()
+            + 2 * self.node_widths.iter().max().copied().unwrap_or(1);
         let per_sample = check::element_count("x", &[n_vertices, per_row], CHUNK_FLOATS)?;
         let chunk = (CHUNK_FLOATS / per_sample).max(1);
         let frame_host = frame.as_standard_layout();
@@ -274,36 +349,36 @@ impl LcNetwork {
         while start < samples {
             let end = (start + chunk).min(samples);
             let rows = x.slice(ndarray::s![start..end, ..]);
-            let (chunk_counts, chunk_flags) =
-                self.chunk_counts(context, &device_frame, n_vertices, radius, rows, counted)?;
-            let slots = counted.len();
-            for s in 0..end - start {
-                for slot in 0..slots {
-                    counts[[start + s, slot]] = chunk_counts[s * slots + slot] as usize;
-                }
-                if chunk_flags[s * slots..(s + 1) * slots]
-                    .iter()
-                    .any(|&f| f != 0)
-                {
-                    uncertain.push(start + s);
-                }
-            }
+            let query = ChunkQuery {
+                frame: &device_frame,
+                kc: CPU_GEMM_KC as i32,
+                fused: i32::from(cpu_gemm_is_fused()),
+                n_vertices,
+                radius,
+                counted,
+            };
+            let chunk_result = self.chunk_counts(context, &query, rows)?;
+            counts
+                .slice_mut(ndarray::s![start..end, ..])
+                .assign(&chunk_result.counts);
+            uncertain.extend(chunk_result.uncertain.into_iter().map(|mut u| {
+                u.sample += start;
+                u
+            }));
             start = end;
         }
         Ok(LcCounts { counts, uncertain })
     }
 
-    /// Counts and uncertainty flags, both `(samples, counted.len())` row-major, of one chunk.
+    /// The counts and open samples of one chunk (sample indices relative to the chunk).
     fn chunk_counts(
         &self,
         context: &GpuContext,
-        frame: &CudaSlice<f32>,
-        n_vertices: usize,
-        radius: f32,
+        query: &ChunkQuery<'_>,
         x: ArrayView2<'_, f32>,
-        counted: &[usize],
-    ) -> Result<(Vec<i32>, Vec<i32>)> {
+    ) -> Result<LcCounts> {
         let (samples, dim) = x.dim();
+        let n_vertices = query.n_vertices;
         let rows = samples * n_vertices;
         let host = x.as_standard_layout();
         let device_x = context.upload(host.as_slice().unwrap_or(&[]))?;
@@ -316,9 +391,9 @@ impl LcNetwork {
             .arg(&device_x)
             .arg(&samples_i64)
             .arg(&dim_i32)
-            .arg(frame)
+            .arg(query.frame)
             .arg(&half_i32)
-            .arg(&radius)
+            .arg(&query.radius)
             .arg(&mut vertices);
         // SAFETY: arguments match lc_vertices in order and type; x holds samples × dim values,
         // frame half × dim, vertices samples × 2·half × dim, and the kernel indexes within them.
@@ -328,9 +403,14 @@ impl LcNetwork {
             values: vertices,
             errors: context.zeros::<f32>(rows * dim)?,
         }];
-        let slots = counted.len();
-        let mut counts = context.zeros::<i32>((samples * slots).max(1))?;
-        let mut flags = context.zeros::<i32>((samples * slots).max(1))?;
+        let slots = query.counted.len();
+        let mut outputs = CountBuffers {
+            counts: context.zeros::<i32>((samples * slots).max(1))?,
+            flags: context.zeros::<i32>((samples * slots).max(1))?,
+            vertex_flags: context.zeros::<i32>(rows)?,
+        };
+        // The counted layers' pre-activations, kept until the open samples' signs are read.
+        let mut kept: Vec<Option<CudaSlice<f32>>> = (0..slots).map(|_| None).collect();
         let rows_i64 = as_i64("x", rows)?;
         for (j, layer) in self.layers.iter().enumerate() {
             let width = layer.width as usize;
@@ -357,6 +437,8 @@ impl LcNetwork {
                 .arg(&skip.values)
                 .arg(&skip.errors)
                 .arg(&has_skip)
+                .arg(&query.kc)
+                .arg(&query.fused)
                 .arg(&layer.slope)
                 .arg(&layer.bound.gamma)
                 .arg(&layer.bound.safety)
@@ -371,68 +453,169 @@ impl LcNetwork {
             // rows × width each.
             unsafe { launch.launch(config_for(rows * width)) }
                 .map_err(GpuError::driver("launching lc_dense_forward"))?;
-            for (slot, _) in counted.iter().enumerate().filter(|(_, &l)| l == j) {
-                self.count_layer(
-                    context,
-                    (&pre, &pre_error),
+            let layer_slots: Vec<usize> = (0..slots).filter(|&s| query.counted[s] == j).collect();
+            for &slot in &layer_slots {
+                let shape = LayerShape {
                     samples,
                     n_vertices,
                     width,
                     slot,
                     slots,
-                    (&mut counts, &mut flags),
-                )?;
+                };
+                count_layer(context, (&pre, &pre_error), shape, &mut outputs)?;
+            }
+            if let Some(&slot) = layer_slots.first() {
+                kept[slot] = Some(pre);
             }
             nodes.push(post);
         }
-        Ok((context.download(&counts)?, context.download(&flags)?))
+        drop(nodes);
+        let counts = context.download(&outputs.counts)?;
+        let flags = context.download(&outputs.flags)?;
+        let vertex_flags = context.download(&outputs.vertex_flags)?;
+        let mut signs: Vec<Option<Vec<f32>>> = (0..slots).map(|_| None).collect();
+        for slot in 0..slots {
+            let first = (0..slot)
+                .find(|&s| query.counted[s] == query.counted[slot])
+                .unwrap_or(slot);
+            let open = (0..samples).any(|s| flags[s * slots + slot] != 0);
+            if open && signs[first].is_none() {
+                if let Some(pre) = &kept[first] {
+                    signs[first] = Some(context.download(pre)?);
+                }
+            }
+        }
+        let mut result = LcCounts {
+            counts: Array2::from_shape_fn((samples, slots), |(s, slot)| {
+                counts[s * slots + slot] as usize
+            }),
+            uncertain: Vec::new(),
+        };
+        for s in 0..samples {
+            let open: Vec<bool> = (0..slots)
+                .map(|slot| flags[s * slots + slot] != 0)
+                .collect();
+            if !open.contains(&true) {
+                continue;
+            }
+            let vertices = (0..n_vertices)
+                .filter(|&p| vertex_flags[s * n_vertices + p] != 0)
+                .collect();
+            let sample_signs = (0..slots)
+                .map(|slot| {
+                    let first = (0..slot)
+                        .find(|&o| query.counted[o] == query.counted[slot])
+                        .unwrap_or(slot);
+                    let width = self.node_widths[query.counted[slot] + 1];
+                    match (&signs[first], open[slot]) {
+                        (Some(pre), true) => {
+                            let block = &pre[s * n_vertices * width..(s + 1) * n_vertices * width];
+                            Some(Array2::from_shape_fn((n_vertices, width), |(p, i)| {
+                                let z = block[p * width + i];
+                                i8::from(z > 0.0) - i8::from(z < 0.0)
+                            }))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
+            result.uncertain.push(UncertainSample {
+                sample: s,
+                vertices,
+                signs: sample_signs,
+            });
+        }
+        Ok(result)
     }
+}
 
-    /// Fills column `slot` of the counts and flags from one layer's pre-activations.
-    #[allow(clippy::too_many_arguments)]
-    fn count_layer(
-        &self,
-        context: &GpuContext,
-        (pre, pre_error): (&CudaSlice<f32>, &CudaSlice<f32>),
-        samples: usize,
-        n_vertices: usize,
-        width: usize,
-        slot: usize,
-        slots: usize,
-        (counts, flags): (&mut CudaSlice<i32>, &mut CudaSlice<i32>),
-    ) -> Result<()> {
-        let mut status = context.zeros::<i32>(samples * width)?;
-        let samples_i64 = as_i64("x", samples)?;
-        let (vertices_i32, width_i32) =
-            (as_i32("frame", n_vertices)?, as_i32("weight rows", width)?);
-        let function = context.function(&LOCAL_COMPLEXITY, "lc_neuron_changes")?;
-        let mut launch = context.stream().launch_builder(&function);
-        launch
-            .arg(pre)
-            .arg(pre_error)
-            .arg(&samples_i64)
-            .arg(&vertices_i32)
-            .arg(&width_i32)
-            .arg(&mut status);
-        // SAFETY: arguments match lc_neuron_changes; pre and pre_error hold samples ×
-        // n_vertices × width values, status samples × width.
-        unsafe { launch.launch(config_for(samples * width)) }
-            .map_err(GpuError::driver("launching lc_neuron_changes"))?;
-        let (slot_i32, slots_i32) = (as_i32("counted", slot)?, as_i32("counted", slots)?);
-        let function = context.function(&LOCAL_COMPLEXITY, "lc_sample_counts")?;
-        let mut launch = context.stream().launch_builder(&function);
-        launch
-            .arg(&status)
-            .arg(&samples_i64)
-            .arg(&width_i32)
-            .arg(&slot_i32)
-            .arg(&slots_i32)
-            .arg(counts)
-            .arg(flags);
-        // SAFETY: arguments match lc_sample_counts; status holds samples × width values, counts
-        // and flags samples × slots with slot < slots.
-        unsafe { launch.launch(config_for(samples)) }
-            .map_err(GpuError::driver("launching lc_sample_counts"))?;
-        Ok(())
-    }
+/// The query shared by every chunk.
+struct ChunkQuery<'a> {
+    frame: &'a CudaSlice<f32>,
+    kc: i32,
+    fused: i32,
+    n_vertices: usize,
+    radius: f32,
+    counted: &'a [usize],
+}
+
+/// The outputs the counting kernels fill: `(samples, slots)` counts and open flags, and the
+/// `(samples, P)` vertex flags.
+struct CountBuffers {
+    counts: CudaSlice<i32>,
+    flags: CudaSlice<i32>,
+    vertex_flags: CudaSlice<i32>,
+}
+
+/// Sizes of one counting pass.
+#[derive(Clone, Copy)]
+struct LayerShape {
+    samples: usize,
+    n_vertices: usize,
+    width: usize,
+    slot: usize,
+    slots: usize,
+}
+
+/// Fills column `slot` of the counts and open flags from one layer's pre-activations, and
+/// marks the vertices the CPU must recompute.
+fn count_layer(
+    context: &GpuContext,
+    (pre, pre_error): (&CudaSlice<f32>, &CudaSlice<f32>),
+    shape: LayerShape,
+    outputs: &mut CountBuffers,
+) -> Result<()> {
+    let LayerShape {
+        samples,
+        n_vertices,
+        width,
+        slot,
+        slots,
+    } = shape;
+    let mut status = context.zeros::<i32>(samples * width)?;
+    let samples_i64 = as_i64("x", samples)?;
+    let (vertices_i32, width_i32) = (as_i32("frame", n_vertices)?, as_i32("weight rows", width)?);
+    let function = context.function(&LOCAL_COMPLEXITY, "lc_neuron_changes")?;
+    let mut launch = context.stream().launch_builder(&function);
+    launch
+        .arg(pre)
+        .arg(pre_error)
+        .arg(&samples_i64)
+        .arg(&vertices_i32)
+        .arg(&width_i32)
+        .arg(&mut status);
+    // SAFETY: arguments match lc_neuron_changes; pre and pre_error hold samples × n_vertices ×
+    // width values, status samples × width.
+    unsafe { launch.launch(config_for(samples * width)) }
+        .map_err(GpuError::driver("launching lc_neuron_changes"))?;
+    let (slot_i32, slots_i32) = (as_i32("counted", slot)?, as_i32("counted", slots)?);
+    let function = context.function(&LOCAL_COMPLEXITY, "lc_sample_counts")?;
+    let mut launch = context.stream().launch_builder(&function);
+    launch
+        .arg(&status)
+        .arg(&samples_i64)
+        .arg(&width_i32)
+        .arg(&slot_i32)
+        .arg(&slots_i32)
+        .arg(&mut outputs.counts)
+        .arg(&mut outputs.flags);
+    // SAFETY: arguments match lc_sample_counts; status holds samples × width values, counts
+    // and flags samples × slots with slot < slots.
+    unsafe { launch.launch(config_for(samples)) }
+        .map_err(GpuError::driver("launching lc_sample_counts"))?;
+    let function = context.function(&LOCAL_COMPLEXITY, "lc_vertex_flags")?;
+    let mut launch = context.stream().launch_builder(&function);
+    launch
+        .arg(pre)
+        .arg(pre_error)
+        .arg(&status)
+        .arg(&samples_i64)
+        .arg(&vertices_i32)
+        .arg(&width_i32)
+        .arg(&mut outputs.vertex_flags);
+    // SAFETY: arguments match lc_vertex_flags; pre and pre_error hold samples × n_vertices ×
+    // width values, status samples × width, vertex_flags samples × n_vertices.
+    unsafe { launch.launch(config_for(samples * n_vertices)) }
+        .map_err(GpuError::driver("launching lc_vertex_flags"))?;
+    Ok(())
 }

@@ -271,8 +271,9 @@ impl<F: Float> LocalComplexityEstimator<F> {
 
     /// The counts on the default CUDA device (feature `cuda`) when the model is a
     /// [`PiecewiseLinearNet<f32>`](crate::PiecewiseLinearNet) and a device is present, else
-    /// `None`. Samples whose signs the GPU's error bounds leave open are recomputed here on the
-    /// CPU, so the counts are exactly [`Self::counts_on_cpu`]'s.
+    /// `None`. The vertices whose signs the GPU's error bounds leave open (in neurons whose
+    /// count they leave open) are recomputed here on the CPU, so the counts are exactly
+    /// [`Self::counts_on_cpu`]'s.
     #[cfg(feature = "cuda")]
     fn counts_on_gpu<M: PiecewiseLinear<F> + ?Sized>(
         &self,
@@ -321,11 +322,27 @@ impl<F: Float> LocalComplexityEstimator<F> {
             Err(e) => return Err(e.into()),
         };
         let mut counts = gpu.counts;
-        if !gpu.uncertain.is_empty() {
-            let rows = x.select(Axis(0), &gpu.uncertain);
-            let exact = self.counts_on_cpu(model, rows.view(), layers, info)?;
-            for (row, &sample) in gpu.uncertain.iter().enumerate() {
-                counts.row_mut(sample).assign(&exact.row(row));
+        let sign = |v: &F| i8::from(*v > F::zero()) - i8::from(*v < F::zero());
+        for open in &gpu.uncertain {
+            // The CPU's own pre-activations of the vertices the bounds left open (a row's
+            // values do not depend on the other rows of its batch).
+            let rows = self
+                .vertices_unchecked(x.row(open.sample))
+                .select(Axis(0), &open.vertices);
+            let pres = if open.vertices.is_empty() {
+                layers
+                    .iter()
+                    .map(|&l| Array2::zeros((0, info[l].width)))
+                    .collect()
+            } else {
+                model.pre_activations(rows.view())?
+            };
+            let cpu_signs: Vec<Array2<i8>> = layers.iter().map(|&l| pres[l].map(sign)).collect();
+            let views: Vec<_> = cpu_signs.iter().map(|a| a.view()).collect();
+            for (slot, count) in open.resolve(&views)?.into_iter().enumerate() {
+                if let Some(count) = count {
+                    counts[[open.sample, slot]] = count;
+                }
             }
         }
         Ok(Some(counts))
