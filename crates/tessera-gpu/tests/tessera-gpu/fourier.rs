@@ -47,6 +47,22 @@ fn images(rng: &mut ChaCha8Rng, shape: (usize, usize, usize, usize)) -> Array4<f
     Array4::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
 }
 
+/// Applies `fft` to every column of the row-major `height × width` block `item`, in place.
+fn fft_columns(
+    item: &mut [Complex<f32>],
+    height: usize,
+    width: usize,
+    fft: &dyn rustfft::Fft<f32>,
+) {
+    for c in 0..width {
+        let mut column: Vec<_> = (0..height).map(|r| item[r * width + c]).collect();
+        fft.process(&mut column);
+        for (r, v) in column.into_iter().enumerate() {
+            item[r * width + c] = v;
+        }
+    }
+}
+
 /// cuFFT's batched 2-D R2C on the host: `items × height × (width/2 + 1)` interleaved complex.
 fn real_fft_2d(values: &[f32], items: usize, height: usize, width: usize) -> Vec<f32> {
     let half = width / 2 + 1;
@@ -60,15 +76,8 @@ fn real_fft_2d(values: &[f32], items: usize, height: usize, width: usize) -> Vec
             row_fft.process(&mut row, &mut out).unwrap();
             spectrum[(n * height + r) * half..][..half].copy_from_slice(&out);
         }
-        for c in 0..half {
-            let mut column: Vec<_> = (0..height)
-                .map(|r| spectrum[(n * height + r) * half + c])
-                .collect();
-            col_fft.process(&mut column);
-            for (r, v) in column.into_iter().enumerate() {
-                spectrum[(n * height + r) * half + c] = v;
-            }
-        }
+        let item = &mut spectrum[n * height * half..][..height * half];
+        fft_columns(item, height, half, col_fft.as_ref());
     }
     spectrum.iter().flat_map(|c| [c.re, c.im]).collect()
 }
@@ -86,13 +95,7 @@ fn inverse_fft_2d(values: &mut [f32], items: usize, height: usize, width: usize)
         for row in item.chunks_mut(width) {
             row_fft.process(row);
         }
-        for c in 0..width {
-            let mut column: Vec<_> = (0..height).map(|r| item[r * width + c]).collect();
-            col_fft.process(&mut column);
-            for (r, v) in column.into_iter().enumerate() {
-                item[r * width + c] = v;
-            }
-        }
+        fft_columns(item, height, width, col_fft.as_ref());
     }
     for (slot, c) in values.chunks_mut(2).zip(data) {
         slot[0] = c.re;
@@ -203,13 +206,7 @@ fn shim_gather_reads_the_full_spectrum_bins() {
         for row in full.chunks_mut(w) {
             row_fft.process(row);
         }
-        for c in 0..w {
-            let mut column: Vec<_> = (0..h).map(|r| full[r * w + c]).collect();
-            col_fft.process(&mut column);
-            for (r, v) in column.into_iter().enumerate() {
-                full[r * w + c] = v;
-            }
-        }
+        fft_columns(&mut full, h, w, col_fft.as_ref());
         let (kept_rows, kept_cols) = (kept_bins(h, bh), kept_bins(w, bw));
         let spectrum = shim::guarded(&real_fft_2d(input.as_slice().unwrap(), 1, h, w));
         let (rows, cols) = (guarded_bins(&kept_rows), guarded_bins(&kept_cols));
