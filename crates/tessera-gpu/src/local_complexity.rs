@@ -45,13 +45,18 @@ pub struct LcLayer<'a> {
 }
 
 /// Counts of [`LcNetwork::counts`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LcCounts {
     /// `(samples, counted layers)`: the number of neurons whose sign changes over the vertices.
     pub counts: Array2<usize>,
     /// Samples (ascending) with a count the error bounds left open; their entries in `counts`
     /// are the GPU's own until [`UncertainSample::resolve`] settles them.
     pub uncertain: Vec<UncertainSample>,
+    /// Per counted layer, the pre-activations of the first sample's `P` vertices,
+    /// `(P, width)`: a caller can compare them with its own forward pass, and where they are
+    /// equal bit for bit (the forward kernel sums in the CPU GEMM's order) take `counts` as
+    /// they are.
+    pub probe: Vec<Array2<f32>>,
 }
 
 /// A sample with a count the error bounds left open, and what the CPU needs to settle it.
@@ -345,6 +350,7 @@ impl LcNetwork {
         let device_frame = context.upload(frame_host.as_slice().unwrap_or(&[]))?;
         let mut counts = Array2::zeros((samples, counted.len()));
         let mut uncertain = Vec::new();
+        let mut probe = Vec::new();
         let mut start = 0;
         while start < samples {
             let end = (start + chunk).min(samples);
@@ -356,6 +362,7 @@ impl LcNetwork {
                 n_vertices,
                 radius,
                 counted,
+                probe: start == 0,
             };
             let chunk_result = self.chunk_counts(context, &query, rows)?;
             counts
@@ -365,9 +372,16 @@ impl LcNetwork {
                 u.sample += start;
                 u
             }));
+            if start == 0 {
+                probe = chunk_result.probe;
+            }
             start = end;
         }
-        Ok(LcCounts { counts, uncertain })
+        Ok(LcCounts {
+            counts,
+            uncertain,
+            probe,
+        })
     }
 
     /// The counts and open samples of one chunk (sample indices relative to the chunk).
@@ -473,13 +487,20 @@ impl LcNetwork {
         let counts = context.download(&outputs.counts)?;
         let flags = context.download(&outputs.flags)?;
         let vertex_flags = context.download(&outputs.vertex_flags)?;
+        // The first slot of each slot's layer: where that layer's pre-activations are kept.
+        let firsts: Vec<usize> = (0..slots)
+            .map(|slot| {
+                (0..slot)
+                    .find(|&o| query.counted[o] == query.counted[slot])
+                    .unwrap_or(slot)
+            })
+            .collect();
+        // The counted layers' pre-activations, downloaded where an open sample or the probe reads them.
         let mut signs: Vec<Option<Vec<f32>>> = (0..slots).map(|_| None).collect();
         for slot in 0..slots {
-            let first = (0..slot)
-                .find(|&s| query.counted[s] == query.counted[slot])
-                .unwrap_or(slot);
+            let first = firsts[slot];
             let open = (0..samples).any(|s| flags[s * slots + slot] != 0);
-            if open && signs[first].is_none() {
+            if (open || query.probe) && signs[first].is_none() {
                 if let Some(pre) = &kept[first] {
                     signs[first] = Some(context.download(pre)?);
                 }
@@ -490,7 +511,25 @@ impl LcNetwork {
                 counts[s * slots + slot] as usize
             }),
             uncertain: Vec::new(),
+            probe: Vec::new(),
         };
+        if query.probe {
+            for slot in 0..slots {
+                let first = firsts[slot];
+                let width = self.node_widths[query.counted[slot] + 1];
+                if let Some(pre) = &signs[first] {
+                    let values = pre[..n_vertices * width].to_vec();
+                    result.probe.push(
+                        Array2::from_shape_vec((n_vertices, width), values).map_err(|e| {
+                            GpuError::Driver {
+                                operation: "shaping the probe",
+                                message: e.to_string(),
+                            }
+                        })?,
+                    );
+                }
+            }
+        }
         for s in 0..samples {
             let open: Vec<bool> = (0..slots)
                 .map(|slot| flags[s * slots + slot] != 0)
@@ -503,9 +542,7 @@ impl LcNetwork {
                 .collect();
             let sample_signs = (0..slots)
                 .map(|slot| {
-                    let first = (0..slot)
-                        .find(|&o| query.counted[o] == query.counted[slot])
-                        .unwrap_or(slot);
+                    let first = firsts[slot];
                     let width = self.node_widths[query.counted[slot] + 1];
                     match (&signs[first], open[slot]) {
                         (Some(pre), true) => {
@@ -537,6 +574,8 @@ struct ChunkQuery<'a> {
     n_vertices: usize,
     radius: f32,
     counted: &'a [usize],
+    /// Whether this chunk holds the probe sample (the first).
+    probe: bool,
 }
 
 /// The outputs the counting kernels fill: `(samples, slots)` counts and open flags, and the

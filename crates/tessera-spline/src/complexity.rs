@@ -271,9 +271,9 @@ impl<F: Float> LocalComplexityEstimator<F> {
 
     /// The counts on the default CUDA device (feature `cuda`) when the model is a
     /// [`PiecewiseLinearNet<f32>`](crate::PiecewiseLinearNet) and a device is present, else
-    /// `None`. The vertices whose signs the GPU's error bounds leave open (in neurons whose
-    /// count they leave open) are recomputed here on the CPU, so the counts are exactly
-    /// [`Self::counts_on_cpu`]'s.
+    /// `None`. The counts are exactly [`Self::counts_on_cpu`]'s: either the GPU's
+    /// pre-activations of a probe sample equal this CPU's bit for bit (same summation order),
+    /// or the vertices whose signs the GPU's error bounds leave open are recomputed here.
     #[cfg(feature = "cuda")]
     fn counts_on_gpu<M: PiecewiseLinear<F> + ?Sized>(
         &self,
@@ -322,6 +322,22 @@ impl<F: Float> LocalComplexityEstimator<F> {
             Err(e) => return Err(e.into()),
         };
         let mut counts = gpu.counts;
+        // The GPU sums in this machine's GEMM order; where its pre-activations of the first
+        // sample's vertices equal the CPU's bit for bit, every value does and its counts are
+        // the CPU's. Otherwise (another GEMM) the vertices its error bounds leave open are
+        // recomputed here.
+        let probe = model.pre_activations(self.vertices_unchecked(x.row(0)).view())?;
+        let same_arithmetic = gpu.probe.len() == layers.len()
+            && layers.iter().zip(&gpu.probe).all(|(&l, gpu_pre)| {
+                probe[l].dim() == gpu_pre.dim()
+                    && probe[l]
+                        .iter()
+                        .zip(gpu_pre)
+                        .all(|(c, g)| c.to_f64_exact().to_bits() == f64::from(*g).to_bits())
+            });
+        if same_arithmetic {
+            return Ok(Some(counts));
+        }
         let sign = |v: &F| i8::from(*v > F::zero()) - i8::from(*v < F::zero());
         for open in &gpu.uncertain {
             // The CPU's own pre-activations of the vertices the bounds left open (a row's

@@ -647,6 +647,18 @@ fn gpu_counts_equal_tessera_spline() {
             .counts(&ctx, frame.view(), 0.05, x.view(), cpu.layers())
             .unwrap();
         assert_eq!(result.counts.dim(), cpu.counts().dim());
+        // The forward kernel sums in the CPU GEMM's order: the probe equals the CPU's values.
+        let probe = net
+            .pre_activations(lc.vertices(x.row(0)).unwrap().view())
+            .unwrap();
+        for (&l, gpu_pre) in cpu.layers().iter().zip(&result.probe) {
+            let same = probe[l]
+                .iter()
+                .zip(gpu_pre)
+                .filter(|(c, g)| c.to_bits() == g.to_bits())
+                .count();
+            assert_eq!(same, gpu_pre.len(), "layer {l}: probe not bit-equal");
+        }
         let mut counts = result.counts.clone();
         for open in &result.uncertain {
             let rows = lc
