@@ -111,12 +111,52 @@ fn guarded_bins(bins: &[usize]) -> Vec<i32> {
     buffer
 }
 
+/// fourier_gather through the shim on guarded buffers: the cropped spectrum of `items`
+/// channels (`items × bh × bw` interleaved complex) from their R2C spectra.
+fn shim_gather(
+    shim: &shim::Shim,
+    spectrum: &[f32],
+    (items, h, w): (usize, usize, usize),
+    (kept_rows, kept_cols): (&[usize], &[usize]),
+    scale: f32,
+) -> Vec<f32> {
+    let gather = shim.launcher::<Gather>("fourier_gather");
+    let (bh, bw) = (kept_rows.len(), kept_cols.len());
+    let spectrum = shim::guarded(spectrum);
+    let (rows, cols) = (guarded_bins(kept_rows), guarded_bins(kept_cols));
+    let mut cropped = shim::poisoned(2 * items * bh * bw);
+    let (grid, block) = grid_for(items * bh * bw);
+    // SAFETY: (test) the launcher's signature is fourier_gather's; spectrum holds items × h ×
+    // (w/2 + 1) complex values, the bins bh and bw values, cropped items × bh × bw.
+    unsafe {
+        gather(
+            grid,
+            block,
+            shim::ptr(&spectrum),
+            items as i64,
+            h as i32,
+            w as i32,
+            rows[GUARD..].as_ptr(),
+            bh as i32,
+            cols[GUARD..].as_ptr(),
+            bw as i32,
+            scale,
+            shim::ptr_mut(&mut cropped),
+        );
+    }
+    let values = shim::payload(&cropped, "cropped").to_vec();
+    assert!(
+        values.iter().all(|v| v.is_finite()),
+        "gather left elements unwritten"
+    );
+    values
+}
+
 #[test]
 fn shim_crop_equals_tessera_augment() {
     let Some(shim) = shim::load("fourier") else {
         return;
     };
-    let gather = shim.launcher::<Gather>("fourier_gather");
     let real_part = shim.launcher::<RealPart>("fourier_real_part");
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     for &(batch, channels, h, w, bh, bw) in SHAPES {
@@ -132,35 +172,14 @@ fn shim_crop_equals_tessera_augment() {
         let shape = FourierCropShape::new(h, w, &kept_bins(h, bh), &kept_bins(w, bw)).unwrap();
         let items = shape.check_images(&input.view()).unwrap();
 
-        let spectrum = shim::guarded(&real_fft_2d(input.as_slice().unwrap(), items, h, w));
-        let (rows, cols) = (
-            guarded_bins(&kept_bins(h, bh)),
-            guarded_bins(&kept_bins(w, bw)),
-        );
-        let mut cropped = shim::poisoned(2 * items * bh * bw);
-        let (grid, block) = grid_for(items * bh * bw);
-        // SAFETY: (test) the launcher's signature is fourier_gather's; spectrum holds items × h
-        // × (w/2 + 1) complex values, the bins bh and bw values, cropped items × bh × bw.
-        unsafe {
-            gather(
-                grid,
-                block,
-                shim::ptr(&spectrum),
-                items as i64,
-                h as i32,
-                w as i32,
-                rows[GUARD..].as_ptr(),
-                bh as i32,
-                cols[GUARD..].as_ptr(),
-                bw as i32,
-                shape.scale(),
-                shim::ptr_mut(&mut cropped),
-            );
-        }
-        let mut spectrum_out = shim::payload(&cropped, "cropped").to_vec();
-        assert!(
-            spectrum_out.iter().all(|v| v.is_finite()),
-            "gather left elements unwritten"
+        let spectrum = real_fft_2d(input.as_slice().unwrap(), items, h, w);
+        let (kept_rows, kept_cols) = (kept_bins(h, bh), kept_bins(w, bw));
+        let mut spectrum_out = shim_gather(
+            &shim,
+            &spectrum,
+            (items, h, w),
+            (&kept_rows, &kept_cols),
+            shape.scale(),
         );
         inverse_fft_2d(&mut spectrum_out, items, bh, bw);
         let complex = shim::guarded(&spectrum_out);
@@ -196,7 +215,6 @@ fn shim_gather_reads_the_full_spectrum_bins() {
     let Some(shim) = shim::load("fourier") else {
         return;
     };
-    let gather = shim.launcher::<Gather>("fourier_gather");
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     for &(h, w, bh, bw) in &[(6usize, 8usize, 3usize, 6usize), (7, 9, 6, 8), (5, 4, 2, 3)] {
         let input = images(&mut rng, (1, 1, h, w));
@@ -208,35 +226,15 @@ fn shim_gather_reads_the_full_spectrum_bins() {
         }
         fft_columns(&mut full, h, w, col_fft.as_ref());
         let (kept_rows, kept_cols) = (kept_bins(h, bh), kept_bins(w, bw));
-        let spectrum = shim::guarded(&real_fft_2d(input.as_slice().unwrap(), 1, h, w));
-        let (rows, cols) = (guarded_bins(&kept_rows), guarded_bins(&kept_cols));
-        let mut cropped = shim::poisoned(2 * bh * bw);
-        let (grid, block) = grid_for(bh * bw);
-        // SAFETY: (test) as in shim_crop_equals_tessera_augment, with one item and scale 1.
-        unsafe {
-            gather(
-                grid,
-                block,
-                shim::ptr(&spectrum),
-                1,
-                h as i32,
-                w as i32,
-                rows[GUARD..].as_ptr(),
-                bh as i32,
-                cols[GUARD..].as_ptr(),
-                bw as i32,
-                1.0,
-                shim::ptr_mut(&mut cropped),
-            );
-        }
-        let found = shim::payload(&cropped, "cropped");
+        let spectrum = real_fft_2d(input.as_slice().unwrap(), 1, h, w);
+        let found = shim_gather(&shim, &spectrum, (1, h, w), (&kept_rows, &kept_cols), 1.0);
         let expected: Vec<f32> = kept_rows
             .iter()
             .flat_map(|&r| kept_cols.iter().map(move |&c| (r, c)))
             .flat_map(|(r, c)| [full[r * w + c].re, full[r * w + c].im])
             .collect();
         let largest = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let difference = crate::max_relative_difference(found, &expected, largest);
+        let difference = crate::max_relative_difference(&found, &expected, largest);
         assert!(difference < 1e-5, "{difference} for {:?}", (h, w, bh, bw));
     }
 }
