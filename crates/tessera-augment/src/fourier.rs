@@ -245,6 +245,9 @@ impl<F: Float> FourierCrop<F> {
     fn crop_batch_on_gpu(&self, images: &ArrayView4<F>) -> Option<Array4<F>> {
         use std::any::Any;
         let context = tessera_gpu::default_context()?;
+        if std::any::TypeId::of::<F>() != std::any::TypeId::of::<f32>() {
+            return None;
+        }
         // `F` is generic and this crate has no unsafe code: downcasts of owned arrays find the
         // f32 case (the GPU path is f32 only).
         let owned = (Box::new(images.to_owned()) as Box<dyn Any>)
