@@ -13,13 +13,19 @@
 //! hyperplane differs from both sides.
 //!
 //! **Exact counts.** Counts are integers, and a pre-activation within rounding of 0 can change
-//! sign between two summation orders, so the kernels also carry a forward error bound
-//! $|z_{gpu} - z_{cpu}| \le e$ (valid for any CPU summation order, fused or not; see
-//! `kernels/local_complexity.cu`). A neuron whose sign pattern the bounds do not settle marks
-//! its sample [`LcCounts::uncertain`]; the caller recomputes those samples on the CPU (as
-//! tessera-spline's `cuda` routing does), so the combined result is the CPU's, exactly. On
-//! random inputs such samples are rare; inputs that put vertices exactly on hyperplanes (small
-//! integers, dyadic weights) make them common.
+//! sign between two summation orders. Two mechanisms make the counts the CPU's:
+//!
+//! 1. The forward kernel sums as the CPU's f32 GEMM (matrixmultiply, used by ndarray) does:
+//!    blocks of [`CPU_GEMM_KC`] terms accumulated with fused multiply-adds where
+//!    [`cpu_gemm_is_fused`], added block by block, then bias and skip. Where that is the host's
+//!    arithmetic the pre-activations are the CPU's bit for bit; [`LcCounts::probe`] lets a
+//!    caller check it on one sample and then take [`LcCounts::counts`] as they are.
+//! 2. Every pre-activation also carries a bound $|z_{gpu} - z_{cpu}| \le e$ valid for any CPU
+//!    summation order, fused or not (see `kernels/local_complexity.cu`). A neuron whose sign
+//!    pattern the bounds do not settle marks its sample open ([`LcCounts::uncertain`]), naming
+//!    the vertices the CPU must recompute; [`UncertainSample::resolve`] merges the CPU's signs
+//!    of those with the GPU's settled ones. The bound is a worst case: on MNIST-sized layers
+//!    nearly every sample is open, so this path is exact but not fast.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use ndarray::{Array2, ArrayView1, ArrayView2};
