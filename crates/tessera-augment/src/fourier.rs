@@ -47,6 +47,10 @@ pub struct FourierCrop<F: Float> {
     col_forward: Arc<dyn Fft<F>>,
     col_inverse: Arc<dyn Fft<F>>,
     row_inverse: Arc<dyn Fft<F>>,
+    /// The device plan (kept bins uploaded, cuFFT plans), made on the first routed call;
+    /// `None` inside when the GPU path is unavailable for this crop.
+    #[cfg(feature = "cuda")]
+    gpu_plan: std::sync::OnceLock<Option<tessera_gpu::FourierCropPlan>>,
 }
 
 impl<F: Float> std::fmt::Debug for FourierCrop<F> {
@@ -143,6 +147,8 @@ impl<F: Float> FourierCrop<F> {
             col_forward: planner.plan_fft_forward(height),
             col_inverse: planner.plan_fft_inverse(out_height),
             row_inverse: planner.plan_fft_inverse(out_width),
+            #[cfg(feature = "cuda")]
+            gpu_plan: std::sync::OnceLock::new(),
         })
     }
 
@@ -203,6 +209,11 @@ impl<F: Float> FourierCrop<F> {
         let (batch, channels, h, w) = images.dim();
         self.check_channel_shape("images", (h, w))?;
         check::finite("images", &images)?;
+        #[cfg(feature = "cuda")]
+        if let Some(out) = self.crop_batch_on_gpu(&images) {
+            check::no_overflow("images", &images, &out.view(), "the Fourier crop")?;
+            return Ok(out);
+        }
         let standard = images.as_standard_layout();
         let flat = standard
             .view()
@@ -225,6 +236,41 @@ impl<F: Float> FourierCrop<F> {
         check::no_overflow("images", &images, &out.view(), "the Fourier crop")?;
         out.into_shape_with_order((batch, channels, self.out_height, self.out_width))
             .map_err(|e| Error::shape("output", format!("reshape ({e})"), [batch, channels]))
+    }
+
+    /// The crop on the default CUDA device (feature `cuda`) for `f32` images, or `None` to
+    /// run on the CPU: no device, another float type, or any GPU failure (this crate's error
+    /// type has no GPU variant, and the CPU's result is the reference either way).
+    #[cfg(feature = "cuda")]
+    fn crop_batch_on_gpu(&self, images: &ArrayView4<F>) -> Option<Array4<F>> {
+        use std::any::Any;
+        let context = tessera_gpu::default_context()?;
+        if std::any::TypeId::of::<F>() != std::any::TypeId::of::<f32>() {
+            return None;
+        }
+        // `F` is generic and this crate has no unsafe code: downcasts of owned arrays find the
+        // f32 case (the GPU path is f32 only).
+        let owned = (Box::new(images.to_owned()) as Box<dyn Any>)
+            .downcast::<Array4<f32>>()
+            .ok()?;
+        let plan = self
+            .gpu_plan
+            .get_or_init(|| {
+                let shape = tessera_gpu::FourierCropShape::new(
+                    self.height,
+                    self.width,
+                    &self.kept_rows,
+                    &self.kept_cols,
+                )
+                .ok()?;
+                tessera_gpu::FourierCropPlan::new(context, shape).ok()
+            })
+            .as_ref()?;
+        let out = plan.crop_batch(context, owned.view()).ok()?;
+        (Box::new(out) as Box<dyn Any>)
+            .downcast::<Array4<F>>()
+            .ok()
+            .map(|out| *out)
     }
 
     fn check_channel_shape(&self, name: &'static str, (h, w): (usize, usize)) -> Result<()> {

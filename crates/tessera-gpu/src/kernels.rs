@@ -81,8 +81,36 @@ pub const NN: KernelSource = KernelSource {
     ],
 };
 
+/// Local complexity: cross-polytope vertices, the dense forward pass with error bounds, and
+/// the per-neuron / per-sample sign-change reduction.
+pub const LOCAL_COMPLEXITY: KernelSource = KernelSource {
+    name: "local_complexity",
+    source: include_str!("../kernels/local_complexity.cu"),
+    entry_points: &[
+        "lc_vertices",
+        "lc_dense_forward",
+        "lc_neuron_changes",
+        "lc_sample_counts",
+    ],
+};
+
+/// Fourier low-pass crop: gather of the kept bins of a 2-D real FFT, and the real part.
+pub const FOURIER: KernelSource = KernelSource {
+    name: "fourier",
+    source: include_str!("../kernels/fourier.cu"),
+    entry_points: &["fourier_gather", "fourier_real_part"],
+};
+
 /// Every kernel source of the crate (CI compiles each with NVRTC).
-pub const ALL: &[KernelSource] = &[LOGMEL, AUGMENT, SPARSE, GMM_ATTENTION, NN];
+pub const ALL: &[KernelSource] = &[
+    LOGMEL,
+    AUGMENT,
+    SPARSE,
+    GMM_ATTENTION,
+    NN,
+    LOCAL_COMPLEXITY,
+    FOURIER,
+];
 
 impl KernelSource {
     /// The full text handed to NVRTC: [`COMMON`] then the source.

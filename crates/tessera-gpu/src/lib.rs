@@ -29,3 +29,9 @@ pub use sparse::DeviceCsr;
 
 pub mod nn;
 pub use nn::{BackwardRequest, ConvGeometry, LayerGradients};
+
+pub mod local_complexity;
+pub use local_complexity::{LcCounts, LcLayer, LcNetwork, UncertainSample};
+
+pub mod fourier;
+pub use fourier::{FourierCropPlan, FourierCropShape};

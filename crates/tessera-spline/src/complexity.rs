@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tessera_core::{check, Float, RejectInput};
 
 use crate::error::{Error, Result};
-use crate::net::{check_batch, PiecewiseLinear};
+use crate::net::{check_batch, LayerInfo, PiecewiseLinear};
 
 /// Settings of [`LocalComplexityEstimator`].
 #[derive(Debug, Clone, PartialEq)]
@@ -197,9 +197,35 @@ impl<F: Float> LocalComplexityEstimator<F> {
             .collect();
         let widths: Vec<usize> = layers.iter().map(|&l| info[l].width).collect();
         let p = self.config.num_vertices;
+        check::element_count("batch × num_vertices", &[x.nrows(), p, d], usize::MAX / 16)?;
+        #[cfg(feature = "cuda")]
+        if let Some(counts) = self.counts_on_gpu(model, x, &layers, &info)? {
+            return Ok(LocalComplexity {
+                counts,
+                layers,
+                widths,
+            });
+        }
+        let counts = self.counts_on_cpu(model, x, &layers, &info)?;
+        Ok(LocalComplexity {
+            counts,
+            layers,
+            widths,
+        })
+    }
+
+    /// `(batch, layers.len())` counts of checked input, chunk by chunk on the rayon pool.
+    fn counts_on_cpu<M: PiecewiseLinear<F> + ?Sized>(
+        &self,
+        model: &M,
+        x: ArrayView2<'_, F>,
+        layers: &[usize],
+        info: &[LayerInfo],
+    ) -> Result<Array2<usize>> {
+        let d = model.input_dim();
+        let p = self.config.num_vertices;
         let per_chunk = (self.config.max_rows_per_chunk / p).max(1);
         let batch = x.nrows();
-        check::element_count("batch × num_vertices", &[batch, p, d], usize::MAX / 16)?;
         let starts: Vec<usize> = (0..batch).step_by(per_chunk).collect();
         let chunks = starts
             .par_iter()
@@ -238,14 +264,104 @@ impl<F: Float> LocalComplexityEstimator<F> {
             })
             .collect::<Result<Vec<Array2<usize>>>>()?;
         let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
-        let counts = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Unsupported {
+        ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Unsupported {
             reason: format!("internal shape error: {e}"),
-        })?;
-        Ok(LocalComplexity {
-            counts,
-            layers,
-            widths,
         })
+    }
+
+    /// The counts on the default CUDA device (feature `cuda`) when the model is a
+    /// [`PiecewiseLinearNet<f32>`](crate::PiecewiseLinearNet) and a device is present, else
+    /// `None`. The counts are exactly [`Self::counts_on_cpu`]'s: either the GPU's
+    /// pre-activations of a probe sample equal this CPU's bit for bit (same summation order),
+    /// or the vertices whose signs the GPU's error bounds leave open are recomputed here.
+    #[cfg(feature = "cuda")]
+    fn counts_on_gpu<M: PiecewiseLinear<F> + ?Sized>(
+        &self,
+        model: &M,
+        x: ArrayView2<'_, F>,
+        layers: &[usize],
+        info: &[LayerInfo],
+    ) -> Result<Option<Array2<usize>>> {
+        use std::any::Any;
+        let Some(context) = tessera_gpu::default_context() else {
+            return Ok(None);
+        };
+        // `F` is generic and this crate has no unsafe code: downcasts of owned values find the
+        // f32 case (the GPU kernels are f32 only).
+        let Some(net) = model
+            .as_net()
+            .and_then(|net| (net as &dyn Any).downcast_ref::<crate::PiecewiseLinearNet<f32>>())
+        else {
+            return Ok(None);
+        };
+        let Some(frame) = (&self.frame as &dyn Any).downcast_ref::<Array2<f32>>() else {
+            return Ok(None);
+        };
+        let Ok(x32) = (Box::new(x.to_owned()) as Box<dyn Any>).downcast::<Array2<f32>>() else {
+            return Ok(None);
+        };
+        let gpu_layers: Vec<tessera_gpu::LcLayer<'_>> = net
+            .layers()
+            .iter()
+            .map(|l| tessera_gpu::LcLayer {
+                weight: l.weight(),
+                bias: l.bias(),
+                negative_slope: f32::from_f64_rounded(l.activation().negative_slope()),
+                skip_from: l.skip_from(),
+            })
+            .collect();
+        let radius = f32::from_f64_rounded(self.config.radius);
+        let result = tessera_gpu::LcNetwork::new(context, &gpu_layers)
+            .and_then(|gpu| gpu.counts(context, frame.view(), radius, x32.view(), layers));
+        let gpu = match result {
+            Ok(gpu) => gpu,
+            // No device, or input the f32 path rejects (a radius beyond f32): the CPU decides.
+            Err(e) if e.is_unavailable() || matches!(e, tessera_gpu::GpuError::Input(_)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut counts = gpu.counts;
+        // The GPU sums in this machine's GEMM order; where its pre-activations of the first
+        // sample's vertices equal the CPU's bit for bit, every value does and its counts are
+        // the CPU's. Otherwise (another GEMM) the vertices its error bounds leave open are
+        // recomputed here.
+        let probe = model.pre_activations(self.vertices_unchecked(x.row(0)).view())?;
+        let same_arithmetic = gpu.probe.len() == layers.len()
+            && layers.iter().zip(&gpu.probe).all(|(&l, gpu_pre)| {
+                probe[l].dim() == gpu_pre.dim()
+                    && probe[l]
+                        .iter()
+                        .zip(gpu_pre)
+                        .all(|(c, g)| c.to_f64_exact().to_bits() == f64::from(*g).to_bits())
+            });
+        if same_arithmetic {
+            return Ok(Some(counts));
+        }
+        let sign = |v: &F| i8::from(*v > F::zero()) - i8::from(*v < F::zero());
+        for open in &gpu.uncertain {
+            // The CPU's own pre-activations of the vertices the bounds left open (a row's
+            // values do not depend on the other rows of its batch).
+            let rows = self
+                .vertices_unchecked(x.row(open.sample))
+                .select(Axis(0), &open.vertices);
+            let pres = if open.vertices.is_empty() {
+                layers
+                    .iter()
+                    .map(|&l| Array2::zeros((0, info[l].width)))
+                    .collect()
+            } else {
+                model.pre_activations(rows.view())?
+            };
+            let cpu_signs: Vec<Array2<i8>> = layers.iter().map(|&l| pres[l].map(sign)).collect();
+            let views: Vec<_> = cpu_signs.iter().map(|a| a.view()).collect();
+            for (slot, count) in open.resolve(&views)?.into_iter().enumerate() {
+                if let Some(count) = count {
+                    counts[[open.sample, slot]] = count;
+                }
+            }
+        }
+        Ok(Some(counts))
     }
 
     /// The first layer's local complexity in closed form, for each row of `x`:

@@ -19,6 +19,10 @@ pub enum Error {
         /// What is not supported, and what is.
         reason: String,
     },
+    /// The GPU path failed for a reason other than a missing device (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Gpu(#[from] tessera_gpu::GpuError),
     /// Reading a file failed.
     #[error("i/o error on `{path}`: {source}")]
     Io {

@@ -85,6 +85,14 @@ pub trait PiecewiseLinear<F: Float>: Sync {
 
     /// The network as explicit affine layers in `f64`, for the exact partitions.
     fn to_affine(&self) -> Result<PiecewiseLinearNet<f64>>;
+
+    /// The model itself when it is a [`PiecewiseLinearNet`], whose forward pass is plain
+    /// `W·h + b` per layer: the `cuda` feature routes only such models to the GPU, since
+    /// another model's pre-activations may be computed differently (scaled weights, residual
+    /// blocks) and the counts must equal its own.
+    fn as_net(&self) -> Option<&PiecewiseLinearNet<F>> {
+        None
+    }
 }
 
 /// One affine layer `pre = W·h + b (+ h_skip)` followed by `φ(pre)`.
@@ -360,6 +368,10 @@ impl<F: Float> PiecewiseLinear<F> for PiecewiseLinearNet<F> {
     fn pre_activations(&self, x: ArrayView2<'_, F>) -> Result<Vec<Array2<F>>> {
         check_batch(x, self.input_dim())?;
         Ok(self.forward_pre(x))
+    }
+
+    fn as_net(&self) -> Option<&PiecewiseLinearNet<F>> {
+        Some(self)
     }
 
     fn to_affine(&self) -> Result<PiecewiseLinearNet<f64>> {

@@ -2,7 +2,9 @@
 //! arithmetic on the CPU through the host shim, and GPU-vs-CPU parity when a device exists.
 
 mod dense;
+mod fourier;
 mod gmm_attention;
+mod local_complexity;
 mod nn;
 mod nvrtc;
 mod shim;

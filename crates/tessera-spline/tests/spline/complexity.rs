@@ -212,3 +212,40 @@ fn distinct_patterns_count_identical_rows_once() {
     assert!(p.hamming(0, 2).unwrap() > 0);
     assert_eq!(p.num_distinct(), 2);
 }
+
+/// The `cuda` routing recomputes the samples the GPU could not certify in a batch of their
+/// own: a sample's counts must not depend on the other samples of its batch (or chunk).
+#[test]
+fn counts_of_a_sample_do_not_depend_on_its_batch() {
+    let net = random_net(&[12, 40, 30, 5], PlActivation::Relu, 5);
+    let net = tessera_spline::PiecewiseLinearNet::from_arrays(
+        net.layers()
+            .iter()
+            .map(|l| (l.weight().mapv(|v| v as f32), l.bias().mapv(|v| v as f32)))
+            .collect(),
+        PlActivation::Relu,
+    )
+    .unwrap();
+    let x = gaussian_matrix(23, 12, 6).mapv(|v| v as f32);
+    let est = LocalComplexityEstimator::<f32>::new(config(8, 0.3), 12).unwrap();
+    let all = est.compute(&net, x.view()).unwrap();
+    let subset = [3usize, 4, 17, 22];
+    let some = est
+        .compute(&net, x.select(ndarray::Axis(0), &subset).view())
+        .unwrap();
+    for (row, &sample) in subset.iter().enumerate() {
+        assert_eq!(some.counts().row(row), all.counts().row(sample));
+    }
+    assert!(
+        all.counts().iter().any(|&c| c > 0),
+        "radius too small to test anything"
+    );
+}
+
+#[test]
+fn only_plain_networks_offer_themselves_to_the_gpu_path() {
+    let net = random_net(&[4, 6, 2], PlActivation::Relu, 1);
+    assert!(net.as_net().is_some_and(|n| std::ptr::eq(n, &net)));
+    let mlp = Mlp::<f64>::new(MlpConfig::new(4, vec![6], 2), 1).unwrap();
+    assert!(mlp.as_net().is_none());
+}
