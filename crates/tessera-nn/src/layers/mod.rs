@@ -23,4 +23,4 @@ pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use shape::Flatten;
-pub use tokens::{PositionEmbedding, TokenMeanPool};
+pub use tokens::{patchify, PositionEmbedding, TokenMeanPool};

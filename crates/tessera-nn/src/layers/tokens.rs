@@ -2,7 +2,7 @@
 //! position embedding and the mean over tokens (the pooling of the GMM-mask paper's ViT,
 //! which drops the class token).
 
-use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis};
+use ndarray::{Array3, ArrayD, ArrayView2, ArrayView4, ArrayViewD, Axis};
 use tessera_core::{check, RejectInput};
 
 use crate::error::{Error, Result};
@@ -14,6 +14,34 @@ use crate::Float;
 
 /// The most entries a position table may have.
 const MAX_TABLE: usize = 1 << 28;
+
+/// Images `(n, c, h, w)` as token rows `(n, tokens, patch·patch·c)` for a vision transformer:
+/// tokens in row-major order over the `(h / patch) × (w / patch)` grid of patches, features
+/// in `(p1, p2, c)` order (row within the patch, column, channel), as the einops
+/// `Rearrange("b c (h p1) (w p2) -> b (h w) (p1 p2 c)")` of the ViT reference code.
+///
+/// # Errors
+/// `patch` zero or not dividing both image sides.
+pub fn patchify<F: Float>(images: ArrayView4<'_, F>, patch: usize) -> Result<Array3<F>> {
+    let (n, c, h, w) = images.dim();
+    check::positive_size("patch", patch)?;
+    if h % patch != 0 || w % patch != 0 {
+        return Err(Error::invalid(
+            "patch",
+            patch,
+            format!("must divide the image size {h}×{w}"),
+        ));
+    }
+    let (grid_w, row) = (w / patch, patch * c);
+    Ok(Array3::from_shape_fn(
+        (n, (h / patch) * grid_w, patch * patch * c),
+        |(i, t, f)| {
+            let (gy, gx) = (t / grid_w, t % grid_w);
+            let (p1, p2, ch) = (f / row, (f % row) / c, f % c);
+            images[[i, ch, gy * patch + p1, gx * patch + p2]]
+        },
+    ))
+}
 
 /// A learned position embedding: $y_{b,t,:} = x_{b,t,:} + P_{t,:}$ with one parameter
 /// `weight` of shape `[tokens, dim]`, initialised $\mathcal N(0, \text{std}^2)$ (ViT's
@@ -467,5 +495,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("input") && err.contains("[4]"), "{err}");
+    }
+
+    #[test]
+    fn patchify_matches_the_rearrangement_by_hand() {
+        let images = ndarray::Array4::from_shape_fn((2, 3, 4, 6), |(n, c, y, x)| {
+            (1000 * n + 100 * c + 10 * y + x) as f32
+        });
+        let tokens = patchify(images.view(), 2).unwrap();
+        assert_eq!(tokens.dim(), (2, 6, 12));
+        // Every token feature against its source pixel, written out from the definition.
+        for ((i, t, f), &v) in tokens.indexed_iter() {
+            let (gy, gx, p1, p2, c) = (t / 3, t % 3, f / 6, (f / 3) % 2, f % 3);
+            assert_eq!(v, images[[i, c, 2 * gy + p1, 2 * gx + p2]]);
+        }
+        // Token 4 = grid row 1, column 1; feature (p1 = 1, p2 = 0, c = 2) = index 1·6 + 0·3 + 2.
+        assert_eq!(tokens[[1, 4, 8]], images[[1, 2, 3, 2]]);
+        for bad in [0, 4] {
+            let err = patchify(images.view(), bad).unwrap_err().to_string();
+            assert!(err.contains("patch"), "{err}");
+        }
     }
 }

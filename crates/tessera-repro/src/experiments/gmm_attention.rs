@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use ndarray::{Array3, ArrayView4, Axis};
+use ndarray::{Array3, Axis};
 use tessera_data::{Shapes, ShapesConfig};
 use tessera_gmm::{kernel_svg, mask_svg, ElementwiseMask, GaussianMixtureMask, TokenGrid};
 use tessera_nn::layers::attention::MultiHeadAttention;
@@ -210,25 +210,6 @@ impl Variant {
     }
 }
 
-/// `(n, c, h, w)` images as `(n, tokens, patch·patch·c)` token rows: tokens row-major over the
-/// patch grid, features `(p1 p2 c)` (the reference's `Rearrange`).
-fn patchify(images: ArrayView4<'_, f32>, patch: usize) -> Result<Array3<f32>> {
-    let (n, c, h, w) = images.dim();
-    anyhow::ensure!(
-        patch > 0 && h.is_multiple_of(patch) && w.is_multiple_of(patch),
-        "patch = {patch} must divide the image size {h}×{w}"
-    );
-    let (gh, gw) = (h / patch, w / patch);
-    let mut out = Array3::zeros((n, gh * gw, patch * patch * c));
-    for ((i, t, f), v) in out.indexed_iter_mut() {
-        let (gy, gx) = (t / gw, t % gw);
-        let (p1, rest) = (f / (patch * c), f % (patch * c));
-        let (p2, ch) = (rest / c, rest % c);
-        *v = images[[i, ch, gy * patch + p1, gx * patch + p2]];
-    }
-    Ok(out)
-}
-
 /// The attention layer of block `layer` for `variant`; the GMM mask draws its initial
 /// parameters from `mask_seed`.
 fn attention(p: &Params, variant: Variant, mask_seed: u64) -> Result<MultiHeadAttention<f32>> {
@@ -348,7 +329,7 @@ fn make_data(p: &Params, seed: u64) -> Result<Data> {
     // Image i has label i % classes: the first train_per_class · classes images hold
     // train_per_class of every class.
     let n_train = p.train_per_class * p.classes;
-    let tokens = patchify(set.images.view(), p.patch)?;
+    let tokens = tessera_nn::layers::patchify(set.images.view(), p.patch)?;
     Ok(Data {
         x_train: tokens.slice_axis(Axis(0), (..n_train).into()).to_owned(),
         y_train: set.labels[..n_train].to_vec(),
@@ -827,7 +808,6 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array4;
 
     fn tiny() -> Params {
         Params {
@@ -841,18 +821,6 @@ mod tests {
             kernels: 2,
             ..Params::quick()
         }
-    }
-
-    #[test]
-    fn patchify_matches_a_naive_rearrangement() {
-        let images = Array4::from_shape_fn((2, 3, 4, 6), |(n, c, y, x)| {
-            (1000 * n + 100 * c + 10 * y + x) as f32
-        });
-        let tokens = patchify(images.view(), 2).unwrap();
-        assert_eq!(tokens.dim(), (2, 6, 12));
-        // Token 4 = grid row 1, column 1; feature (p1 = 1, p2 = 0, c = 2) = index 1·6 + 0·3 + 2.
-        assert_eq!(tokens[[1, 4, 8]], images[[1, 2, 3, 2]]);
-        assert!(patchify(images.view(), 4).is_err());
     }
 
     #[test]
