@@ -23,7 +23,9 @@ pub use curvature::{Curvature, CurvatureOperator};
 pub use error::{Error, InputError, Result};
 pub use groups::{pattern_matches, ParamGroups};
 pub use layer::{BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent};
-pub use loss::{entropy_and_logit_gradient, prediction_entropies};
+pub use loss::{
+    confident_entropy_and_logit_gradient, entropy_and_logit_gradient, prediction_entropies,
+};
 pub use loss::{loss_and_logit_gradient, softmax, Loss, Targets, MAX_DENSE_TARGET_ENTRIES};
 pub use model::{
     DenseLayer, ForwardTrace, Mlp, MlpConfig, ResidualConfig, MAX_BRANCH_SCALE, MAX_INIT_GAIN,

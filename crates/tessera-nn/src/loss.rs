@@ -255,6 +255,44 @@ pub fn entropy_and_logit_gradient<F: Float>(logits: ArrayView2<'_, F>) -> Result
     Ok((entropies.sum() * inv_b, grad))
 }
 
+/// The entropy loss on confident samples only (EATA, Niu et al., ICML 2022; EcoTTA, Song et
+/// al., CVPR 2023): the mean entropy $\frac{1}{|S|}\sum_{i \in S} H_i$ over the rows
+/// $S = \{i : H_i < \text{threshold}\}$ and its gradient with respect to the logits, which is
+/// [`entropy_and_logit_gradient`]'s on the rows of $S$ and zero on the others. Returns
+/// `(loss, gradient, |S|)`; with no confident row the loss and the gradient are zero.
+///
+/// # Errors
+/// Empty or non-finite `logits`, a non-finite `threshold`.
+pub fn confident_entropy_and_logit_gradient<F: Float>(
+    logits: ArrayView2<'_, F>,
+    threshold: F,
+) -> Result<(F, Array2<F>, usize)> {
+    check::finite_scalar("threshold", threshold.to_f64_exact())?;
+    let log_p = tessera_core::softmax::log_softmax(logits)?;
+    let entropies = row_entropies(log_p.view());
+    let confident = entropies.iter().filter(|&&h| h < threshold).count();
+    let mut grad = Array2::zeros(logits.raw_dim());
+    if confident == 0 {
+        return Ok((F::zero(), grad, 0));
+    }
+    let inv_s = F::one() / F::from_count(confident);
+    let mut loss = F::zero();
+    for ((mut row, log_row), &h) in grad
+        .rows_mut()
+        .into_iter()
+        .zip(log_p.rows())
+        .zip(&entropies)
+    {
+        if h < threshold {
+            loss += h;
+            Zip::from(&mut row)
+                .and(&log_row)
+                .for_each(|g, &l| *g = -(l.exp() * (l + h)) * inv_s);
+        }
+    }
+    Ok((loss * inv_s, grad, confident))
+}
+
 /// The Hessian of the loss with respect to the logits applied to `direction` (one matrix per
 /// row, so the result has the shape of the logits). For cross-entropy it is
 /// `s_i (diag p_i − p_i p_iᵀ)/B` with `s_i = Σ_k y_ik`; for MSE `2/(B·K)·I`.

@@ -6,8 +6,8 @@ use ndarray::{array, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_nn::{
-    entropy_and_logit_gradient, prediction_entropies, LrSchedule, Mlp, MlpConfig, OptimizerConfig,
-    Trainer,
+    confident_entropy_and_logit_gradient, entropy_and_logit_gradient, prediction_entropies,
+    LrSchedule, Mlp, MlpConfig, OptimizerConfig, Trainer,
 };
 
 /// Two classes: with `d = a − b` and `p = σ(d)`, `H = −p log p − (1−p) log(1−p)` and
@@ -98,4 +98,31 @@ fn entropy_rejects_empty_and_non_finite_logits() {
     let err = entropy_and_logit_gradient(nan.view()).unwrap_err();
     assert!(err.to_string().contains("`logits`"), "{err}");
     assert!(prediction_entropies(Array2::<f64>::zeros((2, 0)).view()).is_err());
+}
+
+#[test]
+fn confident_entropy_is_the_entropy_loss_of_the_confident_rows() {
+    let logits = ndarray::array![[5.0f64, 0.0, 0.0], [0.1, 0.0, 0.05], [0.0, 4.0, -1.0]];
+    let threshold = 0.4 * 3f64.ln();
+    let (loss, grad, kept) =
+        confident_entropy_and_logit_gradient(logits.view(), threshold).unwrap();
+    // Rows 0 and 2 are confident, row 1 (nearly uniform) is not.
+    assert_eq!(kept, 2);
+    assert!(grad.row(1).iter().all(|&v| v == 0.0));
+    let confident = logits.select(ndarray::Axis(0), &[0, 2]);
+    let (alone_loss, alone) = entropy_and_logit_gradient(confident.view()).unwrap();
+    assert!((loss - alone_loss).abs() < 1e-15);
+    for (i, row) in [0usize, 2].into_iter().enumerate() {
+        for (a, b) in grad.row(row).iter().zip(alone.row(i)) {
+            assert!((a - b).abs() < 1e-15);
+        }
+    }
+    let (none_loss, none, none_kept) =
+        confident_entropy_and_logit_gradient(logits.view(), 0.0).unwrap();
+    assert_eq!((none_loss, none_kept), (0.0, 0));
+    assert!(none.iter().all(|&v| v == 0.0));
+    let err = confident_entropy_and_logit_gradient(logits.view(), f64::NAN)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("threshold"), "{err}");
 }

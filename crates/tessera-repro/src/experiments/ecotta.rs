@@ -37,8 +37,8 @@ use tessera_augment::Corruption;
 use tessera_data::shapes::{Shapes, ShapesConfig};
 use tessera_nn::layers::{BatchNorm, Conv2d, Dense, GlobalAvgPool, Relu};
 use tessera_nn::{
-    entropy_and_logit_gradient, loss_and_logit_gradient, prediction_entropies, Loss, LrSchedule,
-    Mode as NnMode, Optimizer, OptimizerConfig, ParamGroups, Sequential, Targets,
+    confident_entropy_and_logit_gradient, entropy_and_logit_gradient, loss_and_logit_gradient,
+    Loss, LrSchedule, Mode as NnMode, Optimizer, OptimizerConfig, ParamGroups, Sequential, Targets,
 };
 
 use crate::harness::train::TrainSpec;
@@ -598,7 +598,7 @@ impl EcoModel {
                 .1
             }
             Objective::ConfidentEntropy(threshold) => {
-                confident_entropy_gradient(logits.view(), threshold)?
+                confident_entropy_and_logit_gradient(logits.view(), threshold)?.1
             }
         };
         let mut g = self
@@ -673,27 +673,6 @@ fn channel_moments(x: &ArrayD<f32>) -> Result<(Vec<f32>, Vec<f32>)> {
             .map(|(m, s)| ((s / n - (m / n) * (m / n)).max(0.0)) as f32)
             .collect(),
     ))
-}
-
-/// Entropy minimisation on confident samples: the gradient of the mean entropy over rows whose
-/// entropy is below `threshold` (zero rows elsewhere; all zero when none qualifies).
-fn confident_entropy_gradient(
-    logits: ndarray::ArrayView2<f32>,
-    threshold: f32,
-) -> Result<Array2<f32>> {
-    let entropies = prediction_entropies(logits)?;
-    let keep: Vec<usize> = (0..logits.nrows())
-        .filter(|&i| entropies[i] < threshold)
-        .collect();
-    let mut grad = Array2::zeros(logits.raw_dim());
-    if keep.is_empty() {
-        return Ok(grad);
-    }
-    let (_, g) = entropy_and_logit_gradient(logits.select(Axis(0), &keep).view())?;
-    for (row, &i) in keep.iter().enumerate() {
-        grad.row_mut(i).assign(&g.row(row));
-    }
-    Ok(grad)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1401,21 +1380,6 @@ mod tests {
             assert_ne!(a.meta_bn.params(), b.meta_bn.params());
         }
         assert_eq!(eco.head.params(), stepped.head.params());
-        Ok(())
-    }
-
-    #[test]
-    fn confident_entropy_ignores_uncertain_rows() -> Result<()> {
-        let logits = ndarray::array![[5.0f32, 0.0, 0.0], [0.1, 0.0, 0.05]];
-        let threshold = 0.4 * 3f32.ln();
-        let g = confident_entropy_gradient(logits.view(), threshold)?;
-        assert!(g.row(1).iter().all(|&v| v == 0.0));
-        let (_, alone) = entropy_and_logit_gradient(logits.slice(ndarray::s![0..1, ..]))?;
-        for (a, b) in g.row(0).iter().zip(alone.row(0)) {
-            assert!((a - b).abs() < 1e-7);
-        }
-        let none = confident_entropy_gradient(logits.view(), 0.0)?;
-        assert!(none.iter().all(|&v| v == 0.0));
         Ok(())
     }
 
