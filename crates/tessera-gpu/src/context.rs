@@ -149,8 +149,12 @@ impl GpuContext {
         }
     }
 
-    /// Copies `values` to a new device buffer.
-    pub(crate) fn upload<T: DeviceRepr>(&self, values: &[T]) -> Result<CudaSlice<T>> {
+    /// Copies `values` to a new device buffer on this context's stream (for the
+    /// device-resident entry points that take cudarc buffers).
+    ///
+    /// # Errors
+    /// Device errors.
+    pub fn upload<T: DeviceRepr>(&self, values: &[T]) -> Result<CudaSlice<T>> {
         self.stream
             .clone_htod(values)
             .map_err(GpuError::driver("copying to the device"))
@@ -167,7 +171,10 @@ impl GpuContext {
     }
 
     /// Copies a device buffer back to the host (waits for the stream).
-    pub(crate) fn download<T: DeviceRepr>(&self, values: &CudaSlice<T>) -> Result<Vec<T>> {
+    ///
+    /// # Errors
+    /// Device errors, including those of kernels still queued.
+    pub fn download<T: DeviceRepr>(&self, values: &CudaSlice<T>) -> Result<Vec<T>> {
         self.stream
             .clone_dtoh(values)
             .map_err(GpuError::driver("copying to the host"))

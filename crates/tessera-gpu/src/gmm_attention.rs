@@ -356,23 +356,6 @@ fn upload_view<D: ndarray::Dimension>(
     context.upload(host.as_slice().unwrap_or(&[]))
 }
 
-/// Copies `values` to a new device buffer, for the device-resident variants
-/// ([`attention_forward_device`], [`attention_backward_device`]).
-///
-/// # Errors
-/// Device errors.
-pub fn upload(context: &GpuContext, values: &[f32]) -> Result<CudaSlice<f32>> {
-    context.upload(values)
-}
-
-/// Copies a device buffer back to the host (waits for the context's stream).
-///
-/// # Errors
-/// Device errors, including those of kernels still queued.
-pub fn download(context: &GpuContext, values: &CudaSlice<f32>) -> Result<Vec<f32>> {
-    context.download(values)
-}
-
 /// A one-value device buffer for pointer arguments a launch does not read.
 fn unused(context: &GpuContext) -> Result<CudaSlice<f32>> {
     context.zeros::<f32>(1)

@@ -1116,7 +1116,7 @@ fn gpu_device_resident_attention_matches_the_host_api() {
     };
     let grads = attention_backward_device(&context, dims, &device_inputs, mask.as_ref())
         .expect("device backward");
-    let download = |s| tessera_gpu::gmm_attention::download(&context, s).expect("download");
+    let download = |s| context.download(s).expect("download");
     assert_eq!(
         download(&forward.output),
         host.output.as_slice().expect("standard")
@@ -1158,7 +1158,9 @@ fn context_upload(
     context: &tessera_gpu::GpuContext,
     a: &Array4<f32>,
 ) -> cudarc::driver::CudaSlice<f32> {
-    tessera_gpu::gmm_attention::upload(context, a.as_slice().expect("standard")).expect("upload")
+    context
+        .upload(a.as_slice().expect("standard"))
+        .expect("upload")
 }
 
 type NonfinitePartialLauncher = unsafe extern "C" fn(u32, u32, *const f32, i64, i64, i64, *mut f32);
