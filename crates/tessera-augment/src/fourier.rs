@@ -19,8 +19,8 @@ use tessera_core::RejectInput;
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, Axis};
 use num_complex::Complex;
 use rayon::prelude::*;
-use realfft::{RealFftPlanner, RealToComplex};
-use rustfft::{Fft, FftPlanner};
+use tessera_fft::realfft::RealToComplex;
+use tessera_fft::rustfft::Fft;
 
 use crate::check;
 use crate::{Error, Float, Result};
@@ -134,8 +134,6 @@ impl<F: Float> FourierCrop<F> {
                 format!("crop larger than the image width {width}"),
             ));
         }
-        let mut planner = FftPlanner::<F>::new();
-        let mut real_planner = RealFftPlanner::<F>::new();
         Ok(FourierCrop {
             height,
             width,
@@ -143,10 +141,10 @@ impl<F: Float> FourierCrop<F> {
             out_width,
             kept_rows: kept_bins(height, out_height),
             kept_cols: kept_bins(width, out_width),
-            row_forward: real_planner.plan_fft_forward(width),
-            col_forward: planner.plan_fft_forward(height),
-            col_inverse: planner.plan_fft_inverse(out_height),
-            row_inverse: planner.plan_fft_inverse(out_width),
+            row_forward: tessera_fft::real_forward::<F>(width)?,
+            col_forward: tessera_fft::forward::<F>(height)?,
+            col_inverse: tessera_fft::inverse::<F>(out_height)?,
+            row_inverse: tessera_fft::inverse::<F>(out_width)?,
             #[cfg(feature = "cuda")]
             gpu_plan: std::sync::OnceLock::new(),
         })

@@ -7,7 +7,7 @@ use tessera_core::RejectInput;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use tessera_fft::realfft::{ComplexToReal, RealToComplex};
 
 use crate::error::{Error, Result};
 use crate::window::{stft_window, Window};
@@ -172,7 +172,6 @@ impl<T: Float> Stft<T> {
             ));
         }
         let window = stft_window::<T>(&config.window, win_length, config.n_fft)?;
-        let mut planner = RealFftPlanner::<T>::new();
         Ok(Stft {
             n_fft: config.n_fft,
             hop_length,
@@ -180,8 +179,8 @@ impl<T: Float> Stft<T> {
             window,
             center: config.center,
             pad_mode: config.pad_mode,
-            forward: planner.plan_fft_forward(config.n_fft),
-            inverse: planner.plan_fft_inverse(config.n_fft),
+            forward: tessera_fft::real_forward::<T>(config.n_fft)?,
+            inverse: tessera_fft::real_inverse::<T>(config.n_fft)?,
         })
     }
 

@@ -2,7 +2,6 @@
 //! really has the spectro-temporal pattern its name promises.
 
 use ndarray::{Array1, Array2, ArrayView1, Axis};
-use realfft::RealFftPlanner;
 use tessera_data::{
     load_digits, KeywordConfig, Shapes, ShapesConfig, SyntheticKeywords, KEYWORD_CLASSES,
 };
@@ -36,7 +35,7 @@ fn keywords_are_deterministic_and_balanced() {
 
 /// Power spectrogram (Hann, 512-point frames, hop 256) as (frames, bins).
 fn spectrogram(signal: ArrayView1<f32>) -> Array2<f64> {
-    let fft = RealFftPlanner::<f64>::new().plan_fft_forward(512);
+    let fft = tessera_fft::real_forward::<f64>(512).unwrap();
     let frames = 1 + (signal.len() - 512) / 256;
     let mut out = Array2::zeros((frames, 257));
     let mut input = fft.make_input_vec();

@@ -3,7 +3,6 @@
 //! multinomial logistic regression (written here), fixed seeds.
 
 use ndarray::{Array1, Array2, ArrayView1, Axis};
-use realfft::RealFftPlanner;
 use tessera_data::{stratified_split, KeywordConfig, SyntheticKeywords};
 
 const N_FFT: usize = 512;
@@ -12,8 +11,7 @@ const N_BANDS: usize = 24;
 
 /// Log energies in `N_BANDS` bands equally spaced on the mel scale, one row per frame.
 fn log_band_energies(signal: ArrayView1<f32>, sample_rate: f64) -> Array2<f64> {
-    let mut planner = RealFftPlanner::<f64>::new();
-    let fft = planner.plan_fft_forward(N_FFT);
+    let fft = tessera_fft::real_forward::<f64>(N_FFT).unwrap();
     let n_frames = 1 + (signal.len() - N_FFT) / HOP;
     let mel = |f: f64| 2595.0 * (1.0 + f / 700.0).log10();
     let (lo, hi) = (mel(80.0), mel(0.45 * sample_rate));

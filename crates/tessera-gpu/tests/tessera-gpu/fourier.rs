@@ -6,10 +6,8 @@
 use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use realfft::num_complex::Complex;
-use realfft::RealFftPlanner;
-use rustfft::FftPlanner;
 use tessera_augment::{kept_bins, FourierCrop, FourierCropConfig};
+use tessera_fft::realfft::num_complex::Complex;
 use tessera_gpu::launch::grid_for;
 use tessera_gpu::FourierCropShape;
 
@@ -52,7 +50,7 @@ fn fft_columns(
     item: &mut [Complex<f32>],
     height: usize,
     width: usize,
-    fft: &dyn rustfft::Fft<f32>,
+    fft: &dyn tessera_fft::rustfft::Fft<f32>,
 ) {
     for c in 0..width {
         let mut column: Vec<_> = (0..height).map(|r| item[r * width + c]).collect();
@@ -66,8 +64,8 @@ fn fft_columns(
 /// cuFFT's batched 2-D R2C on the host: `items × height × (width/2 + 1)` interleaved complex.
 fn real_fft_2d(values: &[f32], items: usize, height: usize, width: usize) -> Vec<f32> {
     let half = width / 2 + 1;
-    let row_fft = RealFftPlanner::<f32>::new().plan_fft_forward(width);
-    let col_fft = FftPlanner::<f32>::new().plan_fft_forward(height);
+    let row_fft = tessera_fft::real_forward::<f32>(width).unwrap();
+    let col_fft = tessera_fft::forward::<f32>(height).unwrap();
     let mut spectrum = vec![Complex::new(0.0f32, 0.0); items * height * half];
     for n in 0..items {
         for r in 0..height {
@@ -84,10 +82,9 @@ fn real_fft_2d(values: &[f32], items: usize, height: usize, width: usize) -> Vec
 
 /// cuFFT's batched, unnormalised 2-D C2C inverse on the host, in place.
 fn inverse_fft_2d(values: &mut [f32], items: usize, height: usize, width: usize) {
-    let mut planner = FftPlanner::<f32>::new();
     let (row_fft, col_fft) = (
-        planner.plan_fft_inverse(width),
-        planner.plan_fft_inverse(height),
+        tessera_fft::inverse::<f32>(width).unwrap(),
+        tessera_fft::inverse::<f32>(height).unwrap(),
     );
     let mut data: Vec<Complex<f32>> = values.chunks(2).map(|c| Complex::new(c[0], c[1])).collect();
     for n in 0..items {
@@ -219,8 +216,10 @@ fn shim_gather_reads_the_full_spectrum_bins() {
     for &(h, w, bh, bw) in &[(6usize, 8usize, 3usize, 6usize), (7, 9, 6, 8), (5, 4, 2, 3)] {
         let input = images(&mut rng, (1, 1, h, w));
         let mut full: Vec<Complex<f32>> = input.iter().map(|&v| Complex::new(v, 0.0)).collect();
-        let mut planner = FftPlanner::<f32>::new();
-        let (row_fft, col_fft) = (planner.plan_fft_forward(w), planner.plan_fft_forward(h));
+        let (row_fft, col_fft) = (
+            tessera_fft::forward::<f32>(w).unwrap(),
+            tessera_fft::forward::<f32>(h).unwrap(),
+        );
         for row in full.chunks_mut(w) {
             row_fft.process(row);
         }

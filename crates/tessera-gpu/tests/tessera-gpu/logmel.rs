@@ -4,7 +4,6 @@
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use realfft::RealFftPlanner;
 use tessera_gpu::launch::grid_for;
 use tessera_gpu::logmel::{exponent_kind, sparse_rows, MAX_CHUNK};
 use tessera_gpu::{DbReference, LogMelPlanConfig, Padding};
@@ -115,7 +114,7 @@ fn shim_log_mel(shim: &shim::Shim, config: &LogMelPlanConfig, x: &Array2<f32>) -
     };
     let framed = payload(&frame_buffer, "frames").to_vec();
 
-    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n_fft);
+    let fft = tessera_fft::real_forward::<f32>(n_fft).unwrap();
     let mut spectrum = Vec::with_capacity(rows * bins * 2);
     for row in framed.chunks(n_fft) {
         let mut input = row.to_vec();

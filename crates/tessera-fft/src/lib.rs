@@ -1,0 +1,115 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
+use tessera_core::{Float, InputError};
+
+pub use realfft;
+pub use rustfft;
+
+/// Errors of this crate: a plan length that cannot be planned.
+pub type FftError = InputError;
+
+thread_local! {
+    static REAL_F32: RefCell<RealFftPlanner<f32>> = RefCell::new(RealFftPlanner::new());
+    static REAL_F64: RefCell<RealFftPlanner<f64>> = RefCell::new(RealFftPlanner::new());
+    static COMPLEX_F32: RefCell<FftPlanner<f32>> = RefCell::new(FftPlanner::new());
+    static COMPLEX_F64: RefCell<FftPlanner<f64>> = RefCell::new(FftPlanner::new());
+}
+
+fn check_length(len: usize) -> Result<(), FftError> {
+    if len == 0 {
+        return Err(InputError::invalid(
+            "len",
+            0,
+            "an FFT length must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Hands a plan built for the concrete type back as the caller's `F`. `Float` is sealed to
+/// `f32` and `f64` and the caller picked the planner by `F::NAME`, so the types are equal and
+/// the downcast cannot fail; the plan travels through `Any` because Rust cannot see that.
+fn as_plan_of<P: ?Sized + 'static>(plan: Box<dyn Any>) -> Arc<P> {
+    match plan.downcast::<Arc<P>>() {
+        Ok(plan) => *plan,
+        Err(_) => unreachable!("Float is sealed to f32 and f64, and the planner matched F::NAME"),
+    }
+}
+
+// The planners are touched only from these non-generic functions, and they are never inlined:
+// their code (every butterfly of `rustfft`) is then compiled in this crate alone. Generic
+// wrappers that called the planners directly would be monomorphised again in every calling
+// crate, which is what this crate exists to avoid.
+#[inline(never)]
+fn real_forward_f32(len: usize) -> Box<dyn Any> {
+    Box::new(REAL_F32.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
+}
+#[inline(never)]
+fn real_forward_f64(len: usize) -> Box<dyn Any> {
+    Box::new(REAL_F64.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
+}
+#[inline(never)]
+fn real_inverse_f32(len: usize) -> Box<dyn Any> {
+    Box::new(REAL_F32.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
+}
+#[inline(never)]
+fn real_inverse_f64(len: usize) -> Box<dyn Any> {
+    Box::new(REAL_F64.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
+}
+#[inline(never)]
+fn forward_f32(len: usize) -> Box<dyn Any> {
+    Box::new(COMPLEX_F32.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
+}
+#[inline(never)]
+fn forward_f64(len: usize) -> Box<dyn Any> {
+    Box::new(COMPLEX_F64.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
+}
+#[inline(never)]
+fn inverse_f32(len: usize) -> Box<dyn Any> {
+    Box::new(COMPLEX_F32.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
+}
+#[inline(never)]
+fn inverse_f64(len: usize) -> Box<dyn Any> {
+    Box::new(COMPLEX_F64.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
+}
+
+fn plan_for<F: Float, P: ?Sized + 'static>(
+    len: usize,
+    plan_f32: fn(usize) -> Box<dyn Any>,
+    plan_f64: fn(usize) -> Box<dyn Any>,
+) -> Result<Arc<P>, FftError> {
+    check_length(len)?;
+    let plan = if F::NAME == "f32" {
+        plan_f32(len)
+    } else {
+        plan_f64(len)
+    };
+    Ok(as_plan_of(plan))
+}
+
+/// A real-to-complex forward plan of length `len` (output `len / 2 + 1` bins).
+pub fn real_forward<F: Float>(len: usize) -> Result<Arc<dyn RealToComplex<F>>, FftError> {
+    plan_for::<F, _>(len, real_forward_f32, real_forward_f64)
+}
+
+/// A complex-to-real inverse plan of length `len` (input `len / 2 + 1` bins), unnormalised.
+pub fn real_inverse<F: Float>(len: usize) -> Result<Arc<dyn ComplexToReal<F>>, FftError> {
+    plan_for::<F, _>(len, real_inverse_f32, real_inverse_f64)
+}
+
+/// A complex forward plan of length `len` (kernel $e^{-2\pi i t k / n}$).
+pub fn forward<F: Float>(len: usize) -> Result<Arc<dyn Fft<F>>, FftError> {
+    plan_for::<F, _>(len, forward_f32, forward_f64)
+}
+
+/// A complex inverse plan of length `len` (kernel $e^{+2\pi i t k / n}$), unnormalised.
+pub fn inverse<F: Float>(len: usize) -> Result<Arc<dyn Fft<F>>, FftError> {
+    plan_for::<F, _>(len, inverse_f32, inverse_f64)
+}
