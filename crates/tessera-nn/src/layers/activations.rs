@@ -7,6 +7,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
+use crate::layers::util::check_grad_outputs;
 use crate::layers::util::check_like;
 use crate::Float;
 
@@ -66,12 +67,7 @@ fn pointwise_backward_tangent<F: Float, P: Pointwise>(
     grad_output_tangent: ArrayViewD<'_, F>,
     want_input: bool,
 ) -> Result<Option<ArrayD<F>>> {
-    check_like("grad_output", &grad_output, rec.input.shape())?;
-    check_like(
-        "grad_output_tangent",
-        &grad_output_tangent,
-        rec.input.shape(),
-    )?;
+    check_grad_outputs(&grad_output, &grad_output_tangent, rec.input.shape())?;
     if !want_input {
         return Ok(None);
     }

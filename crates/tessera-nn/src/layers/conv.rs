@@ -13,6 +13,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
+use crate::layers::util::check_grad_outputs;
 use crate::layers::util::{
     check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices, standard,
 };
@@ -526,12 +527,7 @@ impl<F: Float> Layer<F> for Conv2d {
             Some(hvp_params.len()),
         )?;
         let (_, g) = self.batch_geometry(&rec.input)?;
-        check_like("grad_output", &grad_output, rec.output.shape())?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_outputs(&grad_output, &grad_output_tangent, rec.output.shape())?;
         let delta = standard(grad_output);
         let r_delta = standard(grad_output_tangent);
         let (ds, rds) = (

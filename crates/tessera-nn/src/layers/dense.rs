@@ -6,6 +6,7 @@ use tessera_core::RejectInput;
 use crate::error::{Error, Result};
 use crate::gemm::gemm;
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
+use crate::layers::util::check_grad_outputs;
 use crate::layers::util::{
     as_matrix, check_backward_slices, check_like, check_slices, check_tangent_slices, from_matrix,
     param_matrix,
@@ -269,12 +270,7 @@ impl<F: Float> Layer<F> for Dense {
             Some(hvp_params.len()),
         )?;
         let rows = self.rows(&rec.input)?;
-        check_like("grad_output", &grad_output, rec.output.shape())?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_outputs(&grad_output, &grad_output_tangent, rec.output.shape())?;
         let delta = as_matrix(grad_output, rows, self.out_features);
         let r_delta = as_matrix(grad_output_tangent, rows, self.out_features);
         // R{∂L/∂W} = R{δ}ᵀx + δᵀR{x};  R{∂L/∂b} = ΣR{δ}.

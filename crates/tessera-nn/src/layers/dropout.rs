@@ -7,6 +7,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Mode, Recorded, Tangent};
+use crate::layers::util::check_grad_output_tangent;
 use crate::layers::util::check_like;
 use crate::Float;
 
@@ -136,11 +137,7 @@ impl<F: Float> Layer<F> for Dropout {
         _hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.input.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.input.shape())?;
         let mask = self.mask(rec)?;
         Ok(want_input.then(|| Self::apply(mask, &grad_output_tangent)))
     }

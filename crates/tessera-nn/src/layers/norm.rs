@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::layer::{
     unsupported, BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent,
 };
+use crate::layers::util::check_grad_outputs;
 use crate::layers::util::{
     check_backward_slices, check_like, check_slices, check_tangent_slices, standard,
 };
@@ -413,12 +414,7 @@ impl<F: Float> Layer<F> for BatchNorm {
                 "the R-operator in training mode (use eval mode)",
             ));
         }
-        check_like("grad_output", &grad_output, rec.input.shape())?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.input.shape(),
-        )?;
+        check_grad_outputs(&grad_output, &grad_output_tangent, rec.input.shape())?;
         let xh = ArrayView3::from_shape((b, c, s), xhat.as_slice().expect("fresh")).expect("b·c·s");
         let d = standard(grad_output);
         let d3 = view3(&d, (b, c, s));
@@ -757,12 +753,7 @@ impl<F: Float> Layer<F> for LayerNorm {
             Some(hvp_params.len()),
         )?;
         let rows = self.rows(&rec.input)?;
-        check_like("grad_output", &grad_output, rec.input.shape())?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.input.shape(),
-        )?;
+        check_grad_outputs(&grad_output, &grad_output_tangent, rec.input.shape())?;
         let d = self.width();
         let n = F::from_count(d);
         let (xhat, inv) = self.cached(rec)?;

@@ -6,6 +6,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
+use crate::layers::util::check_grad_output_tangent;
 use crate::layers::util::{check_batch, check_like, standard};
 use crate::Float;
 
@@ -265,11 +266,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
         _hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         let argmax = Self::argmax_of(rec.cache, rec.output.len())?;
         Ok(want_input.then(|| Self::scatter(&grad_output_tangent, argmax, rec.input.shape())))
     }
@@ -418,11 +415,7 @@ impl<F: Float> Layer<F> for AvgPool2d {
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
         let g = self.window.geometry(&rec.input, "AvgPool2d")?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         Ok(want_input.then(|| self.adjoint(&g, &grad_output_tangent, rec.input.shape())))
     }
 }
@@ -539,11 +532,7 @@ impl<F: Float> Layer<F> for GlobalAvgPool {
         _hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         Ok(want_input.then(|| Self::spread(&grad_output_tangent, rec.input.shape())))
     }
 }

@@ -5,6 +5,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
+use crate::layers::util::check_grad_output_tangent;
 use crate::layers::util::{check_like, standard};
 use crate::Float;
 
@@ -83,11 +84,7 @@ impl<F: Float> Layer<F> for Flatten {
         _hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         Ok(want_input.then(|| reshape(&grad_output_tangent, rec.input.shape())))
     }
 }

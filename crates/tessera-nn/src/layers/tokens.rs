@@ -10,6 +10,7 @@ use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
 use crate::layers::util::{
     check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices,
 };
+use crate::layers::util::{check_grad_output_tangent, check_grad_outputs};
 use crate::Float;
 
 /// The most entries a position table may have.
@@ -180,12 +181,7 @@ impl<F: Float> Layer<F> for PositionEmbedding {
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
         check_tangent_slices(self.tokens * self.dim, rec, tangent, Some(hvp_params.len()))?;
-        check_like("grad_output", &grad_output, rec.output.shape())?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_outputs(&grad_output, &grad_output_tangent, rec.output.shape())?;
         Self::add_batch_sum(&grad_output_tangent, hvp_params);
         Ok(want_input.then(|| grad_output_tangent.to_owned()))
     }
@@ -291,11 +287,7 @@ impl<F: Float> Layer<F> for TokenMeanPool {
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
         Self::check_input(&rec.input)?;
-        check_like(
-            "grad_output_tangent",
-            &grad_output_tangent,
-            rec.output.shape(),
-        )?;
+        check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         Ok(want_input.then(|| Self::spread(&grad_output_tangent, rec.input.shape())))
     }
 }

@@ -57,6 +57,25 @@ pub(crate) fn check_like(
     Ok(())
 }
 
+/// The output tangent of an R-backward pass (`R{∂L/∂y}`) has the shape `like` of the output it
+/// belongs to.
+pub(crate) fn check_grad_output_tangent(
+    grad_output_tangent: &ArrayViewD<'_, impl Sized>,
+    like: &[usize],
+) -> Result<()> {
+    check_like("grad_output_tangent", grad_output_tangent, like)
+}
+
+/// Both output gradients of an R-backward pass (`∂L/∂y` and `R{∂L/∂y}`) have the shape `like`.
+pub(crate) fn check_grad_outputs(
+    grad_output: &ArrayViewD<'_, impl Sized>,
+    grad_output_tangent: &ArrayViewD<'_, impl Sized>,
+    like: &[usize],
+) -> Result<()> {
+    check_like("grad_output", grad_output, like)?;
+    check_grad_output_tangent(grad_output_tangent, like)
+}
+
 /// The tensor as a `(rows, cols)` matrix (a view when it is contiguous, else a copy).
 pub(crate) fn as_matrix<'a, F: Float>(
     x: ArrayViewD<'a, F>,
