@@ -548,3 +548,62 @@ fn slices_of_the_wrong_length_are_errors_not_panics() {
         .forward(&[1.0; 6], &mut [0.0; 2], x.view(), Context::eval())
         .is_err());
 }
+
+/// The 2×2 / stride-2 max-pool has its own loop: against a direct pool over odd sizes (the last
+/// row and column are dropped), ties (the first maximum in row-major order wins), NaN (never
+/// chosen) and −∞ (a window of only −∞ and NaN points at its first element).
+#[test]
+fn max_pool_2x2_matches_a_direct_pool_with_ties_nan_and_infinity() {
+    let pool = MaxPool2d::square(2).unwrap();
+    let (batch, channels, h, w) = (2, 3, 5, 7);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut x = ArrayD::from_shape_fn(IxDyn(&[batch, channels, h, w]), |_| {
+        f64::from(rng.random_range(0..3u8))
+    });
+    x[[0, 0, 0, 0]] = f64::NAN;
+    x[[0, 1, 2, 2]] = f64::NAN;
+    for (y, xx) in [(0, 2), (0, 3), (1, 2), (1, 3)] {
+        x[[1, 2, y, xx]] = if y == 0 { f64::NEG_INFINITY } else { f64::NAN };
+    }
+    let (out, cache) =
+        Layer::<f64>::forward(&pool, &[], &mut [], x.view(), Context::eval()).unwrap();
+    assert_eq!(out.shape(), &[batch, channels, 2, 3]);
+    let mut expected_source = Vec::new();
+    for n in 0..batch {
+        for c in 0..channels {
+            for oy in 0..2 {
+                for ox in 0..3 {
+                    let mut best = (f64::NEG_INFINITY, (2 * oy, 2 * ox));
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let v = x[[n, c, 2 * oy + dy, 2 * ox + dx]];
+                        if v > best.0 {
+                            best = (v, (2 * oy + dy, 2 * ox + dx));
+                        }
+                    }
+                    assert_eq!(out[[n, c, oy, ox]].to_bits(), best.0.to_bits());
+                    expected_source.push((n, c, best.1));
+                }
+            }
+        }
+    }
+    assert_eq!(out[[1, 2, 0, 1]], f64::NEG_INFINITY);
+    // The backward pass sends each output's gradient to the element the forward pass chose.
+    let grad = ArrayD::from_shape_fn(out.raw_dim(), |i| {
+        1.0 + (i[3] + 3 * (i[2] + 2 * (i[1] + 3 * i[0]))) as f64
+    });
+    let rec = Recorded {
+        params: &[],
+        buffers: &[],
+        input: x.view(),
+        output: out.view(),
+        cache: &cache,
+    };
+    let dx = Layer::<f64>::backward(&pool, &rec, grad.view(), None, true)
+        .unwrap()
+        .unwrap();
+    let mut want = ArrayD::<f64>::zeros(x.raw_dim());
+    for (k, (n, c, (y, xx))) in expected_source.into_iter().enumerate() {
+        want[[n, c, y, xx]] += 1.0 + k as f64;
+    }
+    assert_eq!(dx, want);
+}
