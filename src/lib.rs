@@ -5,6 +5,8 @@
 pub use tessera_augment as augment;
 #[cfg(feature = "data")]
 pub use tessera_data as data;
+#[cfg(feature = "fft")]
+pub use tessera_fft as fft;
 #[cfg(feature = "gmm")]
 pub use tessera_gmm as gmm;
 #[cfg(feature = "gpu")]

@@ -47,38 +47,23 @@ fn as_plan_of<P: ?Sized + 'static>(plan: Box<dyn Any>) -> Arc<P> {
 // their code (every butterfly of `rustfft`) is then compiled in this crate alone. Generic
 // wrappers that called the planners directly would be monomorphised again in every calling
 // crate, which is what this crate exists to avoid.
-#[inline(never)]
-fn real_forward_f32(len: usize) -> Box<dyn Any> {
-    Box::new(REAL_F32.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
+macro_rules! planner_function {
+    ($name:ident, $planner:ident, $method:ident) => {
+        #[inline(never)]
+        fn $name(len: usize) -> Box<dyn Any> {
+            Box::new($planner.with(|planner| planner.borrow_mut().$method(len)))
+        }
+    };
 }
-#[inline(never)]
-fn real_forward_f64(len: usize) -> Box<dyn Any> {
-    Box::new(REAL_F64.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
-}
-#[inline(never)]
-fn real_inverse_f32(len: usize) -> Box<dyn Any> {
-    Box::new(REAL_F32.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
-}
-#[inline(never)]
-fn real_inverse_f64(len: usize) -> Box<dyn Any> {
-    Box::new(REAL_F64.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
-}
-#[inline(never)]
-fn forward_f32(len: usize) -> Box<dyn Any> {
-    Box::new(COMPLEX_F32.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
-}
-#[inline(never)]
-fn forward_f64(len: usize) -> Box<dyn Any> {
-    Box::new(COMPLEX_F64.with(|planner| planner.borrow_mut().plan_fft_forward(len)))
-}
-#[inline(never)]
-fn inverse_f32(len: usize) -> Box<dyn Any> {
-    Box::new(COMPLEX_F32.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
-}
-#[inline(never)]
-fn inverse_f64(len: usize) -> Box<dyn Any> {
-    Box::new(COMPLEX_F64.with(|planner| planner.borrow_mut().plan_fft_inverse(len)))
-}
+
+planner_function!(real_forward_f32, REAL_F32, plan_fft_forward);
+planner_function!(real_forward_f64, REAL_F64, plan_fft_forward);
+planner_function!(real_inverse_f32, REAL_F32, plan_fft_inverse);
+planner_function!(real_inverse_f64, REAL_F64, plan_fft_inverse);
+planner_function!(forward_f32, COMPLEX_F32, plan_fft_forward);
+planner_function!(forward_f64, COMPLEX_F64, plan_fft_forward);
+planner_function!(inverse_f32, COMPLEX_F32, plan_fft_inverse);
+planner_function!(inverse_f64, COMPLEX_F64, plan_fft_inverse);
 
 fn plan_for<F: Float, P: ?Sized + 'static>(
     len: usize,
