@@ -95,29 +95,7 @@ impl<F: Float> Mlp<F> {
                         format!("{:?}", view.shape()),
                     ));
                 }
-                let values: Vec<F> = match view.dtype() {
-                    Dtype::F32 => view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|c| {
-                            F::from_f64_rounded(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                        })
-                        .collect(),
-                    Dtype::F64 => view
-                        .data()
-                        .chunks_exact(8)
-                        .map(|c| {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(c);
-                            F::from_f64_rounded(f64::from_le_bytes(b))
-                        })
-                        .collect(),
-                    other => {
-                        return Err(st_err(format!(
-                            "tensor `{key}` has dtype {other:?}; expected F32 or F64"
-                        )))
-                    }
-                };
+                let values: Vec<F> = tensor_values(&view, &key)?;
                 check::finite_values("safetensors", values.iter().copied())?;
                 params
                     .slice_axis_mut(Axis(0), Slice::from(range))
@@ -164,8 +142,10 @@ fn encode<F: Float>(values: &[F], dtype: Dtype) -> Vec<u8> {
     }
 }
 
-/// The values of an F32 or F64 tensor, converted to `F`.
-fn decode<F: Float>(view: &TensorView<'_>, key: &str) -> Result<Vec<F>> {
+/// The values of an F32 or F64 safetensors tensor (named `key` in errors), converted to `F`;
+/// other dtypes are a [`Error::Safetensors`]. The one decoder of the workspace's checkpoints
+/// (tessera-nn's models, tessera-spline's networks read from them).
+pub fn tensor_values<F: Float>(view: &TensorView<'_>, key: &str) -> Result<Vec<F>> {
     match view.dtype() {
         Dtype::F32 => Ok(view
             .data()
@@ -236,7 +216,7 @@ impl<F: Float> Sequential<F> {
                         format!("{:?}", view.shape()),
                     ));
                 }
-                let values = decode::<F>(&view, &e.name)?;
+                let values = tensor_values::<F>(&view, &e.name)?;
                 check::finite_values("safetensors", values.iter().copied())?;
                 out[e.range].copy_from_slice(&values);
             }

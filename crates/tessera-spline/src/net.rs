@@ -243,29 +243,7 @@ impl<F: Float> PiecewiseLinearNet<F> {
                 Ok(v) => v,
                 Err(_) => return Ok(None),
             };
-            let values: Vec<F> = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| {
-                        F::from_f64_rounded(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                    })
-                    .collect(),
-                Dtype::F64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(c);
-                        F::from_f64_rounded(f64::from_le_bytes(b))
-                    })
-                    .collect(),
-                other => {
-                    return Err(st_err(format!(
-                        "tensor `{key}` has dtype {other:?}; expected F32 or F64"
-                    )))
-                }
-            };
+            let values: Vec<F> = tessera_nn::safetensors_tensor_values(&view, key)?;
             Ok(Some((view.shape().to_vec(), values)))
         };
         let mut params = Vec::new();
