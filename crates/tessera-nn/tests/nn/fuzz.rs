@@ -52,3 +52,39 @@ proptest! {
         load(&bytes);
     }
 }
+
+/// A well-formed file whose tensors have the right names and shapes but an integer dtype is
+/// an error naming the tensor and the dtype (the one decoder shared with tessera-spline).
+#[test]
+fn integer_tensors_are_an_error_naming_the_dtype() {
+    use safetensors::{tensor::TensorView, Dtype};
+    let mlp = network();
+    let shapes = [
+        ("layers.0.weight", vec![4, 3]),
+        ("layers.0.bias", vec![4]),
+        ("layers.1.weight", vec![2, 4]),
+        ("layers.1.bias", vec![2]),
+    ];
+    let data: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(_, shape)| vec![0u8; 4 * shape.iter().product::<usize>()])
+        .collect();
+    let views: Vec<(&str, TensorView<'_>)> = shapes
+        .iter()
+        .zip(&data)
+        .map(|((name, shape), bytes)| {
+            (
+                *name,
+                TensorView::new(Dtype::I32, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, &None).unwrap();
+    let mut loaded = mlp.clone();
+    let message = loaded.load_safetensors(&bytes).unwrap_err().to_string();
+    assert!(
+        message.contains("I32") && message.contains("layers.0.weight"),
+        "{message}"
+    );
+    assert_eq!(loaded.params(), mlp.params());
+}
