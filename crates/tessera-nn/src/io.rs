@@ -109,23 +109,27 @@ impl<F: Float> Mlp<F> {
 
     /// Writes [`Mlp::to_safetensors`] to `path`.
     pub fn save_safetensors_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.to_safetensors()?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        write_file(path.as_ref(), self.to_safetensors()?)
     }
 
     /// Reads parameters from a safetensors file (see [`Mlp::load_safetensors`]).
     pub fn load_safetensors_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.load_safetensors(&bytes)
+        self.load_safetensors(&read_file(path.as_ref())?)
     }
+}
+
+fn write_file(path: &Path, bytes: Vec<u8>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Little-endian bytes of `values` in `dtype` (F32 or F64).
@@ -230,22 +234,12 @@ impl<F: Float> Sequential<F> {
 
     /// Writes [`Sequential::to_safetensors`] to `path`.
     pub fn save_safetensors_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.to_safetensors()?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        write_file(path.as_ref(), self.to_safetensors()?)
     }
 
     /// Reads parameters and buffers from a safetensors file (see
     /// [`Sequential::load_safetensors`]).
     pub fn load_safetensors_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.load_safetensors(&bytes)
+        self.load_safetensors(&read_file(path.as_ref())?)
     }
 }
