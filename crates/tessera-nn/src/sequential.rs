@@ -603,12 +603,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            Some(hvp_params.len()),
-        )?;
+        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
         let (tangents, tcaches) = self.tangent_views(tangent_cache)?;
@@ -1046,12 +1041,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            Some(hvp_params.len()),
-        )?;
+        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
         let [bb, bs, ba] = self.ranges(false);

@@ -520,12 +520,7 @@ impl<F: Float> Layer<F> for Conv2d {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            Some(hvp_params.len()),
-        )?;
+        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         let (_, g) = self.batch_geometry(&rec.input)?;
         check_grad_outputs(&grad_output, &grad_output_tangent, rec.output.shape())?;
         let delta = standard(grad_output);

@@ -436,12 +436,7 @@ impl<F: Float> Layer<F> for BatchNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            Some(hvp_params.len()),
-        )?;
+        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         let (b, c, s) = self.check(&rec.input)?;
         let (xhat, inv, train) = self.cached(rec)?;
         if train {
@@ -782,12 +777,7 @@ impl<F: Float> Layer<F> for LayerNorm {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            Some(hvp_params.len()),
-        )?;
+        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         let rows = self.rows(&rec.input)?;
         check_grad_outputs(&grad_output, &grad_output_tangent, rec.input.shape())?;
         let d = self.width();

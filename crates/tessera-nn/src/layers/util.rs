@@ -145,6 +145,22 @@ pub(crate) fn check_backward_slices<F>(
     }
 }
 
+/// The slices of a layer's R-backward pass: its recorded parameters, the parameter direction
+/// and the Hessian-vector product's slice all have the layer's parameter count.
+pub(crate) fn check_r_backward_slices<F: Float>(
+    layer: &dyn crate::layer::Layer<F>,
+    rec: &crate::layer::Recorded<'_, F>,
+    tangent: &crate::layer::Tangent<'_, F>,
+    hvp_params: &[F],
+) -> Result<()> {
+    check_tangent_slices(
+        layer.parameter_count(),
+        rec,
+        tangent,
+        Some(hvp_params.len()),
+    )
+}
+
 /// The slices of an R-operator pass: the recorded parameters, the parameter direction and,
 /// for the backward tangent, the Hessian-vector product's (`hvp_params` = its length).
 pub(crate) fn check_tangent_slices<F>(
