@@ -147,6 +147,12 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// The same spec named `"{prefix}.{name}"`, as a container names its children's.
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.name = format!("{prefix}.{}", self.name);
+        self
+    }
+
     /// A parameter spec.
     pub fn new(name: impl Into<String>, shape: Vec<usize>, init: Init) -> Self {
         Self {
@@ -179,6 +185,12 @@ pub struct BufferSpec {
 }
 
 impl BufferSpec {
+    /// The same spec named `"{prefix}.{name}"`, as a container names its children's.
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.name = format!("{prefix}.{}", self.name);
+        self
+    }
+
     /// A buffer spec.
     pub fn new(name: impl Into<String>, shape: Vec<usize>, init: f64) -> Self {
         Self {

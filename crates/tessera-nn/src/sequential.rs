@@ -456,14 +456,15 @@ impl<F: Float> Layer<F> for Chain<F> {
     }
 
     fn parameters(&self) -> Vec<ParamSpec> {
-        let mut out = Vec::new();
-        for e in &self.entries {
-            for mut p in e.layer.parameters() {
-                p.name = format!("{}.{}", e.name, p.name);
-                out.push(p);
-            }
-        }
-        out
+        self.entries
+            .iter()
+            .flat_map(|e| {
+                e.layer
+                    .parameters()
+                    .into_iter()
+                    .map(|p| p.prefixed(&e.name))
+            })
+            .collect()
     }
 
     fn parameter_count(&self) -> usize {
@@ -479,14 +480,10 @@ impl<F: Float> Layer<F> for Chain<F> {
     }
 
     fn buffers(&self) -> Vec<BufferSpec> {
-        let mut out = Vec::new();
-        for e in &self.entries {
-            for mut b in e.layer.buffers() {
-                b.name = format!("{}.{}", e.name, b.name);
-                out.push(b);
-            }
-        }
-        out
+        self.entries
+            .iter()
+            .flat_map(|e| e.layer.buffers().into_iter().map(|b| b.prefixed(&e.name)))
+            .collect()
     }
 
     fn buffer_count(&self) -> usize {
@@ -756,16 +753,14 @@ impl<F: Float> Layer<F> for Residual<F> {
     fn parameters(&self) -> Vec<ParamSpec> {
         let mut out = Layer::<F>::parameters(&self.branch);
         if let Some(s) = &self.shortcut {
-            out.extend(Layer::<F>::parameters(s).into_iter().map(|mut p| {
-                p.name = format!("shortcut.{}", p.name);
-                p
-            }));
+            out.extend(
+                Layer::<F>::parameters(s)
+                    .into_iter()
+                    .map(|p| p.prefixed("shortcut")),
+            );
         }
         if let Some(a) = &self.activation {
-            out.extend(a.parameters().into_iter().map(|mut p| {
-                p.name = format!("activation.{}", p.name);
-                p
-            }));
+            out.extend(a.parameters().into_iter().map(|p| p.prefixed("activation")));
         }
         out
     }
@@ -790,16 +785,14 @@ impl<F: Float> Layer<F> for Residual<F> {
     fn buffers(&self) -> Vec<BufferSpec> {
         let mut out = Layer::<F>::buffers(&self.branch);
         if let Some(s) = &self.shortcut {
-            out.extend(Layer::<F>::buffers(s).into_iter().map(|mut b| {
-                b.name = format!("shortcut.{}", b.name);
-                b
-            }));
+            out.extend(
+                Layer::<F>::buffers(s)
+                    .into_iter()
+                    .map(|b| b.prefixed("shortcut")),
+            );
         }
         if let Some(a) = &self.activation {
-            out.extend(a.buffers().into_iter().map(|mut b| {
-                b.name = format!("activation.{}", b.name);
-                b
-            }));
+            out.extend(a.buffers().into_iter().map(|b| b.prefixed("activation")));
         }
         out
     }
