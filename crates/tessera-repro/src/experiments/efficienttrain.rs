@@ -28,8 +28,9 @@ use rand_chacha::ChaCha8Rng;
 use tessera_augment::{EfficientTrainSchedule, FourierCrop, FourierCropConfig};
 use tessera_nn::{AdamConfig, Loss, LrSchedule, Optimizer, OptimizerConfig, Sequential};
 
-use super::unlearnable::{shapes_train_test, small_cnn};
+use super::unlearnable::small_cnn;
 use crate::harness::train::TrainSpec;
+use crate::harness::ShapesTask;
 use crate::harness::{
     evaluate_sequential, fmt_mean_std, markdown_table, mean_std, plot, train_sequential, Claim,
     Context, Examples, Expectation, Experiment, Outcome, ResultsCsv, Series, Verdict,
@@ -38,18 +39,11 @@ use crate::harness::{
 /// Sizes of the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
-    /// Classes of the shapes task.
-    pub n_classes: usize,
-    /// Training images per class.
-    pub train_per_class: usize,
-    /// Test images per class.
-    pub test_per_class: usize,
-    /// Image side (square, 3 channels).
-    pub image_size: usize,
-    /// Pixel noise of the generated images. 0.3, not the generator's default 0.1: at 0.1 the
-    /// first full run put the baseline at 100.0 % on every seed, where "within one standard
-    /// deviation" degenerates to "at least 100 %" (the same ceiling made unlearnable use 0.3).
-    pub noise_std: f64,
+    /// The generated-shapes task. Pixel noise 0.3, not the generator's default 0.1: at 0.1
+    /// the first full run put the baseline at 100.0 % on every seed, where "within one
+    /// standard deviation" degenerates to "at least 100 %" (the same ceiling made unlearnable
+    /// use 0.3).
+    pub task: ShapesTask,
     /// CNN block widths.
     pub widths: Vec<usize>,
     /// Seeds (initialisation, batches, augmentation) per arm.
@@ -68,8 +62,11 @@ impl Params {
     /// The CI smoke test.
     pub fn quick() -> Self {
         Params {
-            train_per_class: 30,
-            test_per_class: 20,
+            task: ShapesTask {
+                train_per_class: 30,
+                test_per_class: 20,
+                ..Self::full().task
+            },
             epochs: 5,
             ..Self::full()
         }
@@ -78,11 +75,13 @@ impl Params {
     /// The reported run.
     pub fn full() -> Self {
         Params {
-            n_classes: 10,
-            train_per_class: 100,
-            test_per_class: 50,
-            image_size: 32,
-            noise_std: 0.3,
+            task: ShapesTask {
+                n_classes: 10,
+                train_per_class: 100,
+                test_per_class: 50,
+                image_size: 32,
+                noise_std: 0.3,
+            },
             widths: vec![16, 32, 32],
             seeds: 3,
             epochs: 20,
@@ -254,7 +253,7 @@ fn stage_of(
     p: &Params,
 ) -> Result<(usize, u32)> {
     Ok(match arm {
-        Arm::Baseline => (p.image_size, p.full_magnitude),
+        Arm::Baseline => (p.task.image_size, p.full_magnitude),
         Arm::Curriculum => {
             let s = schedule.at_epoch(epoch)?;
             (s.crop_size, s.randaugment_magnitude)
@@ -273,11 +272,11 @@ fn train_run<'a>(
     test: &Examples<'_>,
     bar: &indicatif::ProgressBar,
 ) -> Result<RunResult> {
-    let s = p.image_size;
+    let s = p.task.image_size;
     let schedule = EfficientTrainSchedule::new(p.epochs, s)
         .with_context(|| format!("curriculum for epochs = {}, image_size = {s}", p.epochs))?;
     let init = ctx.seed_for(&("init", seed));
-    let mut full = small_cnn([3, s, s], &p.widths, p.n_classes, init)?;
+    let mut full = small_cnn([3, s, s], &p.widths, p.task.n_classes, init)?;
     let mut optimizer =
         Optimizer::for_sequential(OptimizerConfig::Adam(AdamConfig::default()), &full)?;
     let n = labels.len();
@@ -292,7 +291,7 @@ fn train_run<'a>(
     for epoch in 0..p.epochs {
         let (crop, magnitude) = stage_of(arm, &schedule, epoch, p)?;
         let lr = p.lr * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / p.epochs as f64).cos());
-        let mut model = small_cnn([3, crop, crop], &p.widths, p.n_classes, init)?;
+        let mut model = small_cnn([3, crop, crop], &p.widths, p.task.n_classes, init)?;
         model.set_params(params.view())?;
         model.set_buffers(buffers.view())?;
         let cropper = if crop < s {
@@ -369,13 +368,7 @@ fn train_run<'a>(
 
 fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
     anyhow::ensure!(p.seeds >= 1, "seeds = {} must be at least 1", p.seeds);
-    let (train_set, test_set) = shapes_train_test(
-        ctx,
-        p.n_classes,
-        p.image_size,
-        p.noise_std,
-        [p.train_per_class, p.test_per_class],
-    )?;
+    let (train_set, test_set) = p.task.train_test(ctx)?;
     let test = Examples {
         x: test_set.images.view().into_dyn(),
         labels: &test_set.labels,
@@ -546,14 +539,19 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
         .expect(Expectation::Never),
     );
 
-    let schedule = EfficientTrainSchedule::new(p.epochs, p.image_size)?;
+    let schedule = EfficientTrainSchedule::new(p.epochs, p.task.image_size)?;
     let stage_rows: Vec<Vec<String>> = schedule
         .stages()
         .iter()
         .map(|st| {
-            let model_flops = small_cnn([3, st.crop_size, st.crop_size], &p.widths, p.n_classes, 0)
-                .and_then(|m| forward_flops(&m))
-                .unwrap_or(f64::NAN);
+            let model_flops = small_cnn(
+                [3, st.crop_size, st.crop_size],
+                &p.widths,
+                p.task.n_classes,
+                0,
+            )
+            .and_then(|m| forward_flops(&m))
+            .unwrap_or(f64::NAN);
             vec![
                 st.stage.to_string(),
                 format!("{}–{}", st.start_epoch, st.end_epoch.saturating_sub(1)),
@@ -574,16 +572,16 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
          low-pass of every augmented mini-batch; the same parameters are trained at every size, \
          the model is evaluated at full size). Augmentation (ours, a RandAugment stand-in): random \
          translation up to 2.5%·m of the side and brightness/contrast jitter scaled by m.\n",
-        p.n_classes,
-        p.train_per_class,
-        p.test_per_class,
+        p.task.n_classes,
+        p.task.train_per_class,
+        p.task.test_per_class,
         p.widths,
         p.lr,
         p.epochs,
         p.batch,
         p.seeds,
         p.full_magnitude,
-        s = p.image_size
+        s = p.task.image_size
     );
     section.push_str(&markdown_table(
         &[

@@ -21,13 +21,12 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result};
 use ndarray::{Array4, ArrayView4};
 use tessera_augment::{ClassWiseConvolution, ClassWiseConvolutionConfig};
-use tessera_data::shapes::{Shapes, ShapesConfig};
-use tessera_data::ImageDataset;
 use tessera_nn::layers::{BatchNorm, Conv2d, Dense, Flatten, GlobalAvgPool, MaxPool2d, Relu};
 use tessera_nn::{AdamConfig, Decay, Loss, LrSchedule, Optimizer, OptimizerConfig, Sequential};
 
 use crate::experiments::batch_hessian::spearman;
 use crate::harness::train::TrainSpec;
+use crate::harness::ShapesTask;
 use crate::harness::{
     evaluate_sequential, fmt_mean_std, markdown_table, mean_std, plot, train_sequential, Claim,
     Context, Examples, Expectation, Experiment, Outcome, ResultsCsv, Series, Verdict,
@@ -69,36 +68,6 @@ pub(crate) fn small_cnn(
     Ok(model)
 }
 
-/// The shapes task's training and test sets (3 channels, `size × size`, seeds from `ctx`
-/// under "train" and "test"), `per_class` = [training, test] images per class.
-///
-/// # Errors
-/// A configuration tessera-data rejects (named in the message).
-pub(crate) fn shapes_train_test(
-    ctx: &Context,
-    n_classes: usize,
-    size: usize,
-    noise_std: f64,
-    per_class: [usize; 2],
-) -> Result<(ImageDataset, ImageDataset)> {
-    let make = |images_per_class: usize, what: &str| -> Result<ImageDataset> {
-        Ok(Shapes::new(ShapesConfig {
-            n_classes,
-            images_per_class,
-            channels: 3,
-            height: size,
-            width: size,
-            noise_std,
-            seed: ctx.seed_for(&what),
-        })
-        .with_context(|| {
-            format!("shapes task ({what}, image_size = {size}, noise_std = {noise_std})")
-        })?
-        .generate())
-    };
-    Ok((make(per_class[0], "train")?, make(per_class[1], "test")?))
-}
-
 /// A one-hidden-layer ReLU MLP on flattened images (the ablation).
 fn small_mlp(
     input: [usize; 3],
@@ -117,16 +86,8 @@ fn small_mlp(
 /// Sizes of the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
-    /// Classes of the shapes task.
-    pub n_classes: usize,
-    /// Training images per class.
-    pub train_per_class: usize,
-    /// Test images per class.
-    pub test_per_class: usize,
-    /// Image side (square, 3 channels).
-    pub image_size: usize,
-    /// Standard deviation of the shapes' pixel noise (task difficulty).
-    pub noise_std: f64,
+    /// The generated-shapes task (classes, images per class, size, noise).
+    pub task: ShapesTask,
     /// CNN block widths.
     pub widths: Vec<usize>,
     /// MLP hidden width.
@@ -151,8 +112,11 @@ impl Params {
     /// The CI smoke test.
     pub fn quick() -> Self {
         Params {
-            train_per_class: 30,
-            test_per_class: 20,
+            task: ShapesTask {
+                train_per_class: 30,
+                test_per_class: 20,
+                ..Self::full().task
+            },
             blur_sweep: vec![0.3, 1.0],
             seeds: 1,
             epochs: 10,
@@ -163,11 +127,13 @@ impl Params {
     /// The reported run.
     pub fn full() -> Self {
         Params {
-            n_classes: 10,
-            train_per_class: 100,
-            test_per_class: 50,
-            image_size: 32,
-            noise_std: 0.3,
+            task: ShapesTask {
+                n_classes: 10,
+                train_per_class: 100,
+                test_per_class: 50,
+                image_size: 32,
+                noise_std: 0.3,
+            },
             widths: vec![16, 32, 32],
             mlp_hidden: 128,
             blur_main: 0.3,
@@ -298,11 +264,11 @@ fn train_one(
     curve: bool,
     bar: &indicatif::ProgressBar,
 ) -> Result<RunResult> {
-    let input = [3, p.image_size, p.image_size];
+    let input = [3, p.task.image_size, p.task.image_size];
     let init = ctx.seed_for(&("init", arch, seed));
     let mut model = match arch {
-        "cnn" => small_cnn(input, &p.widths, p.n_classes, init)?,
-        _ => small_mlp(input, p.mlp_hidden, p.n_classes, init)?,
+        "cnn" => small_cnn(input, &p.widths, p.task.n_classes, init)?,
+        _ => small_mlp(input, p.mlp_hidden, p.task.n_classes, init)?,
     };
     let n = train.labels.len();
     let steps = steps_for(p, n);
@@ -387,14 +353,8 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
         p.blur_main,
         p.blur_sweep
     );
-    let (train_set, test_set) = shapes_train_test(
-        ctx,
-        p.n_classes,
-        p.image_size,
-        p.noise_std,
-        [p.train_per_class, p.test_per_class],
-    )?;
-    let chance = 1.0 / p.n_classes as f64;
+    let (train_set, test_set) = p.task.train_test(ctx)?;
+    let chance = 1.0 / p.task.n_classes as f64;
     let class_key = ctx.seed_for(&"cuda-key");
     let image_key = ctx.seed_for(&"per-image-key");
     let test = TestSets {
@@ -774,17 +734,17 @@ fn run(ctx: &Context, p: &Params) -> Result<Outcome> {
          quantised to 8 bits (tessera-augment). Control: filters from the same distribution, one \
          per image. Every model is tested on clean test images; the CUDA models also on test \
          images convolved with their class's filter.\n",
-        p.n_classes,
-        p.noise_std,
-        p.train_per_class,
-        p.test_per_class,
+        p.task.n_classes,
+        p.task.noise_std,
+        p.task.train_per_class,
+        p.task.test_per_class,
         p.widths,
         p.mlp_hidden,
         p.lr,
         p.epochs,
         p.batch,
         p.seeds,
-        s = p.image_size,
+        s = p.task.image_size,
     );
     section.push_str(&markdown_table(
         &[

@@ -10,6 +10,7 @@ pub mod plot;
 pub mod report;
 pub mod sequential;
 pub mod stats;
+pub mod tasks;
 pub mod train;
 
 pub use claim::{Claim, Expectation, Verdict};
@@ -20,4 +21,5 @@ pub use plot::Series;
 pub use report::markdown_table;
 pub use sequential::{evaluate_sequential, predicted_classes, train_sequential, Examples};
 pub use stats::{fmt_mean_std, linear_fit, mean_std};
+pub use tasks::ShapesTask;
 pub use train::{evaluate_chunked, log_spaced_steps, BaselineCache, RunStatus};
