@@ -33,7 +33,6 @@ pub struct BatchNorm {
     affine: bool,
 }
 
-/// `(batch, C, rest)` of a channel-second tensor.
 /// Eight independent partial sums over a plane, combined pairwise at the end: the adds no
 /// longer wait on one another (a single running sum is bound by the add latency, which made
 /// batch norm's reductions a tenth of a small CNN's training step). The order is fixed, so the
@@ -71,6 +70,7 @@ fn channel_sums<F: Float>(planes: Vec<F>, channels: usize) -> Vec<F> {
     out
 }
 
+/// `(batch, C, rest)` of a channel-second tensor.
 fn bcs(shape: &[usize]) -> (usize, usize, usize) {
     (shape[0], shape[1], shape[2..].iter().product())
 }
@@ -139,6 +139,13 @@ impl BatchNorm {
                 "input",
                 "batch of 0",
                 "batch must not be empty",
+            ));
+        }
+        if shape[2..].contains(&0) {
+            return Err(Error::invalid(
+                "input",
+                format!("shape {shape:?}"),
+                "every dimension after the channels must be at least 1",
             ));
         }
         Ok(bcs(shape))

@@ -626,3 +626,23 @@ fn max_pool_2x2_matches_a_direct_pool_with_ties_nan_and_infinity() {
     }
     assert_eq!(dx, want);
 }
+
+/// Batch norm over a tensor with an empty spatial dimension is an error naming the input, in
+/// both modes (it used to reach a chunking of size zero).
+#[test]
+fn batch_norm_rejects_empty_spatial_dimensions() {
+    let bn = BatchNorm::new(3).unwrap();
+    let params = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+    let x = ArrayD::<f64>::zeros(IxDyn(&[2, 3, 0, 4]));
+    for ctx in [Context::train(0), Context::eval()] {
+        let mut buffers = vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let message = bn
+            .forward(&params, &mut buffers, x.view(), ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("input") && message.contains("[2, 3, 0, 4]"),
+            "{message}"
+        );
+    }
+}
