@@ -127,13 +127,7 @@ impl Params {
     /// The reported run.
     pub fn full() -> Self {
         Params {
-            task: ShapesTask {
-                n_classes: 10,
-                train_per_class: 100,
-                test_per_class: 50,
-                image_size: 32,
-                noise_std: 0.3,
-            },
+            task: ShapesTask::reported(),
             widths: vec![16, 32, 32],
             mlp_hidden: 128,
             blur_main: 0.3,
