@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
-use tessera_core::{Float, InputError};
+use tessera_core::{check, Float, InputError};
 
 pub use realfft;
 pub use rustfft;
@@ -22,14 +22,15 @@ thread_local! {
     static COMPLEX_F64: RefCell<FftPlanner<f64>> = RefCell::new(FftPlanner::new());
 }
 
+/// The longest plan this crate builds: plans allocate twiddle tables (and, for large prime
+/// factors, longer inner transforms) proportional to the length, so a length from untrusted
+/// input is checked before anything is allocated. Above every length the tessera crates use
+/// (tessera-spectro's `MAX_N_FFT` is 2²⁴).
+pub const MAX_LEN: usize = 1 << 26;
+
 fn check_length(len: usize) -> Result<(), FftError> {
-    if len == 0 {
-        return Err(InputError::invalid(
-            "len",
-            0,
-            "an FFT length must be at least 1",
-        ));
-    }
+    check::positive_size("len", len)?;
+    check::size_at_most("len", len, MAX_LEN)?;
     Ok(())
 }
 

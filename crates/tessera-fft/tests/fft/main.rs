@@ -122,3 +122,17 @@ fn a_zero_length_is_an_error_naming_the_length() {
     assert!(tessera_fft::forward::<f64>(0).is_err());
     assert!(tessera_fft::inverse::<f32>(0).is_err());
 }
+
+#[test]
+fn a_huge_length_is_an_error_before_anything_is_allocated() {
+    for len in [tessera_fft::MAX_LEN + 1, usize::MAX] {
+        let message = tessera_fft::real_forward::<f64>(len)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("len"), "{message}");
+        assert!(tessera_fft::real_inverse::<f32>(len).is_err());
+        assert!(tessera_fft::forward::<f64>(len).is_err());
+        assert!(tessera_fft::inverse::<f32>(len).is_err());
+    }
+}
