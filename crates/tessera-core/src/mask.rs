@@ -73,3 +73,67 @@ pub trait LogitMask<F: Float>: Debug + Send + Sync {
         grad_parameters: &mut [F],
     ) -> Result<(), InputError>;
 }
+
+/// The most attention-probability entries (`batch · heads · tokens²`) one attention call may
+/// allocate; the CPU kernel (tessera-gmm) and the CUDA kernel (tessera-gpu) share it.
+pub const MAX_SCORE_ELEMENTS: usize = 1 << 31;
+
+/// Checks the shapes of an attention call's `q`, `k` (both `(batch, heads, tokens, d_head)`)
+/// and `v` (`(batch, heads, tokens, d_value)`), every size at least 1, and the size of its
+/// probability tensor against [`MAX_SCORE_ELEMENTS`]; returns
+/// `[batch, heads, tokens, d_head, d_value]`. The one shape check of the CPU and CUDA attention
+/// kernels, which cannot depend on each other.
+///
+/// # Errors
+/// An empty or non-4-D `q` or `v`, `k` not the shape of `q`, `v` for other batch, head or token
+/// counts, or more probabilities than [`MAX_SCORE_ELEMENTS`].
+pub fn attention_shapes(q: &[usize], k: &[usize], v: &[usize]) -> Result<[usize; 5], InputError> {
+    const EXPECTED: &str = "(batch, heads, tokens, d) with every size >= 1";
+    let &[batch, heads, tokens, d_head] = q else {
+        return Err(InputError::shape("q", EXPECTED, q));
+    };
+    if q.contains(&0) {
+        return Err(InputError::shape("q", EXPECTED, q));
+    }
+    if v.len() != 4 || v.contains(&0) {
+        return Err(InputError::shape("v", EXPECTED, v));
+    }
+    crate::check::shape("k", k, q)?;
+    crate::check::shape("v", &v[..3], &q[..3])
+        .map_err(|_| InputError::shape("v", format!("({batch}, {heads}, {tokens}, d_v)"), v))?;
+    crate::check::element_count(
+        "batch * heads * tokens * tokens",
+        &[batch, heads, tokens, tokens],
+        MAX_SCORE_ELEMENTS,
+    )?;
+    Ok([batch, heads, tokens, d_head, v[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_shapes_name_the_operand_at_fault() {
+        assert_eq!(
+            attention_shapes(&[2, 3, 5, 4], &[2, 3, 5, 4], &[2, 3, 5, 7]).unwrap(),
+            [2, 3, 5, 4, 7]
+        );
+        let name = |q: &[usize], k: &[usize], v: &[usize]| match attention_shapes(q, k, v) {
+            Err(InputError::Shape { name, .. }) | Err(InputError::TooLarge { name, .. }) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(name(&[2, 0, 5, 4], &[2, 0, 5, 4], &[2, 0, 5, 4]), "q");
+        assert_eq!(name(&[2, 3, 5, 4], &[2, 3, 5, 4], &[2, 3, 5, 0]), "v");
+        assert_eq!(name(&[2, 3, 5, 4], &[2, 3, 6, 4], &[2, 3, 5, 4]), "k");
+        assert_eq!(name(&[2, 3, 5, 4], &[2, 3, 5, 4], &[2, 3, 6, 4]), "v");
+        assert_eq!(
+            name(
+                &[1, 1, 1 << 16, 1],
+                &[1, 1, 1 << 16, 1],
+                &[1, 1, 1 << 16, 1]
+            ),
+            "batch * heads * tokens * tokens"
+        );
+    }
+}

@@ -36,8 +36,9 @@ use crate::Result;
 /// constant, so that the summation order and hence the bits do not depend on the threads).
 pub const BATCH_CHUNK: usize = 8;
 
-/// The most attention-probability entries (`batch · heads · tokens²`) one call may allocate.
-pub const MAX_SCORE_ELEMENTS: usize = 1 << 31;
+/// The most attention-probability entries (`batch · heads · tokens²`) one call may allocate
+/// (tessera-core's, shared with the CUDA kernel).
+pub use tessera_core::mask::MAX_SCORE_ELEMENTS;
 
 /// A logit mask with its slice of the model's parameter vector.
 #[derive(Debug, Clone, Copy)]
@@ -151,25 +152,8 @@ fn check_inputs<F: Float>(
     k: &ArrayView4<'_, F>,
     v: &ArrayView4<'_, F>,
 ) -> std::result::Result<Dims, InputError> {
-    let &[batch, heads, tokens, d_head] = q.shape() else {
-        unreachable!("a 4-D view has four axes")
-    };
-    const EXPECTED: &str = "(batch, heads, tokens, d) with every size >= 1";
-    if q.is_empty() {
-        return Err(InputError::shape("q", EXPECTED, q.shape()));
-    }
-    if v.is_empty() {
-        return Err(InputError::shape("v", EXPECTED, v.shape()));
-    }
-    check::shape("k", k.shape(), q.shape())?;
-    check::shape("v", &v.shape()[..3], &q.shape()[..3]).map_err(|_| {
-        InputError::shape("v", format!("({batch}, {heads}, {tokens}, d_v)"), v.shape())
-    })?;
-    check::element_count(
-        "batch * heads * tokens * tokens",
-        &[batch, heads, tokens, tokens],
-        MAX_SCORE_ELEMENTS,
-    )?;
+    let [batch, heads, tokens, d_head, d_value] =
+        tessera_core::mask::attention_shapes(q.shape(), k.shape(), v.shape())?;
     check::finite("q", q)?;
     check::finite("k", k)?;
     check::finite("v", v)?;
@@ -178,7 +162,7 @@ fn check_inputs<F: Float>(
         heads,
         tokens,
         d_head,
-        d_value: v.shape()[3],
+        d_value,
     })
 }
 

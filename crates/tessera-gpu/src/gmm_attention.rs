@@ -62,8 +62,8 @@ use crate::{GpuContext, GpuError, InputError, Result};
 pub const BATCH_CHUNK: usize = 8;
 
 /// The most attention-probability entries (`batch · heads · tokens²`) one call may allocate
-/// (tessera-gmm's `MAX_SCORE_ELEMENTS`).
-pub const MAX_SCORE_ELEMENTS: usize = 1 << 31;
+/// (tessera-core's, shared with tessera-gmm's CPU kernel).
+pub use tessera_core::mask::MAX_SCORE_ELEMENTS;
 
 /// A Gaussian mixture mask given by its numbers, in tessera-gmm's layout.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -244,26 +244,8 @@ pub fn check_attention(
     v: &ArrayView4<'_, f32>,
     mask: Option<&AttentionMask<'_>>,
 ) -> Result<Dims> {
-    let &[batch, heads, tokens, d_head] = q.shape() else {
-        unreachable!("a 4-D view has four axes")
-    };
-    const EXPECTED: &str = "(batch, heads, tokens, d) with every size >= 1";
-    if q.is_empty() {
-        return Err(InputError::shape("q", EXPECTED, q.shape()).into());
-    }
-    if v.is_empty() {
-        return Err(InputError::shape("v", EXPECTED, v.shape()).into());
-    }
-    check::shape("k", k.shape(), q.shape())?;
-    check::shape("v", &v.shape()[..3], &q.shape()[..3]).map_err(|_| {
-        InputError::shape("v", format!("({batch}, {heads}, {tokens}, d_v)"), v.shape())
-    })?;
-    check::element_count(
-        "batch * heads * tokens * tokens",
-        &[batch, heads, tokens, tokens],
-        MAX_SCORE_ELEMENTS,
-    )?;
-    let d_value = v.shape()[3];
+    let [batch, heads, tokens, d_head, d_value] =
+        tessera_core::mask::attention_shapes(q.shape(), k.shape(), v.shape())?;
     check::element_count("q", q.shape(), i64::MAX as usize)?;
     check::element_count("v", v.shape(), i64::MAX as usize)?;
     as_i32("heads", heads)?;
