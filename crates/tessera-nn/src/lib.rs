@@ -16,6 +16,7 @@ pub mod optim;
 pub mod param;
 pub mod rift;
 pub mod sequential;
+pub mod storage;
 pub mod train;
 
 pub use activation::Activation;
@@ -41,6 +42,7 @@ pub use rift::{
 pub use sequential::{
     Chain, Gradients, NamedRange, Residual, Sequential, SequentialCurvature, Trace,
 };
+pub use storage::{recycled_storage_bytes, release_recycled_storage};
 pub use tessera_core::Float;
 pub use tessera_lanczos::LinearOperator;
 pub use tessera_sparse::Mask;

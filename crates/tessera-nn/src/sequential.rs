@@ -19,6 +19,7 @@ use crate::layer::{
     check_len, splitmix64, BufferSpec, Cache, Context, Layer, Mode, ParamSpec, Recorded, Tangent,
 };
 use crate::loss::{loss_and_logit_gradient, Loss, Targets};
+use crate::storage;
 use crate::Float;
 
 /// One named layer of a [`Chain`] with its slices of the flat vectors.
@@ -266,6 +267,8 @@ impl<F: Float> Chain<F> {
             pending = e.layer.backward(&rec, delta.view(), gp, need_input)?;
             if keep_deltas {
                 deltas[i] = Some(delta);
+            } else {
+                storage::recycle_array(delta);
             }
         }
         Ok(BackwardOut {
@@ -1133,12 +1136,31 @@ impl<F: Float> Layer<F> for Residual<F> {
 /// Every layer output of one forward pass of a [`Sequential`] (what backward, the curvature
 /// operators and tessera-spline read), with the caches the backward pass needs.
 #[derive(Debug, Clone)]
-pub struct Trace<F> {
+pub struct Trace<F: 'static> {
     input: ArrayD<F>,
     outputs: Vec<ArrayD<F>>,
     caches: Vec<Cache<F>>,
     names: Vec<String>,
     mode: Mode,
+}
+
+/// A trace hands its tensors back to [`crate::storage`] for the next pass to reuse.
+impl<F: 'static> Drop for Trace<F> {
+    fn drop(&mut self) {
+        fn recycle_all<F: 'static>(trace: &mut Trace<F>) {
+            storage::recycle_array(std::mem::replace(
+                &mut trace.input,
+                ArrayD::from_shape_vec(IxDyn(&[0]), Vec::new()).expect("empty"),
+            ));
+            std::mem::take(&mut trace.outputs)
+                .into_iter()
+                .for_each(storage::recycle_array);
+            std::mem::take(&mut trace.caches)
+                .into_iter()
+                .for_each(storage::recycle_cache);
+        }
+        recycle_all(self);
+    }
 }
 
 impl<F: Float> Trace<F> {
@@ -1456,7 +1478,10 @@ impl<F: Float> Sequential<F> {
     /// The evaluation-mode output of a batch.
     pub fn predict(&self, x: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let mut trace = self.forward_eval(x)?;
-        Ok(trace.outputs.pop().unwrap_or(trace.input))
+        Ok(match trace.outputs.pop() {
+            Some(out) => out,
+            None => std::mem::replace(&mut trace.input, ArrayD::zeros(IxDyn(&[0]))),
+        })
     }
 
     /// Forward pass with explicit parameters and buffers (for finite differences, weight
@@ -1474,7 +1499,7 @@ impl<F: Float> Sequential<F> {
         self.check_input(&x, params)?;
         let (outputs, caches) = self.chain.forward_all(params, buffers, x.view(), ctx)?;
         Ok(Trace {
-            input: x.to_owned(),
+            input: storage::map(&x, |&v| v),
             outputs,
             caches,
             names: self.chain.names().into_iter().map(String::from).collect(),

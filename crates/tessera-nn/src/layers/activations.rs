@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
 use crate::layers::util::check_grad_outputs;
 use crate::layers::util::check_like;
+use crate::storage;
 use crate::Float;
 
 /// A scalar function with its first and second derivatives.
@@ -20,7 +21,7 @@ trait Pointwise: Send + Sync {
 }
 
 fn pointwise_forward<F: Float, P: Pointwise>(p: &P, input: ArrayViewD<'_, F>) -> ArrayD<F> {
-    input.mapv(|v| p.value(v))
+    storage::map(&input, |&v| p.value(v))
 }
 
 fn pointwise_backward<F: Float, P: Pointwise>(
@@ -33,11 +34,11 @@ fn pointwise_backward<F: Float, P: Pointwise>(
     if !want_input {
         return Ok(None);
     }
-    let mut dx = grad_output.to_owned();
-    Zip::from(&mut dx)
-        .and(&rec.input)
-        .for_each(|d, &x| *d *= p.derivative(x));
-    Ok(Some(dx))
+    Ok(Some(storage::zip_map(
+        &grad_output,
+        &rec.input,
+        |&d, &x| d * p.derivative(x),
+    )))
 }
 
 fn pointwise_tangent<F: Float, P: Pointwise>(

@@ -7,7 +7,7 @@
 //! results do not depend on the number of threads.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2};
 use rayon::prelude::*;
 use tessera_core::RejectInput;
 
@@ -17,6 +17,7 @@ use crate::layers::util::check_grad_outputs;
 use crate::layers::util::{
     check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices, standard,
 };
+use crate::storage;
 use crate::Float;
 
 /// Images per chunk of the weight-gradient sum (fixed, so the summation order is too).
@@ -382,10 +383,6 @@ impl Conv2d {
         let (w, b) = p.split_at(self.out_channels * self.fan_in());
         (w, self.bias.then_some(b))
     }
-
-    fn out_shape(batch: usize, g: &Geometry) -> IxDyn {
-        IxDyn(&[batch, g.o, g.oh, g.ow])
-    }
 }
 
 impl<F: Float> Layer<F> for Conv2d {
@@ -430,7 +427,7 @@ impl<F: Float> Layer<F> for Conv2d {
         if let Some(out) = super::gpu::conv2d_forward(&g.device(), x.view(), w, b)? {
             return Ok((out, Cache::empty()));
         }
-        let mut out = ArrayD::zeros(Self::out_shape(batch, &g));
+        let mut out = storage::array_filled(&[batch, g.o, g.oh, g.ow], F::zero());
         let xs = x.as_slice().expect("standard layout");
         let os = out.as_slice_mut().expect("fresh array");
         g.forward(xs, w, b, os, false);
@@ -483,7 +480,7 @@ impl<F: Float> Layer<F> for Conv2d {
             return Ok(None);
         }
         let (w, _) = self.split(rec.params);
-        let mut dx = ArrayD::zeros(rec.input.raw_dim());
+        let mut dx = storage::array_filled(rec.input.shape(), F::zero());
         g.input_grad(ds, w, dx.as_slice_mut().expect("fresh array"));
         Ok(Some(dx))
     }

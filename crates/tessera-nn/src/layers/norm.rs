@@ -14,6 +14,7 @@ use crate::layers::util::check_grad_outputs;
 use crate::layers::util::{
     check_backward_slices, check_like, check_slices, check_tangent_slices, standard,
 };
+use crate::storage;
 use crate::Float;
 
 /// Batch normalisation over the channel axis 1 of a `(batch, C)`, `(batch, C, L)` or
@@ -293,8 +294,8 @@ impl<F: Float> Layer<F> for BatchNorm {
             }
         };
         let gamma = self.gamma(params);
-        let mut xhat = vec![F::zero(); b * c * s];
-        let mut out = vec![F::zero(); b * c * s];
+        let mut xhat = storage::filled(b * c * s, F::zero());
+        let mut out = storage::filled(b * c * s, F::zero());
         let xs = x3.as_slice().expect("standard layout");
         xs.par_chunks_exact(s)
             .zip(xhat.par_chunks_exact_mut(s))
@@ -358,7 +359,7 @@ impl<F: Float> Layer<F> for BatchNorm {
         }
         let gamma = self.gamma(rec.params);
         let n = F::from_count(b * s);
-        let mut dx = vec![F::zero(); b * c * s];
+        let mut dx = storage::filled(b * c * s, F::zero());
         let ds = d3.as_slice().expect("standard layout");
         let xs = xh.as_slice().expect("standard layout");
         ds.par_chunks_exact(s)

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
 use crate::layers::util::check_grad_output_tangent;
 use crate::layers::util::{check_batch, check_like, standard};
+use crate::storage;
 use crate::Float;
 
 /// Window geometry shared by max and average pooling.
@@ -213,7 +214,7 @@ impl MaxPool2d {
 
     /// Adds output-shaped `grad` onto an input-shaped zero tensor at the arg-maxes.
     fn scatter<F: Float>(grad: &ArrayViewD<'_, F>, argmax: &[usize], shape: &[usize]) -> ArrayD<F> {
-        let mut dx = ArrayD::zeros(IxDyn(shape));
+        let mut dx = storage::array_filled(shape, F::zero());
         let d = dx.as_slice_mut().expect("fresh array");
         let g = standard(grad.view());
         for (&i, &v) in argmax.iter().zip(g.iter()) {
@@ -244,8 +245,8 @@ impl<F: Float> Layer<F> for MaxPool2d {
         let x = standard(input.view());
         let xs = x.as_slice().expect("standard layout");
         let plane_out = g.oh * g.ow;
-        let mut out = vec![F::zero(); g.planes * plane_out];
-        let mut argmax = vec![0usize; g.planes * plane_out];
+        let mut out = storage::filled(g.planes * plane_out, F::zero());
+        let mut argmax = storage::filled(g.planes * plane_out, 0usize);
         out.par_chunks_mut(plane_out)
             .zip(argmax.par_chunks_mut(plane_out))
             .enumerate()
@@ -513,7 +514,7 @@ impl GlobalAvgPool {
     fn spread<F: Float>(d: &ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
         let per: usize = shape[2..].iter().product();
         let scale = F::one() / F::from_count(per);
-        let mut dx = ArrayD::zeros(IxDyn(shape));
+        let mut dx = storage::array_filled(shape, F::zero());
         let ds = standard(d.view());
         for (plane, &g) in dx
             .as_slice_mut()

@@ -20,7 +20,7 @@ use crate::Float;
 /// one backward (R-)pass. Layers without an R-operator make the products fail with
 /// [`Error::Unsupported`] (at construction, checked with a zero direction).
 #[derive(Debug)]
-pub struct SequentialCurvature<'a, F> {
+pub struct SequentialCurvature<'a, F: 'static> {
     model: &'a Sequential<F>,
     targets: Targets<'a, F>,
     loss: Loss,
