@@ -61,32 +61,56 @@ fn bytes_of<T>(capacity: usize) -> usize {
     capacity.saturating_mul(std::mem::size_of::<T>())
 }
 
-/// An empty vector with room for `len` elements: the smallest kept buffer that fits (and is
-/// at most twice the size needed), else a fresh allocation.
-pub(crate) fn with_capacity<T: 'static>(len: usize) -> Vec<T> {
-    if bytes_of::<T>(len) >= MIN_RECYCLED_BYTES {
-        let reused = FREE
-            .try_with(|free| {
-                let mut free = free.try_borrow_mut().ok()?;
-                let list = free.list::<T>()?;
-                let best = list
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
-                    .min_by_key(|(_, v)| v.capacity())
-                    .map(|(i, _)| i)?;
-                let mut v = list.swap_remove(best);
-                free.bytes -= bytes_of::<T>(v.capacity());
-                v.clear();
-                Some(v)
-            })
-            .ok()
-            .flatten();
-        if let Some(v) = reused {
-            return v;
-        }
+/// A kept buffer with room for `len` elements (the smallest that fits and is at most twice
+/// the size needed), with the length and stale contents it was given back with.
+fn reuse<T: 'static>(len: usize) -> Option<Vec<T>> {
+    if bytes_of::<T>(len) < MIN_RECYCLED_BYTES {
+        return None;
     }
-    Vec::with_capacity(len)
+    FREE.try_with(|free| {
+        let mut free = free.try_borrow_mut().ok()?;
+        let list = free.list::<T>()?;
+        let best = list
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)?;
+        let v = list.swap_remove(best);
+        free.bytes -= bytes_of::<T>(v.capacity());
+        Some(v)
+    })
+    .ok()
+    .flatten()
+}
+
+/// An empty vector with room for `len` elements, on recycled storage when there is some.
+pub(crate) fn with_capacity<T: 'static>(len: usize) -> Vec<T> {
+    match reuse(len) {
+        Some(mut v) => {
+            v.clear();
+            v
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
+/// A vector of `len` elements whose values are unspecified (stale values of an earlier
+/// tensor, or `poison`), for a caller that overwrites every element. Only plain numbers are
+/// kept, so any stale value is a valid one; debug builds fill the vector with `poison` (NaN
+/// for floats) so that an element the caller forgets shows up in the tests.
+pub(crate) fn overwritten<T: Copy + 'static>(len: usize, poison: T) -> Vec<T> {
+    match reuse(len) {
+        Some(mut v) => {
+            v.truncate(len);
+            if cfg!(debug_assertions) {
+                v.fill(poison);
+            }
+            v.resize(len, poison);
+            v
+        }
+        None => vec![poison; len],
+    }
 }
 
 /// A vector of `len` copies of `value`, on recycled storage when there is some.
@@ -110,7 +134,6 @@ pub(crate) fn recycle<T: 'static>(mut v: Vec<T>) {
             return;
         }
         if let Some(list) = free.list::<T>() {
-            v.clear();
             list.push(std::mem::take(&mut v));
             free.bytes += bytes;
         }
@@ -138,6 +161,12 @@ pub(crate) fn recycle_cache<T: 'static>(cache: Cache<T>) {
 pub(crate) fn array_filled<T: Copy + 'static>(shape: &[usize], value: T) -> ArrayD<T> {
     let len = shape.iter().product();
     ArrayD::from_shape_vec(IxDyn(shape), filled(len, value)).expect("length is the product")
+}
+
+/// An array of `shape` whose values the caller overwrites (see [`overwritten`]).
+pub(crate) fn array_overwritten<T: Copy + 'static>(shape: &[usize], poison: T) -> ArrayD<T> {
+    let len = shape.iter().product();
+    ArrayD::from_shape_vec(IxDyn(shape), overwritten(len, poison)).expect("length is the product")
 }
 
 /// `f` applied to every element of `x` (in logical order), in a standard-layout array of the
@@ -210,6 +239,18 @@ mod tests {
         let again = filled(100_000, 2.0f32);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.iter().all(|&x| x == 2.0));
+        recycle(again);
+        // Stale values are only handed out to callers that overwrite them; debug builds
+        // poison them.
+        let stale = overwritten(99_000, f32::NAN);
+        assert_eq!((stale.as_ptr(), stale.len()), (ptr, 99_000));
+        if cfg!(debug_assertions) {
+            assert!(stale.iter().all(|x| x.is_nan()));
+        }
+        recycle(stale);
+        let longer = overwritten(150_000, f32::NAN);
+        assert_eq!(longer.len(), 150_000);
+        assert!(longer[99_000..].iter().all(|x| x.is_nan()));
         // At most MAX_KEPT_BUFFERS are kept.
         for _ in 0..MAX_KEPT_BUFFERS + 5 {
             recycle(Vec::<usize>::with_capacity(1 << 14));

@@ -427,7 +427,7 @@ impl<F: Float> Layer<F> for Conv2d {
         if let Some(out) = super::gpu::conv2d_forward(&g.device(), x.view(), w, b)? {
             return Ok((out, Cache::empty()));
         }
-        let mut out = storage::array_filled(&[batch, g.o, g.oh, g.ow], F::zero());
+        let mut out = storage::array_overwritten(&[batch, g.o, g.oh, g.ow], F::nan());
         let xs = x.as_slice().expect("standard layout");
         let os = out.as_slice_mut().expect("fresh array");
         g.forward(xs, w, b, os, false);

@@ -160,22 +160,43 @@ impl BatchNorm {
         }
     }
 
-    /// `(x̂, 1/σ)` cached by the forward pass, and whether it ran in training mode.
-    fn cached<'a, F: Float>(
-        &self,
-        rec: &'a Recorded<'_, F>,
-    ) -> Result<(&'a ArrayD<F>, &'a ArrayD<F>, bool)> {
-        let xhat = rec.cache.tensor(0, "BatchNorm")?;
+    /// The per-channel `(μ, 1/σ)` the forward pass normalised with, and whether it ran in
+    /// training mode. The normalised input $\hat x = (x-\mu)/\sigma$ is recomputed from the
+    /// input where needed, with the same operations as the forward pass (so bit for bit the
+    /// same): keeping it would write and hold one more input-sized tensor per layer.
+    fn cached<'a, F: Float>(&self, rec: &'a Recorded<'_, F>) -> Result<(&'a [F], &'a [F], bool)> {
+        let mean = rec.cache.tensor(0, "BatchNorm")?;
         let inv = rec.cache.tensor(1, "BatchNorm")?;
         let train = rec.cache.index(0, "BatchNorm")? == 1;
-        if xhat.shape() != rec.input.shape() || inv.len() != self.channels {
+        if mean.len() != self.channels || inv.len() != self.channels {
             return Err(Error::invalid(
                 "cache",
                 "BatchNorm",
                 "the cache does not come from this layer's forward pass",
             ));
         }
-        Ok((xhat, inv, train))
+        Ok((
+            mean.as_slice().expect("fresh array"),
+            inv.as_slice().expect("fresh array"),
+            train,
+        ))
+    }
+
+    /// $\hat x = (x-\mu)/\sigma$ of a standard-layout `(b, c, s)` input, as the forward pass
+    /// computed it.
+    fn normalised<F: Float>(x3: &ArrayView3<'_, F>, mean: &[F], inv: &[F]) -> Vec<F> {
+        let (_, c, s) = x3.dim();
+        let mut xhat = storage::overwritten(x3.len(), F::nan());
+        xhat.par_chunks_exact_mut(s)
+            .zip(x3.as_slice().expect("standard layout").par_chunks_exact(s))
+            .enumerate()
+            .for_each(|(i, (ph, px))| {
+                let (m, iv) = (mean[i % c], inv[i % c]);
+                for (h, &x) in ph.iter_mut().zip(px) {
+                    *h = (x - m) * iv;
+                }
+            });
+        xhat
     }
 
     /// Per channel `(Σ a, Σ a·b)` over batch and positions.
@@ -191,6 +212,32 @@ impl BatchNorm {
                 (
                     plane_sum(pa),
                     lane_sum(pa.iter().zip(pb).map(|(&x, &y)| x * y)),
+                )
+            })
+            .unzip();
+        (channel_sums(plane_sums, c), channel_sums(plane_dots, c))
+    }
+
+    /// Per channel `(Σ δ, Σ δ·x̂)` with $\hat x$ recomputed from `x` on the fly (the same
+    /// values and summation order as [`BatchNorm::sums`] of `δ` and $\hat x$).
+    fn sums_with_normalised<F: Float>(
+        d: &ArrayView3<'_, F>,
+        x: &ArrayView3<'_, F>,
+        mean: &[F],
+        inv: &[F],
+    ) -> (Vec<F>, Vec<F>) {
+        let (_, c, s) = d.dim();
+        let d = d.as_slice().expect("standard layout");
+        let x = x.as_slice().expect("standard layout");
+        let (plane_sums, plane_dots): (Vec<F>, Vec<F>) = d
+            .par_chunks_exact(s)
+            .zip(x.par_chunks_exact(s))
+            .enumerate()
+            .map(|(i, (pd, px))| {
+                let (m, iv) = (mean[i % c], inv[i % c]);
+                (
+                    plane_sum(pd),
+                    lane_sum(pd.iter().zip(px).map(|(&g, &x)| g * ((x - m) * iv))),
                 )
             })
             .unzip();
@@ -294,14 +341,12 @@ impl<F: Float> Layer<F> for BatchNorm {
             }
         };
         let gamma = self.gamma(params);
-        let mut xhat = storage::filled(b * c * s, F::zero());
-        let mut out = storage::filled(b * c * s, F::zero());
+        let mut out = storage::overwritten(b * c * s, F::nan());
         let xs = x3.as_slice().expect("standard layout");
         xs.par_chunks_exact(s)
-            .zip(xhat.par_chunks_exact_mut(s))
             .zip(out.par_chunks_exact_mut(s))
             .enumerate()
-            .for_each(|(i, ((px, ph), py))| {
+            .for_each(|(i, (px, py))| {
                 let ch = i % c;
                 let beta = if self.affine {
                     params[c + ch]
@@ -309,18 +354,17 @@ impl<F: Float> Layer<F> for BatchNorm {
                     F::zero()
                 };
                 let (m, iv, g) = (mean[ch], inv[ch], gamma[ch]);
-                for ((&x, h), y) in px.iter().zip(ph.iter_mut()).zip(py.iter_mut()) {
-                    *h = (x - m) * iv;
-                    *y = g * *h + beta;
+                for (&x, y) in px.iter().zip(py.iter_mut()) {
+                    *y = g * ((x - m) * iv) + beta;
                 }
             });
-        let xhat = ArrayD::from_shape_vec(IxDyn(input.shape()), xhat).expect("same shape");
         let out = ArrayD::from_shape_vec(IxDyn(input.shape()), out).expect("same shape");
         let inv = ArrayD::from_shape_vec(IxDyn(&[c]), inv).expect("one per channel");
+        let mean = ArrayD::from_shape_vec(IxDyn(&[c]), mean).expect("one per channel");
         Ok((
             out,
             Cache {
-                tensors: vec![xhat, inv],
+                tensors: vec![mean, inv],
                 indices: vec![usize::from(train)],
                 children: Vec::new(),
             },
@@ -341,11 +385,12 @@ impl<F: Float> Layer<F> for BatchNorm {
         )?;
         let (b, c, s) = self.check(&rec.input)?;
         check_like("grad_output", &grad_output, rec.input.shape())?;
-        let (xhat, inv, train) = self.cached(rec)?;
+        let (mean, inv, train) = self.cached(rec)?;
         let d = standard(grad_output);
         let d3 = view3(&d, (b, c, s));
-        let xh = ArrayView3::from_shape((b, c, s), xhat.as_slice().expect("fresh")).expect("b·c·s");
-        let (sum_d, sum_dx) = Self::sums(&d3, &xh);
+        let x = standard(rec.input.view());
+        let x3 = view3(&x, (b, c, s));
+        let (sum_d, sum_dx) = Self::sums_with_normalised(&d3, &x3, mean, inv);
         if let Some(g) = grad_params {
             if self.affine {
                 for ch in 0..c {
@@ -359,9 +404,9 @@ impl<F: Float> Layer<F> for BatchNorm {
         }
         let gamma = self.gamma(rec.params);
         let n = F::from_count(b * s);
-        let mut dx = storage::filled(b * c * s, F::zero());
+        let mut dx = storage::overwritten(b * c * s, F::nan());
         let ds = d3.as_slice().expect("standard layout");
-        let xs = xh.as_slice().expect("standard layout");
+        let xs = x3.as_slice().expect("standard layout");
         ds.par_chunks_exact(s)
             .zip(xs.par_chunks_exact(s))
             .zip(dx.par_chunks_exact_mut(s))
@@ -372,8 +417,9 @@ impl<F: Float> Layer<F> for BatchNorm {
                 if train {
                     // The batch statistics depend on x: the usual three-term formula.
                     let (md, mdx) = (sum_d[ch] / n, sum_dx[ch] / n);
-                    for ((&g, &h), o) in pd.iter().zip(px).zip(pdx.iter_mut()) {
-                        *o = k * (g - md - h * mdx);
+                    let (m, iv) = (mean[ch], inv[ch]);
+                    for ((&g, &x), o) in pd.iter().zip(px).zip(pdx.iter_mut()) {
+                        *o = k * (g - md - ((x - m) * iv) * mdx);
                     }
                 } else {
                     for (&g, o) in pd.iter().zip(pdx.iter_mut()) {
@@ -393,7 +439,7 @@ impl<F: Float> Layer<F> for BatchNorm {
     ) -> Result<(ArrayD<F>, Cache<F>)> {
         check_tangent_slices(Layer::<F>::parameter_count(self), rec, tangent, None)?;
         let (b, c, s) = self.check(&rec.input)?;
-        let (xhat, inv, train) = self.cached(rec)?;
+        let (mean, inv, train) = self.cached(rec)?;
         if train {
             return Err(unsupported(
                 "BatchNorm",
@@ -401,7 +447,9 @@ impl<F: Float> Layer<F> for BatchNorm {
             ));
         }
         let gamma = self.gamma(rec.params);
-        let xh = ArrayView3::from_shape((b, c, s), xhat.as_slice().expect("fresh")).expect("b·c·s");
+        let x = standard(rec.input.view());
+        let xhat = Self::normalised(&view3(&x, (b, c, s)), mean, inv);
+        let xh = ArrayView3::from_shape((b, c, s), &xhat[..]).expect("b·c·s");
         let rx = match &tangent.input {
             Some(rx) => {
                 check_like("input tangent", rx, rec.input.shape())?;
@@ -446,7 +494,7 @@ impl<F: Float> Layer<F> for BatchNorm {
     ) -> Result<Option<ArrayD<F>>> {
         crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         let (b, c, s) = self.check(&rec.input)?;
-        let (xhat, inv, train) = self.cached(rec)?;
+        let (mean, inv, train) = self.cached(rec)?;
         if train {
             return Err(unsupported(
                 "BatchNorm",
@@ -454,7 +502,9 @@ impl<F: Float> Layer<F> for BatchNorm {
             ));
         }
         check_grad_outputs(&grad_output, &grad_output_tangent, rec.input.shape())?;
-        let xh = ArrayView3::from_shape((b, c, s), xhat.as_slice().expect("fresh")).expect("b·c·s");
+        let x = standard(rec.input.view());
+        let xhat = Self::normalised(&view3(&x, (b, c, s)), mean, inv);
+        let xh = ArrayView3::from_shape((b, c, s), &xhat[..]).expect("b·c·s");
         let d = standard(grad_output);
         let d3 = view3(&d, (b, c, s));
         let rd = standard(grad_output_tangent);

@@ -212,15 +212,40 @@ impl MaxPool2d {
         ArrayD::from_shape_vec(IxDyn(shape), values).expect("one value per output")
     }
 
-    /// Adds output-shaped `grad` onto an input-shaped zero tensor at the arg-maxes.
-    fn scatter<F: Float>(grad: &ArrayViewD<'_, F>, argmax: &[usize], shape: &[usize]) -> ArrayD<F> {
-        let mut dx = storage::array_filled(shape, F::zero());
-        let d = dx.as_slice_mut().expect("fresh array");
+    /// Adds output-shaped `grad` onto an input-shaped zero tensor at the arg-maxes. A window
+    /// lies in one `(example, channel)` plane, so planes are filled independently (in
+    /// parallel, each zeroed while it is in cache).
+    fn scatter<F: Float>(
+        grad: &ArrayViewD<'_, F>,
+        argmax: &[usize],
+        shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        let plane_in: usize = shape[2..].iter().product();
+        let plane_out = grad.shape()[2..].iter().product::<usize>().max(1);
+        let mut dx = storage::array_overwritten(shape, F::nan());
         let g = standard(grad.view());
-        for (&i, &v) in argmax.iter().zip(g.iter()) {
-            d[i] += v;
-        }
-        dx
+        let g = g.as_slice().expect("standard layout");
+        dx.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(plane_in)
+            .zip(g.par_chunks(plane_out).zip(argmax.par_chunks(plane_out)))
+            .enumerate()
+            .try_for_each(|(plane, (d, (g, a)))| {
+                d.fill(F::zero());
+                let base = plane * plane_in;
+                for (&i, &v) in a.iter().zip(g) {
+                    *d.get_mut(i.wrapping_sub(base)).ok_or_else(|| {
+                        Error::invalid(
+                            "cache",
+                            "MaxPool2d",
+                            "an arg-max lies outside its window's plane: the cache does not \
+                             come from this layer's forward pass",
+                        )
+                    })? += v;
+                }
+                Ok::<(), Error>(())
+            })?;
+        Ok(dx)
     }
 }
 
@@ -245,8 +270,8 @@ impl<F: Float> Layer<F> for MaxPool2d {
         let x = standard(input.view());
         let xs = x.as_slice().expect("standard layout");
         let plane_out = g.oh * g.ow;
-        let mut out = storage::filled(g.planes * plane_out, F::zero());
-        let mut argmax = storage::filled(g.planes * plane_out, 0usize);
+        let mut out = storage::overwritten(g.planes * plane_out, F::nan());
+        let mut argmax = storage::overwritten(g.planes * plane_out, usize::MAX);
         out.par_chunks_mut(plane_out)
             .zip(argmax.par_chunks_mut(plane_out))
             .enumerate()
@@ -296,7 +321,9 @@ impl<F: Float> Layer<F> for MaxPool2d {
     ) -> Result<Option<ArrayD<F>>> {
         check_like("grad_output", &grad_output, rec.output.shape())?;
         let argmax = Self::argmax_of(rec.cache, rec.output.len())?;
-        Ok(want_input.then(|| Self::scatter(&grad_output, argmax, rec.input.shape())))
+        want_input
+            .then(|| Self::scatter(&grad_output, argmax, rec.input.shape()))
+            .transpose()
     }
 
     fn forward_tangent(
@@ -327,7 +354,9 @@ impl<F: Float> Layer<F> for MaxPool2d {
     ) -> Result<Option<ArrayD<F>>> {
         check_grad_output_tangent(&grad_output_tangent, rec.output.shape())?;
         let argmax = Self::argmax_of(rec.cache, rec.output.len())?;
-        Ok(want_input.then(|| Self::scatter(&grad_output_tangent, argmax, rec.input.shape())))
+        want_input
+            .then(|| Self::scatter(&grad_output_tangent, argmax, rec.input.shape()))
+            .transpose()
     }
 }
 
@@ -514,7 +543,7 @@ impl GlobalAvgPool {
     fn spread<F: Float>(d: &ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
         let per: usize = shape[2..].iter().product();
         let scale = F::one() / F::from_count(per);
-        let mut dx = storage::array_filled(shape, F::zero());
+        let mut dx = storage::array_overwritten(shape, F::nan());
         let ds = standard(d.view());
         for (plane, &g) in dx
             .as_slice_mut()

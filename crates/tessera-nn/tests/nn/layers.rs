@@ -625,6 +625,33 @@ fn max_pool_2x2_matches_a_direct_pool_with_ties_nan_and_infinity() {
         want[[n, c, y, xx]] += 1.0 + k as f64;
     }
     assert_eq!(dx, want);
+    // An arg-max outside its own plane (a cache from elsewhere) is an error, not a panic or a
+    // gradient in the wrong plane.
+    let mut foreign = cache.clone();
+    foreign.indices[0] = 5 * 7 + 1;
+    let message = Layer::<f64>::backward(
+        &pool,
+        &Recorded {
+            cache: &foreign,
+            ..rec.clone()
+        },
+        grad.view(),
+        None,
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(message.contains("cache"), "{message}");
+    let mut far = cache.clone();
+    far.indices[0] = usize::MAX;
+    assert!(Layer::<f64>::backward(
+        &pool,
+        &Recorded { cache: &far, ..rec },
+        grad.view(),
+        None,
+        true,
+    )
+    .is_err());
 }
 
 /// Batch norm over a tensor with an empty spatial dimension is an error naming the input, in
