@@ -16,7 +16,7 @@ pub fn finite<F: Float, S: Data<Elem = F>, D: Dimension>(
 ) -> CheckResult {
     // The contiguous fast path keeps this scan at memory speed on large batches.
     let position = match array.as_slice() {
-        Some(slice) => slice.iter().position(|v| !v.is_finite()),
+        Some(slice) => first_non_finite(slice),
         None => array.iter().position(|v| !v.is_finite()),
     };
     match position {
@@ -25,6 +25,33 @@ pub fn finite<F: Float, S: Data<Elem = F>, D: Dimension>(
             let value = array.iter().nth(index).copied().unwrap_or_else(F::nan);
             Err(InputError::non_finite(name, index, value))
         }
+    }
+}
+
+/// Index of the first NaN or ±∞ of `values`. Blocks of 64 are tested without a branch per
+/// value (an OR of the comparisons, which the compiler vectorises); only a block that holds
+/// one is searched. `position` alone stops the vectoriser and ran at a quarter of memory
+/// speed, a visible part of a small network's training step that checks its input, its
+/// parameters and its gradient.
+fn first_non_finite<F: Float>(values: &[F]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    values
+        .chunks(BLOCK)
+        .enumerate()
+        .find(|(_, block)| block.iter().fold(false, |bad, v| bad | !v.is_finite()))
+        .and_then(|(b, block)| {
+            block
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| b * BLOCK + i)
+        })
+}
+
+/// The first NaN or ±∞ of a contiguous slice is an error (at memory speed).
+pub fn finite_slice<F: Float>(name: &'static str, values: &[F]) -> CheckResult {
+    match first_non_finite(values) {
+        None => Ok(()),
+        Some(index) => Err(InputError::non_finite(name, index, values[index])),
     }
 }
 
@@ -247,6 +274,30 @@ mod tests {
         assert_eq!(
             finite_values("v", [1.0f32, f32::NAN]),
             Err(InputError::non_finite("v", 1, f32::NAN))
+        );
+    }
+
+    #[test]
+    fn the_blockwise_scan_finds_the_first_non_finite_value_anywhere() {
+        for len in [0, 1, 63, 64, 65, 200] {
+            let clean = vec![1.5f32; len];
+            assert_eq!(first_non_finite(&clean), None);
+            for bad_at in 0..len {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut v = clean.clone();
+                    v[bad_at] = bad;
+                    // A later second offender does not move the answer.
+                    if bad_at + 70 < len {
+                        v[bad_at + 70] = f32::NAN;
+                    }
+                    assert_eq!(first_non_finite(&v), Some(bad_at), "len {len}, at {bad_at}");
+                }
+            }
+        }
+        assert_eq!(first_non_finite(&[f64::MAX, f64::MIN, 0.0]), None);
+        assert_eq!(
+            finite_slice("w", &[0.0, 1.0, f64::NEG_INFINITY]),
+            Err(InputError::non_finite("w", 2, f64::NEG_INFINITY))
         );
     }
 

@@ -401,7 +401,7 @@ impl<F: Float> Optimizer<F> {
                 ),
             ));
         }
-        check::finite_values("grad", grad.iter().copied())?;
+        check::finite("grad", &grad)?;
         self.steps += 1;
         let lr = F::from_f64_rounded(lr);
         match self.config {

@@ -1359,7 +1359,7 @@ impl<F: Float> Sequential<F> {
     /// Replaces all parameters; checks length and finiteness.
     pub fn set_params(&mut self, params: ArrayView1<'_, F>) -> Result<()> {
         check_len("params", params.len(), self.params.len())?;
-        check::finite_values("params", params.iter().copied())?;
+        check::finite("params", &params)?;
         self.params.assign(&params);
         Ok(())
     }
@@ -1382,7 +1382,7 @@ impl<F: Float> Sequential<F> {
     /// Replaces all buffers; checks length and finiteness.
     pub fn set_buffers(&mut self, buffers: ArrayView1<'_, F>) -> Result<()> {
         check_len("buffers", buffers.len(), self.buffers.len())?;
-        check::finite_values("buffers", buffers.iter().copied())?;
+        check::finite("buffers", &buffers)?;
         self.buffers.assign(&buffers);
         Ok(())
     }
@@ -1437,8 +1437,8 @@ impl<F: Float> Sequential<F> {
 
     fn check_input(&self, x: &ArrayViewD<'_, F>, params: &[F]) -> Result<()> {
         crate::layers::util::check_batch("x", x, self.input_shape())?;
-        check::finite_values("x", x.iter().copied())?;
-        check::finite_values("params", params.iter().copied())?;
+        check::finite("x", x)?;
+        check::finite_slice("params", params)?;
         Ok(())
     }
 
