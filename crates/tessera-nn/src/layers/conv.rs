@@ -13,7 +13,7 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
-use crate::layers::util::check_grad_outputs;
+use crate::layers::util::{channel_sums, check_grad_outputs, plane_sum};
 use crate::layers::util::{
     check_backward_slices, check_batch, check_like, check_slices, check_tangent_slices, standard,
 };
@@ -227,10 +227,9 @@ impl Geometry {
             }
         }
         if let Some(gb) = gb {
-            for db in delta.chunks(self.image_out()) {
-                for (g, plane) in gb.iter_mut().zip(db.chunks(p)) {
-                    *g += plane.iter().fold(F::zero(), |s, &v| s + v);
-                }
+            let planes = delta.par_chunks(p).map(plane_sum).collect();
+            for (g, v) in gb.iter_mut().zip(channel_sums(planes, self.o)) {
+                *g += v;
             }
         }
     }

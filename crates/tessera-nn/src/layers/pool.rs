@@ -6,8 +6,8 @@ use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
 use crate::layer::{Cache, Context, Layer, Recorded, Tangent};
-use crate::layers::util::check_grad_output_tangent;
 use crate::layers::util::{check_batch, check_like, standard};
+use crate::layers::util::{check_grad_output_tangent, plane_sum};
 use crate::storage;
 use crate::Float;
 
@@ -535,7 +535,7 @@ impl GlobalAvgPool {
             .as_slice()
             .expect("standard layout")
             .chunks(per)
-            .map(|plane| plane.iter().fold(F::zero(), |a, &v| a + v) * scale)
+            .map(|plane| plane_sum(plane) * scale)
             .collect();
         ArrayD::from_shape_vec(IxDyn(&[b, c]), values).expect("one value per plane")
     }
