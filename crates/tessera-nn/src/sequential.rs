@@ -727,7 +727,7 @@ impl<F: Float> Residual<F> {
         [0..a, a..b, b..c]
     }
 
-    fn parts<'a>(&self, rec: &'a Recorded<'_, F>) -> Result<BlockParts<'a, F>> {
+    fn parts<'a>(&self, rec: &Recorded<'a, F>) -> Result<BlockParts<'a, F>> {
         let fb = rec.cache.tensor(0, "Residual")?;
         let z = rec.cache.tensor(1, "Residual")?;
         let sc = rec.cache.tensor(2, "Residual")?;
@@ -736,6 +736,82 @@ impl<F: Float> Residual<F> {
             self.activation.is_some().then_some(z),
             self.shortcut.is_some().then_some(sc),
         ))
+    }
+
+    /// The forward pass of one child (`part`: 0 branch, 1 shortcut, 2 activation) as its own
+    /// backward and R-operator passes see it.
+    fn child_record<'a>(
+        &self,
+        rec: &Recorded<'a, F>,
+        part: usize,
+        input: ArrayViewD<'a, F>,
+        output: ArrayViewD<'a, F>,
+    ) -> Result<Recorded<'a, F>> {
+        Ok(Recorded {
+            params: &rec.params[self.ranges(true)[part].clone()],
+            buffers: &rec.buffers[self.ranges(false)[part].clone()],
+            input,
+            output,
+            cache: rec.cache.child(part, "Residual")?,
+        })
+    }
+
+    /// The branch's, then the shortcut's and the activation's specs under their prefixes.
+    fn child_specs<S>(
+        &self,
+        specs: impl Fn(&dyn Layer<F>) -> Vec<S>,
+        prefixed: impl Fn(S, &str) -> S,
+    ) -> Vec<S> {
+        let mut out = specs(&self.branch);
+        if let Some(s) = &self.shortcut {
+            out.extend(specs(s).into_iter().map(|p| prefixed(p, "shortcut")));
+        }
+        if let Some(a) = &self.activation {
+            out.extend(
+                specs(a.as_ref())
+                    .into_iter()
+                    .map(|p| prefixed(p, "activation")),
+            );
+        }
+        out
+    }
+
+    /// Runs `init` on each child's part of `out` (parameters or buffers).
+    fn init_children(
+        &self,
+        params: bool,
+        out: &mut [F],
+        mut init: impl FnMut(&dyn Layer<F>, &mut [F]) -> Result<()>,
+    ) -> Result<()> {
+        let [rb, rs, ra] = self.ranges(params);
+        check_len(
+            if params { "parameters" } else { "buffers" },
+            out.len(),
+            ra.end,
+        )?;
+        init(&self.branch, &mut out[rb])?;
+        if let Some(s) = &self.shortcut {
+            init(s, &mut out[rs])?;
+        }
+        if let Some(a) = &self.activation {
+            init(a.as_ref(), &mut out[ra])?;
+        }
+        Ok(())
+    }
+}
+
+/// The input gradient (or its tangent) of a block: the branch's plus the shortcut's, when both
+/// were asked for.
+fn sum_of_paths<F: Float>(
+    branch: Option<ArrayD<F>>,
+    shortcut: Option<ArrayD<F>>,
+) -> Option<ArrayD<F>> {
+    match (branch, shortcut) {
+        (Some(mut a), Some(b)) => {
+            a += &b;
+            Some(a)
+        }
+        _ => None,
     }
 }
 
@@ -754,18 +830,7 @@ impl<F: Float> Layer<F> for Residual<F> {
     }
 
     fn parameters(&self) -> Vec<ParamSpec> {
-        let mut out = Layer::<F>::parameters(&self.branch);
-        if let Some(s) = &self.shortcut {
-            out.extend(
-                Layer::<F>::parameters(s)
-                    .into_iter()
-                    .map(|p| p.prefixed("shortcut")),
-            );
-        }
-        if let Some(a) = &self.activation {
-            out.extend(a.parameters().into_iter().map(|p| p.prefixed("activation")));
-        }
-        out
+        self.child_specs(|l| l.parameters(), ParamSpec::prefixed)
     }
 
     fn parameter_count(&self) -> usize {
@@ -773,31 +838,11 @@ impl<F: Float> Layer<F> for Residual<F> {
     }
 
     fn init_parameters(&self, rng: &mut dyn rand::RngCore, out: &mut [F]) -> Result<()> {
-        let [rb, rs, ra] = self.ranges(true);
-        check_len("parameters", out.len(), ra.end)?;
-        self.branch.init_parameters(rng, &mut out[rb])?;
-        if let Some(s) = &self.shortcut {
-            s.init_parameters(rng, &mut out[rs])?;
-        }
-        if let Some(a) = &self.activation {
-            a.init_parameters(rng, &mut out[ra])?;
-        }
-        Ok(())
+        self.init_children(true, out, |l, o| l.init_parameters(rng, o))
     }
 
     fn buffers(&self) -> Vec<BufferSpec> {
-        let mut out = Layer::<F>::buffers(&self.branch);
-        if let Some(s) = &self.shortcut {
-            out.extend(
-                Layer::<F>::buffers(s)
-                    .into_iter()
-                    .map(|b| b.prefixed("shortcut")),
-            );
-        }
-        if let Some(a) = &self.activation {
-            out.extend(a.buffers().into_iter().map(|b| b.prefixed("activation")));
-        }
-        out
+        self.child_specs(|l| l.buffers(), BufferSpec::prefixed)
     }
 
     fn buffer_count(&self) -> usize {
@@ -805,16 +850,7 @@ impl<F: Float> Layer<F> for Residual<F> {
     }
 
     fn init_buffers(&self, out: &mut [F]) -> Result<()> {
-        let [rb, rs, ra] = self.ranges(false);
-        check_len("buffers", out.len(), ra.end)?;
-        self.branch.init_buffers(&mut out[rb])?;
-        if let Some(s) = &self.shortcut {
-            s.init_buffers(&mut out[rs])?;
-        }
-        if let Some(a) = &self.activation {
-            a.init_buffers(&mut out[ra])?;
-        }
-        Ok(())
+        self.init_children(false, out, |l, o| l.init_buffers(o))
     }
 
     fn is_mode_dependent(&self) -> bool {
@@ -888,17 +924,10 @@ impl<F: Float> Layer<F> for Residual<F> {
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
-        let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
         let dz = match (&self.activation, z) {
             (Some(a), Some(z)) => {
-                let arec = Recorded {
-                    params: &rec.params[pa.clone()],
-                    buffers: &rec.buffers[ba],
-                    input: z.view(),
-                    output: rec.output.view(),
-                    cache: rec.cache.child(2, "Residual")?,
-                };
+                let arec = self.child_record(rec, 2, z.view(), rec.output.clone())?;
                 let gp = grad_params.as_deref_mut().map(|g| &mut g[pa]);
                 a.backward(&arec, grad_output, gp, true)?.ok_or_else(|| {
                     Error::invalid("activation", a.kind(), "returned no input gradient")
@@ -908,38 +937,20 @@ impl<F: Float> Layer<F> for Residual<F> {
         };
         let s = F::from_f64_rounded(self.scale);
         let d_branch = dz.mapv(|v| v * s);
-        let brec = Recorded {
-            params: &rec.params[pb.clone()],
-            buffers: &rec.buffers[bb],
-            input: rec.input.view(),
-            output: fb.view(),
-            cache: rec.cache.child(0, "Residual")?,
-        };
+        let brec = self.child_record(rec, 0, rec.input.clone(), fb.view())?;
         let gp = grad_params.as_deref_mut().map(|g| &mut g[pb]);
         let dx_branch = self
             .branch
             .backward(&brec, d_branch.view(), gp, want_input)?;
         let dx_short = match (&self.shortcut, sc) {
             (Some(short), Some(sc)) => {
-                let srec = Recorded {
-                    params: &rec.params[ps.clone()],
-                    buffers: &rec.buffers[bs],
-                    input: rec.input.view(),
-                    output: sc.view(),
-                    cache: rec.cache.child(1, "Residual")?,
-                };
+                let srec = self.child_record(rec, 1, rec.input.clone(), sc.view())?;
                 let gp = grad_params.map(|g| &mut g[ps]);
                 short.backward(&srec, dz.view(), gp, want_input)?
             }
             _ => want_input.then_some(dz),
         };
-        Ok(match (dx_branch, dx_short) {
-            (Some(mut a), Some(b)) => {
-                a += &b;
-                Some(a)
-            }
-            _ => None,
-        })
+        Ok(sum_of_paths(dx_branch, dx_short))
     }
 
     fn forward_tangent(
@@ -955,15 +966,8 @@ impl<F: Float> Layer<F> for Residual<F> {
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
-        let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
-        let brec = Recorded {
-            params: &rec.params[pb.clone()],
-            buffers: &rec.buffers[bb],
-            input: rec.input.view(),
-            output: fb.view(),
-            cache: rec.cache.child(0, "Residual")?,
-        };
+        let brec = self.child_record(rec, 0, rec.input.clone(), fb.view())?;
         let rx = tangent.input.as_ref().map(|t| t.view());
         let (r_fb, tb) = self.branch.forward_tangent(
             &brec,
@@ -974,13 +978,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         )?;
         let (r_sc, ts) = match (&self.shortcut, sc) {
             (Some(short), Some(sc)) => {
-                let srec = Recorded {
-                    params: &rec.params[ps.clone()],
-                    buffers: &rec.buffers[bs],
-                    input: rec.input.view(),
-                    output: sc.view(),
-                    cache: rec.cache.child(1, "Residual")?,
-                };
+                let srec = self.child_record(rec, 1, rec.input.clone(), sc.view())?;
                 let (o, c) = short.forward_tangent(
                     &srec,
                     &Tangent {
@@ -999,13 +997,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         }
         let (out, rz_saved, ta) = match (&self.activation, z) {
             (Some(a), Some(z)) => {
-                let arec = Recorded {
-                    params: &rec.params[pa.clone()],
-                    buffers: &rec.buffers[ba],
-                    input: z.view(),
-                    output: rec.output.view(),
-                    cache: rec.cache.child(2, "Residual")?,
-                };
+                let arec = self.child_record(rec, 2, z.view(), rec.output.clone())?;
                 let (o, c) = a.forward_tangent(
                     &arec,
                     &Tangent {
@@ -1040,17 +1032,10 @@ impl<F: Float> Layer<F> for Residual<F> {
         crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let [pb, ps, pa] = self.ranges(true);
-        let [bb, bs, ba] = self.ranges(false);
         let (fb, z, sc) = self.parts(rec)?;
         let (dz, rdz) = match (&self.activation, z) {
             (Some(a), Some(z)) => {
-                let arec = Recorded {
-                    params: &rec.params[pa.clone()],
-                    buffers: &rec.buffers[ba],
-                    input: z.view(),
-                    output: rec.output.view(),
-                    cache: rec.cache.child(2, "Residual")?,
-                };
+                let arec = self.child_record(rec, 2, z.view(), rec.output.clone())?;
                 let rz = tangent_cache.tensor(0, "Residual")?;
                 let dz = a.backward(&arec, grad_output.view(), None, true)?;
                 let rdz = a.backward_tangent(
@@ -1079,13 +1064,7 @@ impl<F: Float> Layer<F> for Residual<F> {
             _ => (grad_output.to_owned(), grad_output_tangent.to_owned()),
         };
         let s = F::from_f64_rounded(self.scale);
-        let brec = Recorded {
-            params: &rec.params[pb.clone()],
-            buffers: &rec.buffers[bb],
-            input: rec.input.view(),
-            output: fb.view(),
-            cache: rec.cache.child(0, "Residual")?,
-        };
+        let brec = self.child_record(rec, 0, rec.input.clone(), fb.view())?;
         let rx = tangent.input.as_ref().map(|t| t.view());
         let r_branch = self.branch.backward_tangent(
             &brec,
@@ -1101,13 +1080,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         )?;
         let r_short = match (&self.shortcut, sc) {
             (Some(short), Some(sc)) => {
-                let srec = Recorded {
-                    params: &rec.params[ps.clone()],
-                    buffers: &rec.buffers[bs],
-                    input: rec.input.view(),
-                    output: sc.view(),
-                    cache: rec.cache.child(1, "Residual")?,
-                };
+                let srec = self.child_record(rec, 1, rec.input.clone(), sc.view())?;
                 short.backward_tangent(
                     &srec,
                     &Tangent {
@@ -1123,13 +1096,7 @@ impl<F: Float> Layer<F> for Residual<F> {
             }
             _ => want_input.then_some(rdz),
         };
-        Ok(match (r_branch, r_short) {
-            (Some(mut a), Some(b)) => {
-                a += &b;
-                Some(a)
-            }
-            _ => None,
-        })
+        Ok(sum_of_paths(r_branch, r_short))
     }
 }
 
