@@ -384,6 +384,37 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>>;
 
+    /// The backward pass with extra gradients `hooks` — `(path, ∂L/∂(output at path))` — added
+    /// at layers inside this one, for losses on inner activations. A path names an inner layer
+    /// relative to this one (`"conv1"` in a chain, `"shortcut.proj"` in a residual block, nested
+    /// with dots). Containers ([`crate::Chain`], [`crate::Residual`]) route them; other layers
+    /// have no inner layers and reject any hook with an error naming it.
+    fn backward_with_hooks(
+        &self,
+        rec: &Recorded<'_, F>,
+        grad_output: ArrayViewD<'_, F>,
+        hooks: &[Hook<'_, F>],
+        grad_params: Option<&mut [F]>,
+        want_input: bool,
+    ) -> Result<Option<ArrayD<F>>> {
+        match hooks.first() {
+            None => self.backward(rec, grad_output, grad_params, want_input),
+            Some((path, _)) => Err(Error::invalid(
+                "hooks",
+                path.to_string(),
+                format!("{} has no inner layers to hook", self.kind()),
+            )),
+        }
+    }
+
+    /// The output of the inner layer at `path` (as in [`Layer::backward_with_hooks`]) in the
+    /// recorded forward pass, or `None` where no inner layer has that path (every path, for
+    /// layers that are not containers).
+    fn inner_output<'a>(&self, rec: &Recorded<'a, F>, path: &str) -> Option<ArrayViewD<'a, F>> {
+        let _ = (rec, path);
+        None
+    }
+
     /// Forward R-pass: $R\{y\} = J_\theta v + J_x R\{x\}$ for the direction `tangent`, with a
     /// cache for [`Layer::backward_tangent`]. Layers without an R-operator return
     /// [`Error::Unsupported`].
@@ -424,6 +455,10 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
         Err(unsupported(self.kind(), "backward_tangent (R-operator)"))
     }
 }
+
+/// An extra gradient for a loss on an inner activation: the path of the layer whose output it
+/// is the gradient of (`"block.conv1"`), and $\partial L/\partial(\text{that output})$.
+pub type Hook<'h, F> = (&'h str, ArrayViewD<'h, F>);
 
 /// The error a layer returns for an operation it does not implement.
 pub fn unsupported(layer: &str, operation: &str) -> Error {

@@ -24,7 +24,9 @@ pub use curvature::{Curvature, CurvatureOperator};
 pub use error::{Error, InputError, Result};
 pub use groups::{pattern_matches, ParamGroups};
 pub use io::tensor_values as safetensors_tensor_values;
-pub use layer::{BufferSpec, Cache, Context, Init, Layer, Mode, ParamSpec, Recorded, Tangent};
+pub use layer::{
+    BufferSpec, Cache, Context, Hook, Init, Layer, Mode, ParamSpec, Recorded, Tangent,
+};
 pub use loss::{
     confident_entropy_and_logit_gradient, entropy_and_logit_gradient, prediction_entropies,
 };

@@ -16,7 +16,8 @@ pub use curvature::SequentialCurvature;
 
 use crate::error::{Error, Result};
 use crate::layer::{
-    check_len, splitmix64, BufferSpec, Cache, Context, Layer, Mode, ParamSpec, Recorded, Tangent,
+    check_len, splitmix64, BufferSpec, Cache, Context, Hook, Layer, Mode, ParamSpec, Recorded,
+    Tangent,
 };
 use crate::loss::{loss_and_logit_gradient, Loss, Targets};
 use crate::storage;
@@ -66,6 +67,30 @@ type Outputs<F> = (Vec<ArrayD<F>>, Vec<Cache<F>>);
 type OutputViews<'a, F> = (Vec<ArrayViewD<'a, F>>, Vec<&'a Cache<F>>);
 /// A residual block's saved branch output, pre-activation sum and shortcut output.
 type BlockParts<'a, F> = (&'a ArrayD<F>, Option<&'a ArrayD<F>>, Option<&'a ArrayD<F>>);
+
+/// Hook gradients of one chain sorted by layer: those on a layer's own output, and those for
+/// layers inside it (with the layer's name taken off their paths).
+struct RoutedHooks<'h, F> {
+    on_output: Vec<Option<ArrayViewD<'h, F>>>,
+    inside: Vec<Vec<Hook<'h, F>>>,
+}
+
+impl<F> RoutedHooks<'_, F> {
+    fn none() -> Self {
+        Self {
+            on_output: Vec::new(),
+            inside: Vec::new(),
+        }
+    }
+}
+
+/// Splits a hook path at its first dot: the layer's name and the path inside it.
+fn split_path(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('.') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (path, None),
+    }
+}
 
 /// What [`Chain::backward_impl`] returns: the input gradient and, when kept, the gradient at
 /// every layer output.
@@ -207,9 +232,75 @@ impl<F: Float> Chain<F> {
         Ok((outputs, caches))
     }
 
+    /// Sorts `hooks` by the layer their path starts with; a hook on a layer's own output must
+    /// have that output's shape (`outputs[i]`), one per layer.
+    fn route_hooks<'s>(
+        &self,
+        hooks: &'s [(&str, ArrayViewD<'_, F>)],
+        outputs: &[ArrayViewD<'_, F>],
+    ) -> Result<RoutedHooks<'s, F>> {
+        let n = self.entries.len();
+        let mut routed = RoutedHooks {
+            on_output: vec![None; n],
+            inside: vec![Vec::new(); n],
+        };
+        for (path, g) in hooks {
+            let (name, rest) = split_path(path);
+            let i = self.position(name).ok_or_else(|| {
+                Error::invalid("hooks", path.to_string(), "no layer has that path")
+            })?;
+            match rest {
+                Some(rest) => routed.inside[i].push((rest, g.view())),
+                None => {
+                    crate::layers::util::check_like("hooks", g, outputs[i].shape())?;
+                    if routed.on_output[i].is_some() {
+                        return Err(Error::invalid(
+                            "hooks",
+                            path.to_string(),
+                            "one hook per layer",
+                        ));
+                    }
+                    routed.on_output[i] = Some(g.view());
+                }
+            }
+        }
+        Ok(routed)
+    }
+
+    /// The output of the layer at `path` (a name of this chain, then paths inside it).
+    fn output_at_path<'a>(
+        &self,
+        params: &'a [F],
+        buffers: &'a [F],
+        x: ArrayViewD<'a, F>,
+        outputs: &[ArrayViewD<'a, F>],
+        caches: &[&'a Cache<F>],
+        path: &str,
+    ) -> Option<ArrayViewD<'a, F>> {
+        let (name, rest) = split_path(path);
+        let i = self.position(name)?;
+        let Some(rest) = rest else {
+            return outputs.get(i).cloned();
+        };
+        let e = &self.entries[i];
+        let rec = Recorded {
+            params: params.get(e.params.clone())?,
+            buffers: buffers.get(e.buffers.clone())?,
+            input: if i == 0 {
+                x
+            } else {
+                outputs.get(i - 1)?.clone()
+            },
+            output: outputs.get(i)?.clone(),
+            cache: caches.get(i)?,
+        };
+        e.layer.inner_output(&rec, rest)
+    }
+
     /// Reverse pass over all layers. `outputs[i]` is layer `i`'s output; `grad_output` is
-    /// ∂L/∂(last output) (`None`: only injected gradients); `inject[i]`, when given, is added
-    /// to ∂L/∂(output i).
+    /// ∂L/∂(last output) (`None`: only hook gradients); `hooks.on_output[i]`, when given, is
+    /// added to ∂L/∂(output i), and `hooks.inside[i]` go to layer `i`'s
+    /// [`Layer::backward_with_hooks`].
     #[allow(clippy::too_many_arguments)]
     fn backward_impl(
         &self,
@@ -219,7 +310,7 @@ impl<F: Float> Chain<F> {
         outputs: &[ArrayViewD<'_, F>],
         caches: &[&Cache<F>],
         grad_output: Option<ArrayViewD<'_, F>>,
-        inject: &[Option<ArrayViewD<'_, F>>],
+        hooks: &RoutedHooks<'_, F>,
         mut grad_params: Option<&mut [F]>,
         want_input: bool,
         keep_deltas: bool,
@@ -238,7 +329,7 @@ impl<F: Float> Chain<F> {
         };
         let mut pending: Option<ArrayD<F>> = grad_output.map(|g| g.to_owned());
         for i in (0..n).rev() {
-            if let Some(Some(extra)) = inject.get(i) {
+            if let Some(Some(extra)) = hooks.on_output.get(i) {
                 pending = Some(match pending {
                     Some(mut p) => {
                         p += extra;
@@ -247,8 +338,11 @@ impl<F: Float> Chain<F> {
                     None => extra.to_owned(),
                 });
             }
-            let Some(delta) = pending.take() else {
-                continue;
+            let inside = hooks.inside.get(i).map_or(&[][..], Vec::as_slice);
+            let delta = match pending.take() {
+                Some(d) => d,
+                None if !inside.is_empty() => storage::array_filled(outputs[i].shape(), F::zero()),
+                None => continue,
             };
             let e = &self.entries[i];
             let rec = Recorded {
@@ -264,7 +358,12 @@ impl<F: Float> Chain<F> {
             };
             let gp = grad_params.as_deref_mut().map(|g| &mut g[e.params.clone()]);
             let need_input = i > 0 || want_input;
-            pending = e.layer.backward(&rec, delta.view(), gp, need_input)?;
+            pending = if inside.is_empty() {
+                e.layer.backward(&rec, delta.view(), gp, need_input)?
+            } else {
+                e.layer
+                    .backward_with_hooks(&rec, delta.view(), inside, gp, need_input)?
+            };
             if keep_deltas {
                 deltas[i] = Some(delta);
             } else {
@@ -407,7 +506,7 @@ impl<F: Float> Chain<F> {
         Ok(None)
     }
 
-    fn views_of<'a>(&self, rec: &'a Recorded<'_, F>) -> Result<OutputViews<'a, F>> {
+    fn views_of<'a>(&self, rec: &Recorded<'a, F>) -> Result<OutputViews<'a, F>> {
         let n = self.entries.len();
         if n == 0 {
             return Ok((Vec::new(), Vec::new()));
@@ -419,9 +518,10 @@ impl<F: Float> Chain<F> {
                 "the cache does not come from this chain's forward pass",
             ));
         }
-        let mut outs: Vec<ArrayViewD<'a, F>> = rec.cache.tensors.iter().map(|t| t.view()).collect();
-        outs.push(rec.output.view());
-        Ok((outs, rec.cache.children.iter().collect()))
+        let cache: &'a Cache<F> = rec.cache;
+        let mut outs: Vec<ArrayViewD<'a, F>> = cache.tensors.iter().map(|t| t.view()).collect();
+        outs.push(rec.output.clone());
+        Ok((outs, cache.children.iter().collect()))
     }
 
     fn tangent_views<'a>(&self, out_tangent_cache: &'a Cache<F>) -> Result<OutputViews<'a, F>> {
@@ -531,6 +631,17 @@ impl<F: Float> Layer<F> for Chain<F> {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
+        self.backward_with_hooks(rec, grad_output, &[], grad_params, want_input)
+    }
+
+    fn backward_with_hooks(
+        &self,
+        rec: &Recorded<'_, F>,
+        grad_output: ArrayViewD<'_, F>,
+        hooks: &[Hook<'_, F>],
+        grad_params: Option<&mut [F]>,
+        want_input: bool,
+    ) -> Result<Option<ArrayD<F>>> {
         crate::layers::util::check_backward_slices(
             Layer::<F>::parameter_count(self),
             rec,
@@ -538,6 +649,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
         let (outs, caches) = self.views_of(rec)?;
+        let routed = self.route_hooks(hooks, &outs)?;
         Ok(self
             .backward_impl(
                 rec.params,
@@ -546,12 +658,24 @@ impl<F: Float> Layer<F> for Chain<F> {
                 &outs,
                 &caches,
                 Some(grad_output),
-                &[],
+                &routed,
                 grad_params,
                 want_input,
                 false,
             )?
             .input)
+    }
+
+    fn inner_output<'a>(&self, rec: &Recorded<'a, F>, path: &str) -> Option<ArrayViewD<'a, F>> {
+        let (outs, caches) = self.views_of(rec).ok()?;
+        self.output_at_path(
+            rec.params,
+            rec.buffers,
+            rec.input.clone(),
+            &outs,
+            &caches,
+            path,
+        )
     }
 
     fn forward_tangent(
@@ -738,6 +862,33 @@ impl<F: Float> Residual<F> {
         ))
     }
 
+    /// Hooks for layers of the branch (their paths as they are) and of the shortcut chain
+    /// (`"shortcut."` taken off).
+    #[allow(clippy::type_complexity)]
+    fn route_hooks<'s>(
+        &self,
+        hooks: &'s [Hook<'_, F>],
+    ) -> Result<(Vec<Hook<'s, F>>, Vec<Hook<'s, F>>)> {
+        let (mut branch, mut shortcut) = (Vec::new(), Vec::new());
+        for (path, g) in hooks {
+            match split_path(path) {
+                ("shortcut", Some(rest)) if self.shortcut.is_some() => {
+                    shortcut.push((rest, g.view()))
+                }
+                ("shortcut" | "activation", _) => {
+                    return Err(Error::invalid(
+                        "hooks",
+                        path.to_string(),
+                        "a residual block's sum and shortcut are hooked through the block itself \
+                         or a layer inside its shortcut chain",
+                    ))
+                }
+                _ => branch.push((*path, g.view())),
+            }
+        }
+        Ok((branch, shortcut))
+    }
+
     /// The forward pass of one child (`part`: 0 branch, 1 shortcut, 2 activation) as its own
     /// backward and R-operator passes see it.
     fn child_record<'a>(
@@ -914,6 +1065,17 @@ impl<F: Float> Layer<F> for Residual<F> {
         &self,
         rec: &Recorded<'_, F>,
         grad_output: ArrayViewD<'_, F>,
+        grad_params: Option<&mut [F]>,
+        want_input: bool,
+    ) -> Result<Option<ArrayD<F>>> {
+        self.backward_with_hooks(rec, grad_output, &[], grad_params, want_input)
+    }
+
+    fn backward_with_hooks(
+        &self,
+        rec: &Recorded<'_, F>,
+        grad_output: ArrayViewD<'_, F>,
+        hooks: &[Hook<'_, F>],
         mut grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
@@ -923,6 +1085,7 @@ impl<F: Float> Layer<F> for Residual<F> {
             grad_params.as_ref().map(|g| g.len()),
         )?;
         crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        let (branch_hooks, shortcut_hooks) = self.route_hooks(hooks)?;
         let [pb, ps, pa] = self.ranges(true);
         let (fb, z, sc) = self.parts(rec)?;
         let dz = match (&self.activation, z) {
@@ -939,18 +1102,42 @@ impl<F: Float> Layer<F> for Residual<F> {
         let d_branch = dz.mapv(|v| v * s);
         let brec = self.child_record(rec, 0, rec.input.clone(), fb.view())?;
         let gp = grad_params.as_deref_mut().map(|g| &mut g[pb]);
-        let dx_branch = self
-            .branch
-            .backward(&brec, d_branch.view(), gp, want_input)?;
+        let dx_branch = self.branch.backward_with_hooks(
+            &brec,
+            d_branch.view(),
+            &branch_hooks,
+            gp,
+            want_input,
+        )?;
         let dx_short = match (&self.shortcut, sc) {
             (Some(short), Some(sc)) => {
                 let srec = self.child_record(rec, 1, rec.input.clone(), sc.view())?;
                 let gp = grad_params.map(|g| &mut g[ps]);
-                short.backward(&srec, dz.view(), gp, want_input)?
+                short.backward_with_hooks(&srec, dz.view(), &shortcut_hooks, gp, want_input)?
             }
             _ => want_input.then_some(dz),
         };
         Ok(sum_of_paths(dx_branch, dx_short))
+    }
+
+    fn inner_output<'a>(&self, rec: &Recorded<'a, F>, path: &str) -> Option<ArrayViewD<'a, F>> {
+        let (fb, _, sc) = self.parts(rec).ok()?;
+        match split_path(path) {
+            ("shortcut", Some(rest)) => {
+                let short = self.shortcut.as_ref()?;
+                let srec = self
+                    .child_record(rec, 1, rec.input.clone(), sc?.view())
+                    .ok()?;
+                short.inner_output(&srec, rest)
+            }
+            ("shortcut" | "activation", None) => None,
+            _ => {
+                let brec = self
+                    .child_record(rec, 0, rec.input.clone(), fb.view())
+                    .ok()?;
+                self.branch.inner_output(&brec, path)
+            }
+        }
     }
 
     fn forward_tangent(
@@ -1494,9 +1681,11 @@ impl<F: Float> Sequential<F> {
     }
 
     /// The general backward pass: `grad_output` at the output (or `None`), `hooks` — extra
-    /// gradients `(layer name, ∂L/∂(that layer's output))` for losses on intermediate
-    /// activations — and which gradients to compute (`want_params = false` skips the
-    /// parameter gradient, e.g. for adversarial examples).
+    /// gradients `(layer path, ∂L/∂(that layer's output))` for losses on intermediate
+    /// activations, at top-level layers (`"conv1"`) or inside containers (`"block.conv1"`,
+    /// `"block.shortcut.proj"`; [`Sequential::output_of`] reads those outputs) — and which
+    /// gradients to compute (`want_params = false` skips the parameter gradient, e.g. for
+    /// adversarial examples).
     pub fn backward_with(
         &self,
         trace: &Trace<F>,
@@ -1513,6 +1702,25 @@ impl<F: Float> Sequential<F> {
             want_params,
             want_input,
         )
+    }
+
+    /// The output of the layer at `path` in `trace`: a top-level name (`"conv1"`, as
+    /// [`Trace::get`]) or a path into a container (`"block.conv1"`, `"block.shortcut.proj"`),
+    /// the paths [`Sequential::backward_with`]'s hooks take.
+    pub fn output_of<'a>(&'a self, trace: &'a Trace<F>, path: &str) -> Result<ArrayViewD<'a, F>> {
+        self.check_trace(trace)?;
+        let outs: Vec<ArrayViewD<'a, F>> = trace.outputs.iter().map(|o| o.view()).collect();
+        let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
+        self.chain
+            .output_at_path(
+                self.params.as_slice().expect("owned vector"),
+                self.buffers.as_slice().expect("owned vector"),
+                trace.input.view(),
+                &outs,
+                &caches,
+                path,
+            )
+            .ok_or_else(|| Error::invalid("path", path.to_string(), "no layer has that path"))
     }
 
     /// [`Sequential::backward_with`] at explicit parameters (those of a
@@ -1532,26 +1740,12 @@ impl<F: Float> Sequential<F> {
             crate::layers::util::check_like("grad_output", g, trace.output().shape())?;
             check::finite_values("grad_output", g.iter().copied())?;
         }
-        let mut inject: Vec<Option<ArrayViewD<'_, F>>> = vec![None; self.chain.len()];
-        for (name, g) in hooks {
-            let i = self.chain.position(name).ok_or_else(|| {
-                Error::invalid("hooks", name.to_string(), "no top-level layer of that name")
-            })?;
-            crate::layers::util::check_like("hooks", g, trace.outputs[i].shape())?;
+        for (_, g) in hooks {
             check::finite_values("hooks", g.iter().copied())?;
-            inject[i] = Some(match inject[i].take() {
-                Some(prev) => {
-                    return Err(Error::invalid(
-                        "hooks",
-                        format!("{name} (shape {:?})", prev.shape()),
-                        "one hook per layer",
-                    ))
-                }
-                None => g.view(),
-            });
         }
         let outs: Vec<ArrayViewD<'_, F>> = trace.outputs.iter().map(|o| o.view()).collect();
         let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
+        let routed = self.chain.route_hooks(hooks, &outs)?;
         let mut grad = want_params.then(|| Array1::zeros(self.params.len()));
         let out = self.chain.backward_impl(
             params,
@@ -1560,7 +1754,7 @@ impl<F: Float> Sequential<F> {
             &outs,
             &caches,
             grad_output,
-            &inject,
+            &routed,
             grad.as_mut()
                 .map(|g| g.as_slice_mut().expect("owned vector")),
             want_input,

@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayViewD, ArrayViewMut1, Ix2
 use tessera_core::{check, RejectInput};
 use tessera_lanczos::LinearOperator;
 
-use super::{Sequential, Trace};
+use super::{RoutedHooks, Sequential, Trace};
 use crate::curvature::Curvature;
 use crate::error::{Error, Result};
 use crate::layer::Cache;
@@ -75,7 +75,7 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
             &outs,
             &caches,
             Some(logit_grad.into_dyn().view()),
-            &[],
+            &RoutedHooks::none(),
             Some(gradient.as_slice_mut().expect("owned vector")),
             false,
             true,
@@ -191,7 +191,7 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
                     &outs,
                     &caches,
                     Some(u.into_dyn().view()),
-                    &[],
+                    &RoutedHooks::none(),
                     Some(out),
                     false,
                     false,

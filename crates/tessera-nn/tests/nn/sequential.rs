@@ -497,3 +497,130 @@ fn recycled_storage_gives_identical_steps() {
     let third = step(&mut model());
     assert_eq!(first.1, third.1);
 }
+
+/// Hooks reach layers inside containers: a loss on the output of a layer inside a residual
+/// block's branch and on one inside its shortcut chain, with and without a loss on the logits,
+/// against finite differences of the same losses read back with `output_of`.
+#[test]
+fn hooks_reach_layers_inside_residual_blocks() {
+    let model = small_cnn(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x = random_tensor(&[3, 2, 4, 4], &mut rng);
+    let labels = [0usize, 2, 1];
+    let targets = Targets::Hard(&labels);
+    let trace = model.forward_eval(x.view()).unwrap();
+    let bn_shape = model
+        .output_of(&trace, "block.bn")
+        .unwrap()
+        .shape()
+        .to_vec();
+    let proj_shape = model
+        .output_of(&trace, "block.shortcut.proj")
+        .unwrap()
+        .shape()
+        .to_vec();
+    assert_eq!(bn_shape, [3, 4, 4, 4]);
+    assert_eq!(
+        model.output_of(&trace, "relu").unwrap(),
+        trace.get("relu").unwrap()
+    );
+    let c_bn = random_tensor(&bn_shape, &mut rng);
+    let c_proj = random_tensor(&proj_shape, &mut rng);
+    let params: Vec<f64> = model.params().to_vec();
+    let buffers: Vec<f64> = model.buffers().to_vec();
+    for with_logits in [false, true] {
+        // L = [CE(logits)] + Σ c_bn ⊙ block.bn + Σ c_proj ⊙ block.shortcut.proj.
+        let total = |p: &[f64]| -> f64 {
+            let mut b = buffers.clone();
+            let t = model
+                .forward_with(p, &mut b, x.view(), Context::eval())
+                .unwrap();
+            let inner = (&model.output_of(&t, "block.bn").unwrap() * &c_bn).sum()
+                + (&model.output_of(&t, "block.shortcut.proj").unwrap() * &c_proj).sum();
+            let ce = tessera_nn::loss_and_logit_gradient(
+                t.logits().unwrap(),
+                &targets,
+                Loss::SoftmaxCrossEntropy,
+            )
+            .unwrap()
+            .0;
+            inner + if with_logits { ce } else { 0.0 }
+        };
+        let (_, g) = tessera_nn::loss_and_logit_gradient(
+            trace.logits().unwrap(),
+            &targets,
+            Loss::SoftmaxCrossEntropy,
+        )
+        .unwrap();
+        let g = g.into_dyn();
+        let grads = model
+            .backward_with(
+                &trace,
+                with_logits.then(|| g.view()),
+                &[
+                    ("block.bn", c_bn.view()),
+                    ("block.shortcut.proj", c_proj.view()),
+                ],
+                true,
+                true,
+            )
+            .unwrap();
+        let fd = central_difference_gradient(total, &params, 1e-6);
+        let e = max_rel_err(grads.params.unwrap().as_slice().unwrap(), &fd);
+        assert!(
+            e < 1e-7,
+            "with_logits {with_logits}: hooked gradient off by {e:e}"
+        );
+    }
+    // A hook inside the block leaves the layers above it untouched.
+    let only = model
+        .backward_with(&trace, None, &[("block.conv1", c_bn.view())], true, false)
+        .unwrap()
+        .params
+        .unwrap();
+    let layout = model.parameter_layout();
+    let fc = layout.iter().find(|r| r.name == "fc.weight").unwrap();
+    let conv2 = layout
+        .iter()
+        .find(|r| r.name == "block.conv2.weight")
+        .unwrap();
+    let conv1 = layout
+        .iter()
+        .find(|r| r.name == "block.conv1.weight")
+        .unwrap();
+    assert!(only.as_slice().unwrap()[fc.range.clone()]
+        .iter()
+        .all(|&g| g == 0.0));
+    assert!(only.as_slice().unwrap()[conv2.range.clone()]
+        .iter()
+        .all(|&g| g == 0.0));
+    assert!(only.as_slice().unwrap()[conv1.range.clone()]
+        .iter()
+        .any(|&g| g != 0.0));
+    // Paths that name no layer, the block's own sum and shortcut, layers without inner
+    // layers, and wrong shapes are errors naming the hooks.
+    let name_of = |e: Error| match e {
+        Error::Input(e) => e.name().to_string(),
+        other => panic!("unexpected error {other}"),
+    };
+    for bad in [
+        "block.nope",
+        "block.activation",
+        "block.shortcut",
+        "fc.weight",
+        "nope.conv1",
+    ] {
+        let err = model
+            .backward_with(&trace, None, &[(bad, c_bn.view())], true, false)
+            .unwrap_err();
+        assert_eq!(name_of(err), "hooks", "{bad}");
+        if bad != "block.activation" && bad != "block.shortcut" {
+            assert!(model.output_of(&trace, bad).is_err(), "{bad}");
+        }
+    }
+    let wrong = random_tensor(&[3, 4, 4, 5], &mut rng);
+    let err = model
+        .backward_with(&trace, None, &[("block.bn", wrong.view())], true, false)
+        .unwrap_err();
+    assert_eq!(name_of(err), "hooks");
+}
