@@ -6,12 +6,12 @@
 //! rayon pool; the weight gradient is summed over fixed chunks of images in a fixed order, so
 //! results do not depend on the number of threads.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2};
 use rayon::prelude::*;
 use tessera_core::RejectInput;
 
 use crate::error::{Error, Result};
+use crate::gemm::product;
 use crate::layer::{Cache, Context, Init, Layer, ParamSpec, Recorded, Tangent};
 use crate::layers::util::{channel_sums, check_grad_outputs, plane_sum};
 use crate::layers::util::{
@@ -188,7 +188,7 @@ impl Geometry {
                     self.im2col(xb, cols);
                     let c = ArrayView2::from_shape((k, p), &cols[..]).expect("cols");
                     let mut y2 = ArrayViewMut2::from_shape((self.o, p), y).expect("out");
-                    general_mat_mul(F::one(), &w, &c, beta, &mut y2);
+                    product(F::one(), w, c, beta, y2.view_mut());
                     if let Some(b) = bias {
                         for (row, &bo) in y2.rows_mut().into_iter().zip(b) {
                             for v in row {
@@ -215,8 +215,8 @@ impl Geometry {
                     self.im2col(xb, &mut cols);
                     let c = ArrayView2::from_shape((k, p), &cols[..]).expect("cols");
                     let d = ArrayView2::from_shape((self.o, p), db).expect("delta");
-                    let mut a = ArrayViewMut2::from_shape((self.o, k), &mut acc[..]).expect("acc");
-                    general_mat_mul(F::one(), &d, &c.t(), F::one(), &mut a);
+                    let a = ArrayViewMut2::from_shape((self.o, k), &mut acc[..]).expect("acc");
+                    product(F::one(), d, c.t(), F::one(), a);
                 }
                 acc
             })
@@ -244,8 +244,8 @@ impl Geometry {
                 || vec![F::zero(); k * p],
                 |cols, (dxb, db)| {
                     let d = ArrayView2::from_shape((self.o, p), db).expect("delta");
-                    let mut c = ArrayViewMut2::from_shape((k, p), &mut cols[..]).expect("cols");
-                    general_mat_mul(F::one(), &w.t(), &d, F::zero(), &mut c);
+                    let c = ArrayViewMut2::from_shape((k, p), &mut cols[..]).expect("cols");
+                    product(F::one(), w.t(), d, F::zero(), c);
                     self.col2im_add(cols, dxb);
                 },
             );
