@@ -84,6 +84,23 @@ impl<F> RoutedHooks<'_, F> {
     }
 }
 
+/// The slice checks of a container's passes: its recorded parameters, the direction (with a
+/// `tangent`), the length `out_len` of the gradient or product slice it writes, when given, and
+/// its buffers, which it hands on to its children.
+fn check_container_slices<F: Float>(
+    layer: &dyn Layer<F>,
+    rec: &Recorded<'_, F>,
+    tangent: Option<&Tangent<'_, F>>,
+    out_len: Option<usize>,
+) -> Result<()> {
+    let expected = layer.parameter_count();
+    match tangent {
+        Some(t) => crate::layers::util::check_tangent_slices(expected, rec, t, out_len)?,
+        None => crate::layers::util::check_backward_slices(expected, rec, out_len)?,
+    }
+    check_len("buffers", rec.buffers.len(), layer.buffer_count())
+}
+
 /// Splits a hook path at its first dot: the layer's name and the path inside it.
 fn split_path(path: &str) -> (&str, Option<&str>) {
     match path.split_once('.') {
@@ -642,12 +659,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_backward_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            grad_params.as_ref().map(|g| g.len()),
-        )?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, None, grad_params.as_ref().map(|g| g.len()))?;
         let (outs, caches) = self.views_of(rec)?;
         let routed = self.route_hooks(hooks, &outs)?;
         Ok(self
@@ -683,13 +695,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        crate::layers::util::check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            None,
-        )?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, Some(tangent), None)?;
         let (outs, caches) = self.views_of(rec)?;
         let (mut tangents, tcaches) = self.tangent_all(
             rec.params,
@@ -727,8 +733,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, Some(tangent), Some(hvp_params.len()))?;
         let (outs, caches) = self.views_of(rec)?;
         let (tangents, tcaches) = self.tangent_views(tangent_cache)?;
         self.backward_tangent_impl(
@@ -1079,12 +1084,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         mut grad_params: Option<&mut [F]>,
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_backward_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            grad_params.as_ref().map(|g| g.len()),
-        )?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, None, grad_params.as_ref().map(|g| g.len()))?;
         let (branch_hooks, shortcut_hooks) = self.route_hooks(hooks)?;
         let [pb, ps, pa] = self.ranges(true);
         let (fb, z, sc) = self.parts(rec)?;
@@ -1145,13 +1145,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         rec: &Recorded<'_, F>,
         tangent: &Tangent<'_, F>,
     ) -> Result<(ArrayD<F>, Cache<F>)> {
-        crate::layers::util::check_tangent_slices(
-            Layer::<F>::parameter_count(self),
-            rec,
-            tangent,
-            None,
-        )?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, Some(tangent), None)?;
         let [pb, ps, pa] = self.ranges(true);
         let (fb, z, sc) = self.parts(rec)?;
         let brec = self.child_record(rec, 0, rec.input.clone(), fb.view())?;
@@ -1216,8 +1210,7 @@ impl<F: Float> Layer<F> for Residual<F> {
         hvp_params: &mut [F],
         want_input: bool,
     ) -> Result<Option<ArrayD<F>>> {
-        crate::layers::util::check_r_backward_slices(self, rec, tangent, hvp_params)?;
-        crate::layer::check_len("buffers", rec.buffers.len(), Layer::<F>::buffer_count(self))?;
+        check_container_slices(self, rec, Some(tangent), Some(hvp_params.len()))?;
         let [pb, ps, pa] = self.ranges(true);
         let (fb, z, sc) = self.parts(rec)?;
         let (dz, rdz) = match (&self.activation, z) {
