@@ -138,11 +138,14 @@ impl BatchNorm {
                 "the cache does not come from this layer's forward pass",
             ));
         }
-        Ok((
-            mean.as_slice().expect("fresh array"),
-            inv.as_slice().expect("fresh array"),
-            train,
-        ))
+        match (mean.as_slice(), inv.as_slice()) {
+            (Some(mean), Some(inv)) => Ok((mean, inv, train)),
+            _ => Err(Error::invalid(
+                "cache",
+                "BatchNorm",
+                "the cached statistics are not contiguous vectors",
+            )),
+        }
     }
 
     /// $\hat x = (x-\mu)/\sigma$ of a standard-layout `(b, c, s)` input, as the forward pass
@@ -164,21 +167,7 @@ impl BatchNorm {
 
     /// Per channel `(Σ a, Σ a·b)` over batch and positions.
     fn sums<F: Float>(a: &ArrayView3<'_, F>, b: &ArrayView3<'_, F>) -> (Vec<F>, Vec<F>) {
-        let (_, c, s) = a.dim();
-        let a = a.as_slice().expect("standard layout");
-        let b = b.as_slice().expect("standard layout");
-        // The plane of one (example, channel) is contiguous: sum each on its own.
-        let (plane_sums, plane_dots): (Vec<F>, Vec<F>) = a
-            .par_chunks_exact(s)
-            .zip(b.par_chunks_exact(s))
-            .map(|(pa, pb)| {
-                (
-                    plane_sum(pa),
-                    lane_sum(pa.iter().zip(pb).map(|(&x, &y)| x * y)),
-                )
-            })
-            .unzip();
-        (channel_sums(plane_sums, c), channel_sums(plane_dots, c))
+        Self::sums_mapped(a, b, |_, y| y)
     }
 
     /// Per channel `(Σ δ, Σ δ·x̂)` with $\hat x$ recomputed from `x` on the fly (the same
@@ -189,18 +178,28 @@ impl BatchNorm {
         mean: &[F],
         inv: &[F],
     ) -> (Vec<F>, Vec<F>) {
-        let (_, c, s) = d.dim();
-        let d = d.as_slice().expect("standard layout");
-        let x = x.as_slice().expect("standard layout");
-        let (plane_sums, plane_dots): (Vec<F>, Vec<F>) = d
+        Self::sums_mapped(d, x, |ch, x| (x - mean[ch]) * inv[ch])
+    }
+
+    /// Per channel `(Σ a, Σ a·f(channel, b))`. The plane of one (example, channel) is
+    /// contiguous: each is summed on its own, in parallel, then per channel in batch order.
+    fn sums_mapped<F: Float>(
+        a: &ArrayView3<'_, F>,
+        b: &ArrayView3<'_, F>,
+        f: impl Fn(usize, F) -> F + Sync,
+    ) -> (Vec<F>, Vec<F>) {
+        let (_, c, s) = a.dim();
+        let a = a.as_slice().expect("standard layout");
+        let b = b.as_slice().expect("standard layout");
+        let (plane_sums, plane_dots): (Vec<F>, Vec<F>) = a
             .par_chunks_exact(s)
-            .zip(x.par_chunks_exact(s))
+            .zip(b.par_chunks_exact(s))
             .enumerate()
-            .map(|(i, (pd, px))| {
-                let (m, iv) = (mean[i % c], inv[i % c]);
+            .map(|(i, (pa, pb))| {
+                let ch = i % c;
                 (
-                    plane_sum(pd),
-                    lane_sum(pd.iter().zip(px).map(|(&g, &x)| g * ((x - m) * iv))),
+                    plane_sum(pa),
+                    lane_sum(pa.iter().zip(pb).map(|(&x, &y)| x * f(ch, y))),
                 )
             })
             .unzip();
