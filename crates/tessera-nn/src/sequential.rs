@@ -109,6 +109,58 @@ fn split_path(path: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A chain's forward pass as its other passes read it: the chain's parameter and buffer
+/// slices, its input, and every layer's output and cache (`outputs[i]`, `caches[i]`).
+struct ChainRecord<'r, 'a, F> {
+    params: &'a [F],
+    buffers: &'a [F],
+    input: ArrayViewD<'a, F>,
+    outputs: &'r [ArrayViewD<'a, F>],
+    caches: &'r [&'a Cache<F>],
+}
+
+impl<'r, 'a, F: Float> ChainRecord<'r, 'a, F> {
+    /// A container's record `rec` with its layers' `outputs` and `caches` (from its cache).
+    fn of(
+        rec: &Recorded<'a, F>,
+        outputs: &'r [ArrayViewD<'a, F>],
+        caches: &'r [&'a Cache<F>],
+    ) -> Self {
+        Self {
+            params: rec.params,
+            buffers: rec.buffers,
+            input: rec.input.clone(),
+            outputs,
+            caches,
+        }
+    }
+
+    /// What layer `i` (`entry`) recorded, or `None` when the slices do not fit the chain.
+    fn layer(&self, i: usize, entry: &Entry<F>) -> Option<Recorded<'a, F>> {
+        Some(Recorded {
+            params: self.params.get(entry.params.clone())?,
+            buffers: self.buffers.get(entry.buffers.clone())?,
+            input: match i.checked_sub(1) {
+                None => self.input.clone(),
+                Some(previous) => self.outputs.get(previous)?.clone(),
+            },
+            output: self.outputs.get(i)?.clone(),
+            cache: self.caches.get(i)?,
+        })
+    }
+
+    /// [`ChainRecord::layer`], or an error when the record does not come from this chain.
+    fn layer_or_error(&self, i: usize, entry: &Entry<F>) -> Result<Recorded<'a, F>> {
+        self.layer(i, entry).ok_or_else(|| {
+            Error::invalid(
+                "cache",
+                entry.name.clone(),
+                "the recorded pass does not come from this chain",
+            )
+        })
+    }
+}
+
 /// What [`Chain::backward_impl`] returns: the input gradient and, when kept, the gradient at
 /// every layer output.
 struct BackwardOut<F> {
@@ -287,45 +339,25 @@ impl<F: Float> Chain<F> {
     /// The output of the layer at `path` (a name of this chain, then paths inside it).
     fn output_at_path<'a>(
         &self,
-        params: &'a [F],
-        buffers: &'a [F],
-        x: ArrayViewD<'a, F>,
-        outputs: &[ArrayViewD<'a, F>],
-        caches: &[&'a Cache<F>],
+        record: &ChainRecord<'_, 'a, F>,
         path: &str,
     ) -> Option<ArrayViewD<'a, F>> {
         let (name, rest) = split_path(path);
         let i = self.position(name)?;
         let Some(rest) = rest else {
-            return outputs.get(i).cloned();
+            return record.outputs.get(i).cloned();
         };
         let e = &self.entries[i];
-        let rec = Recorded {
-            params: params.get(e.params.clone())?,
-            buffers: buffers.get(e.buffers.clone())?,
-            input: if i == 0 {
-                x
-            } else {
-                outputs.get(i - 1)?.clone()
-            },
-            output: outputs.get(i)?.clone(),
-            cache: caches.get(i)?,
-        };
-        e.layer.inner_output(&rec, rest)
+        e.layer.inner_output(&record.layer(i, e)?, rest)
     }
 
     /// Reverse pass over all layers. `outputs[i]` is layer `i`'s output; `grad_output` is
     /// ∂L/∂(last output) (`None`: only hook gradients); `hooks.on_output[i]`, when given, is
     /// added to ∂L/∂(output i), and `hooks.inside[i]` go to layer `i`'s
     /// [`Layer::backward_with_hooks`].
-    #[allow(clippy::too_many_arguments)]
     fn backward_impl(
         &self,
-        params: &[F],
-        buffers: &[F],
-        x: ArrayViewD<'_, F>,
-        outputs: &[ArrayViewD<'_, F>],
-        caches: &[&Cache<F>],
+        record: &ChainRecord<'_, '_, F>,
         grad_output: Option<ArrayViewD<'_, F>>,
         hooks: &RoutedHooks<'_, F>,
         mut grad_params: Option<&mut [F]>,
@@ -358,21 +390,13 @@ impl<F: Float> Chain<F> {
             let inside = hooks.inside.get(i).map_or(&[][..], Vec::as_slice);
             let delta = match pending.take() {
                 Some(d) => d,
-                None if !inside.is_empty() => storage::array_filled(outputs[i].shape(), F::zero()),
+                None if !inside.is_empty() => {
+                    storage::array_filled(record.outputs[i].shape(), F::zero())
+                }
                 None => continue,
             };
             let e = &self.entries[i];
-            let rec = Recorded {
-                params: &params[e.params.clone()],
-                buffers: &buffers[e.buffers.clone()],
-                input: if i == 0 {
-                    x.view()
-                } else {
-                    outputs[i - 1].view()
-                },
-                output: outputs[i].view(),
-                cache: caches[i],
-            };
+            let rec = record.layer_or_error(i, e)?;
             let gp = grad_params.as_deref_mut().map(|g| &mut g[e.params.clone()]);
             let need_input = i > 0 || want_input;
             pending = if inside.is_empty() {
@@ -394,14 +418,9 @@ impl<F: Float> Chain<F> {
     }
 
     /// Forward R-pass over all layers: every layer output's tangent and tangent cache.
-    #[allow(clippy::too_many_arguments)]
     fn tangent_all(
         &self,
-        params: &[F],
-        buffers: &[F],
-        x: ArrayViewD<'_, F>,
-        outputs: &[ArrayViewD<'_, F>],
-        caches: &[&Cache<F>],
+        record: &ChainRecord<'_, '_, F>,
         v: &[F],
         rx: Option<ArrayViewD<'_, F>>,
     ) -> Result<Outputs<F>> {
@@ -409,17 +428,7 @@ impl<F: Float> Chain<F> {
         let mut tangents: Vec<ArrayD<F>> = Vec::with_capacity(n);
         let mut tcaches = Vec::with_capacity(n);
         for (i, e) in self.entries.iter().enumerate() {
-            let rec = Recorded {
-                params: &params[e.params.clone()],
-                buffers: &buffers[e.buffers.clone()],
-                input: if i == 0 {
-                    x.view()
-                } else {
-                    outputs[i - 1].view()
-                },
-                output: outputs[i].view(),
-                cache: caches[i],
-            };
+            let rec = record.layer_or_error(i, e)?;
             let input_tangent = if i == 0 {
                 rx.as_ref().map(|r| r.view())
             } else {
@@ -440,11 +449,7 @@ impl<F: Float> Chain<F> {
     #[allow(clippy::too_many_arguments)]
     fn backward_tangent_impl(
         &self,
-        params: &[F],
-        buffers: &[F],
-        x: ArrayViewD<'_, F>,
-        outputs: &[ArrayViewD<'_, F>],
-        caches: &[&Cache<F>],
+        record: &ChainRecord<'_, '_, F>,
         v: &[F],
         rx: Option<ArrayViewD<'_, F>>,
         tangents: &[ArrayViewD<'_, F>],
@@ -463,17 +468,7 @@ impl<F: Float> Chain<F> {
         let mut r_delta = grad_output_tangent.to_owned();
         for i in (0..n).rev() {
             let e = &self.entries[i];
-            let rec = Recorded {
-                params: &params[e.params.clone()],
-                buffers: &buffers[e.buffers.clone()],
-                input: if i == 0 {
-                    x.view()
-                } else {
-                    outputs[i - 1].view()
-                },
-                output: outputs[i].view(),
-                cache: caches[i],
-            };
+            let rec = record.layer_or_error(i, e)?;
             let t = Tangent {
                 params: &v[e.params.clone()],
                 input: if i == 0 {
@@ -664,11 +659,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         let routed = self.route_hooks(hooks, &outs)?;
         Ok(self
             .backward_impl(
-                rec.params,
-                rec.buffers,
-                rec.input.view(),
-                &outs,
-                &caches,
+                &ChainRecord::of(rec, &outs, &caches),
                 Some(grad_output),
                 &routed,
                 grad_params,
@@ -680,14 +671,7 @@ impl<F: Float> Layer<F> for Chain<F> {
 
     fn inner_output<'a>(&self, rec: &Recorded<'a, F>, path: &str) -> Option<ArrayViewD<'a, F>> {
         let (outs, caches) = self.views_of(rec).ok()?;
-        self.output_at_path(
-            rec.params,
-            rec.buffers,
-            rec.input.clone(),
-            &outs,
-            &caches,
-            path,
-        )
+        self.output_at_path(&ChainRecord::of(rec, &outs, &caches), path)
     }
 
     fn forward_tangent(
@@ -698,11 +682,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         check_container_slices(self, rec, Some(tangent), None)?;
         let (outs, caches) = self.views_of(rec)?;
         let (mut tangents, tcaches) = self.tangent_all(
-            rec.params,
-            rec.buffers,
-            rec.input.view(),
-            &outs,
-            &caches,
+            &ChainRecord::of(rec, &outs, &caches),
             tangent.params,
             tangent.input.as_ref().map(|t| t.view()),
         )?;
@@ -737,11 +717,7 @@ impl<F: Float> Layer<F> for Chain<F> {
         let (outs, caches) = self.views_of(rec)?;
         let (tangents, tcaches) = self.tangent_views(tangent_cache)?;
         self.backward_tangent_impl(
-            rec.params,
-            rec.buffers,
-            rec.input.view(),
-            &outs,
-            &caches,
+            &ChainRecord::of(rec, &outs, &caches),
             tangent.params,
             tangent.input.as_ref().map(|t| t.view()),
             &tangents,
@@ -1311,6 +1287,14 @@ impl<F: 'static> Drop for Trace<F> {
 }
 
 impl<F: Float> Trace<F> {
+    /// Views of every layer's output and cache.
+    fn layer_views(&self) -> OutputViews<'_, F> {
+        (
+            self.outputs.iter().map(|o| o.view()).collect(),
+            self.caches.iter().collect(),
+        )
+    }
+
     /// The network input.
     pub fn input(&self) -> ArrayViewD<'_, F> {
         self.input.view()
@@ -1697,22 +1681,36 @@ impl<F: Float> Sequential<F> {
         )
     }
 
+    /// The model's parameters as a slice (the vector is owned, so always contiguous).
+    fn params_slice(&self) -> &[F] {
+        self.params.as_slice().expect("owned vector")
+    }
+
+    /// The record of a forward pass `trace` at `params` (`views`: its
+    /// [`Trace::layer_views`]), as the chain's passes read it.
+    fn record<'r, 'a>(
+        &'a self,
+        params: &'a [F],
+        trace: &'a Trace<F>,
+        views: &'r OutputViews<'a, F>,
+    ) -> ChainRecord<'r, 'a, F> {
+        ChainRecord {
+            params,
+            buffers: self.buffers.as_slice().expect("owned vector"),
+            input: trace.input.view(),
+            outputs: &views.0,
+            caches: &views.1,
+        }
+    }
+
     /// The output of the layer at `path` in `trace`: a top-level name (`"conv1"`, as
     /// [`Trace::get`]) or a path into a container (`"block.conv1"`, `"block.shortcut.proj"`),
     /// the paths [`Sequential::backward_with`]'s hooks take.
     pub fn output_of<'a>(&'a self, trace: &'a Trace<F>, path: &str) -> Result<ArrayViewD<'a, F>> {
         self.check_trace(trace)?;
-        let outs: Vec<ArrayViewD<'a, F>> = trace.outputs.iter().map(|o| o.view()).collect();
-        let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
+        let views = trace.layer_views();
         self.chain
-            .output_at_path(
-                self.params.as_slice().expect("owned vector"),
-                self.buffers.as_slice().expect("owned vector"),
-                trace.input.view(),
-                &outs,
-                &caches,
-                path,
-            )
+            .output_at_path(&self.record(self.params_slice(), trace, &views), path)
             .ok_or_else(|| Error::invalid("path", path.to_string(), "no layer has that path"))
     }
 
@@ -1736,16 +1734,11 @@ impl<F: Float> Sequential<F> {
         for (_, g) in hooks {
             check::finite_values("hooks", g.iter().copied())?;
         }
-        let outs: Vec<ArrayViewD<'_, F>> = trace.outputs.iter().map(|o| o.view()).collect();
-        let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
-        let routed = self.chain.route_hooks(hooks, &outs)?;
+        let views = trace.layer_views();
+        let routed = self.chain.route_hooks(hooks, &views.0)?;
         let mut grad = want_params.then(|| Array1::zeros(self.params.len()));
         let out = self.chain.backward_impl(
-            params,
-            self.buffers.as_slice().expect("owned vector"),
-            trace.input.view(),
-            &outs,
-            &caches,
+            &self.record(params, trace, &views),
             grad_output,
             &routed,
             grad.as_mut()

@@ -65,15 +65,10 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
     ) -> Result<Self> {
         let trace = model.forward_eval(x)?;
         let (loss_value, logit_grad) = loss_and_logit_gradient(trace.logits()?, &targets, loss)?;
-        let outs: Vec<ArrayViewD<'_, F>> = trace.outputs.iter().map(|o| o.view()).collect();
-        let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
+        let views = trace.layer_views();
         let mut gradient = Array1::zeros(model.num_params());
         let back = model.chain.backward_impl(
-            model.params.as_slice().expect("owned vector"),
-            model.buffers.as_slice().expect("owned vector"),
-            trace.input.view(),
-            &outs,
-            &caches,
+            &model.record(model.params_slice(), &trace, &views),
             Some(logit_grad.into_dyn().view()),
             &RoutedHooks::none(),
             Some(gradient.as_slice_mut().expect("owned vector")),
@@ -164,16 +159,13 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
     ) -> Result<()> {
         let model = self.model;
         let chain = &model.chain;
-        let params = model.params.as_slice().expect("owned vector");
-        let buffers = model.buffers.as_slice().expect("owned vector");
         let v = v.as_slice().expect("standard layout");
         let out = out.as_slice_mut().expect("standard layout");
         out.fill(F::zero());
         let trace = &self.trace;
-        let outs: Vec<ArrayViewD<'_, F>> = trace.outputs.iter().map(|o| o.view()).collect();
-        let caches: Vec<&Cache<F>> = trace.caches.iter().collect();
-        let (tangents, tcaches) =
-            chain.tangent_all(params, buffers, trace.input.view(), &outs, &caches, v, None)?;
+        let views = trace.layer_views();
+        let record = model.record(model.params_slice(), trace, &views);
+        let (tangents, tcaches) = chain.tangent_all(&record, v, None)?;
         let logits = trace.logits()?;
         let r_logits = match tangents.last() {
             Some(t) => t.view().into_dimensionality::<Ix2>().map_err(|_| {
@@ -185,11 +177,7 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
         match self.kind {
             Curvature::GaussNewton => {
                 chain.backward_impl(
-                    params,
-                    buffers,
-                    trace.input.view(),
-                    &outs,
-                    &caches,
+                    &record,
                     Some(u.into_dyn().view()),
                     &RoutedHooks::none(),
                     Some(out),
@@ -206,11 +194,7 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
                     .and_then(|d| d.as_ref())
                     .ok_or_else(|| Error::invalid("deltas", "none", "no output gradient"))?;
                 chain.backward_tangent_impl(
-                    params,
-                    buffers,
-                    trace.input.view(),
-                    &outs,
-                    &caches,
+                    &record,
                     v,
                     None,
                     &tviews,
