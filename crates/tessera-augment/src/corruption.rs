@@ -23,6 +23,11 @@ use crate::{Error, Float, Result};
 /// The highest severity (severities run `1..=MAX_SEVERITY`).
 pub const MAX_SEVERITY: usize = 5;
 
+/// The longest image side [`Corruption::Pixelate`] accepts (4096 pixels): its area
+/// averaging holds dense `(⌊cH⌋, H)` and `(⌊cW⌋, W)` weight matrices (128 MiB each at this
+/// side), so a longer side is an error before anything is allocated.
+pub const MAX_PIXELATE_SIDE: usize = 1 << 12;
+
 /// A corruption family; its strength is a severity `1..=5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Corruption {
@@ -44,6 +49,7 @@ pub enum Corruption {
     BoxBlur,
     /// Area-average down-sampling to $\lfloor c\,H \rfloor \times \lfloor c\,W \rfloor$ (at
     /// least 1), then nearest-neighbour up-sampling, $c = 0.95, 0.9, 0.85, 0.75, 0.65$.
+    /// Sides are at most [`MAX_PIXELATE_SIDE`].
     Pixelate,
     /// $y = (x - m)\,c + m$ with $m$ the image's mean over all values,
     /// $c = 0.75, 0.5, 0.4, 0.3, 0.15$ (keeps the mean; no clipping is ever needed).
@@ -121,6 +127,7 @@ impl Corruption {
     ) -> Result<Array3<F>> {
         let parameter = self.parameter(severity)?;
         check_unit_image("image", image.view().into_dyn())?;
+        self.check_sides("image", image.shape())?;
         Ok(self.apply_checked(image, parameter, seed, 0))
     }
 
@@ -134,6 +141,7 @@ impl Corruption {
     ) -> Result<Array4<F>> {
         let parameter = self.parameter(severity)?;
         check_unit_image("images", images.view().into_dyn())?;
+        self.check_sides("images", images.shape())?;
         let mut out = Array4::zeros(images.raw_dim());
         let items = Array1::from_iter(0..images.len_of(Axis(0)) as u64);
         Zip::from(out.outer_iter_mut())
@@ -143,6 +151,24 @@ impl Corruption {
                 target.assign(&self.apply_checked(image, parameter, seed, item));
             });
         Ok(out)
+    }
+
+    /// The image sides [`Corruption::Pixelate`] can handle (see [`MAX_PIXELATE_SIDE`]); the
+    /// other corruptions take any size.
+    fn check_sides(self, name: &'static str, shape: &[usize]) -> Result<()> {
+        if self == Corruption::Pixelate {
+            if let Some(&side) = shape[shape.len() - 2..]
+                .iter()
+                .find(|&&side| side > MAX_PIXELATE_SIDE)
+            {
+                return Err(Error::too_large(
+                    name,
+                    format!("side {side} of {shape:?}"),
+                    MAX_PIXELATE_SIDE,
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn apply_checked<F: Float>(
@@ -157,13 +183,17 @@ impl Corruption {
         rng.set_stream(item);
         let y = match self {
             Corruption::GaussianNoise => {
-                let normal = Normal::new(0.0, parameter).expect("the table's σ is positive");
+                let normal = Normal::new(0.0, parameter)
+                    .expect("σ comes from the severity table (0.04..=0.10), so it is finite");
                 x.mapv(|v| v + normal.sample(&mut rng))
             }
             Corruption::ShotNoise => x.mapv(|v| {
                 let rate = v * parameter;
                 if rate > 0.0 {
-                    let poisson = Poisson::new(rate).expect("a positive finite rate");
+                    let poisson = Poisson::new(rate).expect(
+                        "rate = x·λ lies in (0, 500]: pixels were checked to lie in [0, 1], λ \
+                         comes from the severity table",
+                    );
                     poisson.sample(&mut rng) / parameter
                 } else {
                     0.0
@@ -227,7 +257,8 @@ fn check_unit_image<F: Float>(name: &'static str, image: ndarray::ArrayViewD<F>)
     Ok(())
 }
 
-/// Correlates every channel with `taps ⊗ taps` (normalised), replicating the edges.
+/// Correlates every channel with `taps ⊗ taps` (normalised), replicating the edges. The
+/// image is non-empty (checked by [`check_unit_image`]), so `n − 1` below cannot underflow.
 fn separable_blur(x: &Array3<f64>, taps: &[f64]) -> Array3<f64> {
     let total: f64 = taps.iter().sum();
     let weights: Vec<f64> = taps.iter().map(|t| t / total).collect();
@@ -270,6 +301,9 @@ fn area_weights(small: usize, n: usize) -> Array2<f64> {
     })
 }
 
+/// `factor < 1` comes from the table and the sides are at most [`MAX_PIXELATE_SIDE`] (checked
+/// by [`Corruption::check_sides`]), so `1 ≤ sh ≤ h`, `i·sh` cannot overflow and
+/// `i·sh/h < sh`.
 fn pixelate(x: &Array3<f64>, factor: f64) -> Array3<f64> {
     let (channels, h, w) = x.dim();
     let (sh, sw) = (

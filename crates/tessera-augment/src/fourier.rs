@@ -23,10 +23,18 @@ use tessera_fft::realfft::RealToComplex;
 use tessera_fft::rustfft::Fft;
 
 use crate::check;
-use crate::{Error, Float, Result};
+use crate::{Error, Float, InputError, Result};
 
 /// Input bins kept by a crop of an axis of length `n` to `m` (`m ≤ n`), in output order.
+///
+/// # Panics
+/// When `m > n` (no such crop exists). [`FourierCrop::new`] checks its sizes and returns an
+/// error instead; call this with sizes it accepted.
 pub fn kept_bins(n: usize, m: usize) -> Vec<usize> {
+    assert!(
+        m <= n,
+        "kept_bins: a crop to m = {m} bins of an axis of n = {n} (m must be <= n)"
+    );
     let positive = m.div_ceil(2);
     let negative = m / 2;
     (0..positive).chain(n - negative..n).collect()
@@ -134,6 +142,13 @@ impl<F: Float> FourierCrop<F> {
                 format!("crop larger than the image width {width}"),
             ));
         }
+        // The plans check each length against `tessera_fft::MAX_LEN` before anything of that
+        // size is allocated, the kept bins included; their errors name this config's field.
+        let named = |name: &'static str| move |e: InputError| Error::from(e.map_name(|_| name));
+        let col_forward = tessera_fft::forward::<F>(height).map_err(named("height"))?;
+        let row_forward = tessera_fft::real_forward::<F>(width).map_err(named("width"))?;
+        let col_inverse = tessera_fft::inverse::<F>(out_height).map_err(named("out_height"))?;
+        let row_inverse = tessera_fft::inverse::<F>(out_width).map_err(named("out_width"))?;
         Ok(FourierCrop {
             height,
             width,
@@ -141,10 +156,10 @@ impl<F: Float> FourierCrop<F> {
             out_width,
             kept_rows: kept_bins(height, out_height),
             kept_cols: kept_bins(width, out_width),
-            row_forward: tessera_fft::real_forward::<F>(width)?,
-            col_forward: tessera_fft::forward::<F>(height)?,
-            col_inverse: tessera_fft::inverse::<F>(out_height)?,
-            row_inverse: tessera_fft::inverse::<F>(out_width)?,
+            row_forward,
+            col_forward,
+            col_inverse,
+            row_inverse,
             #[cfg(feature = "cuda")]
             gpu_plan: std::sync::OnceLock::new(),
         })
@@ -303,7 +318,7 @@ impl<F: Float> FourierCrop<F> {
                     &mut ws.half_spectrum,
                     &mut ws.real_scratch,
                 )
-                .expect("buffer lengths come from the plan");
+                .expect("workspace() sized these buffers from this plan");
             for (j, &k) in self.kept_cols.iter().enumerate() {
                 ws.columns[j * h + r] = if k <= half {
                     ws.half_spectrum[k]
@@ -392,13 +407,13 @@ impl EfficientTrainSchedule {
                 let crop = if Self::BANDWIDTHS_224[stage] == 224 {
                     self.image_size
                 } else {
-                    let scaled = Self::BANDWIDTHS_224[stage] * self.image_size / 224;
+                    let scaled = mul_div(Self::BANDWIDTHS_224[stage], self.image_size, 224);
                     (2 * (scaled / 2)).max(2)
                 };
                 CurriculumStage {
                     stage,
-                    start_epoch: stage * self.total_epochs / n,
-                    end_epoch: (stage + 1) * self.total_epochs / n,
+                    start_epoch: mul_div(stage, self.total_epochs, n),
+                    end_epoch: mul_div(stage + 1, self.total_epochs, n),
                     crop_size: crop,
                     randaugment_magnitude: 2 * stage as u32 + 1,
                 }
@@ -421,6 +436,14 @@ impl EfficientTrainSchedule {
     }
 }
 
+/// `⌊a·b / c⌋` for `a ≤ c`, exact for every `b`: the product is formed in `u128`, which holds
+/// any product of two `usize`, and the quotient is at most `b`, so it fits `usize` again.
+fn mul_div(a: usize, b: usize, c: usize) -> usize {
+    debug_assert!(a <= c && c > 0);
+    let exact = a as u128 * b as u128 / c as u128;
+    usize::try_from(exact).expect("a <= c, so a·b/c <= b fits usize")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +454,13 @@ mod tests {
         assert_eq!(kept_bins(8, 5), vec![0, 1, 2, 6, 7]);
         assert_eq!(kept_bins(7, 4), vec![0, 1, 5, 6]);
         assert_eq!(kept_bins(5, 5), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    #[should_panic(expected = "m must be <= n")]
+    fn kept_bins_of_a_crop_larger_than_the_axis_panic_with_the_sizes() {
+        // Documented precondition; without the assert, 3 < m ≤ 7 returned duplicate bins.
+        let _ = kept_bins(3, 4);
     }
 
     #[test]

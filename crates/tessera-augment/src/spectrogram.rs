@@ -186,8 +186,16 @@ pub struct ItemMasks {
     pub valid_length: usize,
 }
 
+/// The largest accepted number of time masks, and of frequency masks, of a [`SpecAugment`]
+/// (1024; the paper's policies use at most a few dozen).
+pub const MAX_MASKS: usize = 1 << 10;
+
+/// The most ranges one [`SpecAugment::sample_masks`] call draws, counting one per item for its
+/// [`ItemMasks`] (2²⁸), checked before anything is allocated.
+pub const MAX_SAMPLED_MASKS: usize = 1 << 28;
+
 /// The configuration of a [`SpecAugment`]. Widths are maxima in cells (frames / bins); zero
-/// masks or zero width disable that kind of mask.
+/// masks or zero width disable that kind of mask. Mask counts are at most [`MAX_MASKS`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpecAugmentConfig {
     /// Number of time masks $m_T$.
@@ -217,7 +225,7 @@ impl Default for SpecAugmentConfig {
 }
 
 impl SpecAugment {
-    /// Checks a finite fill value.
+    /// Checks a finite fill value and mask counts of at most [`MAX_MASKS`].
     pub fn new(config: SpecAugmentConfig) -> Result<Self> {
         let SpecAugmentConfig {
             n_time_masks,
@@ -227,6 +235,8 @@ impl SpecAugment {
             fill_value,
         } = config;
         check::finite_scalar("fill_value", fill_value)?;
+        check::size_at_most("n_time_masks", n_time_masks, MAX_MASKS)?;
+        check::size_at_most("n_freq_masks", n_freq_masks, MAX_MASKS)?;
         Ok(SpecAugment {
             n_time_masks,
             max_time_width,
@@ -242,7 +252,8 @@ impl SpecAugment {
     }
 
     /// Draws the masks of a batch of `batch` items with `n_freq` bins and `n_time` frames.
-    /// `valid_lengths[i]` (default: `n_time`) bounds the time extent of item `i`.
+    /// `valid_lengths[i]` (default: `n_time`) bounds the time extent of item `i`. At most
+    /// [`MAX_SAMPLED_MASKS`] ranges in all (`batch · (1 + n_time_masks + n_freq_masks)`).
     pub fn sample_masks<R: Rng + ?Sized>(
         &self,
         batch: usize,
@@ -251,6 +262,9 @@ impl SpecAugment {
         valid_lengths: Option<&[usize]>,
         rng: &mut R,
     ) -> Result<Vec<ItemMasks>> {
+        // Both counts are at most MAX_MASKS (checked by `new`), so the sum cannot overflow.
+        let per_item = 1 + self.n_time_masks + self.n_freq_masks;
+        tessera_core::check::element_count("batch", &[batch, per_item], MAX_SAMPLED_MASKS)?;
         let lengths = resolve_lengths(batch, n_time, valid_lengths)?;
         Ok(lengths
             .into_iter()

@@ -90,9 +90,9 @@ pub struct SpeedPerturbation {
 }
 
 impl SpeedPerturbation {
-    /// Checks `0 < low ≤ high` (finite) and a finite fill value.
+    /// Checks `0 < low ≤ high ≤ MAX_SPEED_RATE` and a finite fill value.
     pub fn new(rates: (f64, f64), align: Align, fill_value: f64) -> Result<Self> {
-        check::range("rates", rates, 0.0, f64::MAX)?;
+        check::range("rates", rates, 0.0, MAX_SPEED_RATE)?;
         if rates.0 <= 0.0 {
             return Err(Error::invalid(
                 "rates",
@@ -139,11 +139,12 @@ impl SpeedPerturbation {
     ) -> Result<(Array1<F>, f64)> {
         check_waveform(&waveform)?;
         let rate = rng.random_range(self.rates.0..=self.rates.1);
-        let stretched = resample_nearest(waveform, rate);
+        let stretched = resample_nearest(waveform, rate)?;
         Ok((self.fit_length(stretched.view(), waveform.len(), rng), rate))
     }
 
-    /// Stretches by exactly `rate`, then pads/crops (random alignment draws from `rng`).
+    /// Stretches by exactly `rate` (in `(0, MAX_SPEED_RATE]`), then pads/crops (random
+    /// alignment draws from `rng`).
     pub fn apply_rate<F: Float, R: Rng + ?Sized>(
         &self,
         waveform: ArrayView1<F>,
@@ -151,8 +152,7 @@ impl SpeedPerturbation {
         rng: &mut R,
     ) -> Result<Array1<F>> {
         check_waveform(&waveform)?;
-        check::positive("rate", rate)?;
-        let stretched = resample_nearest(waveform, rate);
+        let stretched = resample_nearest(waveform, rate)?;
         Ok(self.fit_length(stretched.view(), waveform.len(), rng))
     }
 
@@ -183,19 +183,33 @@ impl SpeedPerturbation {
     }
 }
 
+/// The largest stretch rate of [`SpeedPerturbation`] and [`resample_nearest`] (16: the
+/// stretched signal has at most 16 times the samples of its input; SSLH uses at most 1.75).
+pub const MAX_SPEED_RATE: f64 = 16.0;
+
 /// Nearest-index resampling to `⌈rate·n⌉` samples: `x'[j] = x[min(round(j/rate), n − 1)]`.
-pub fn resample_nearest<F: Float>(waveform: ArrayView1<F>, rate: f64) -> Array1<F> {
+///
+/// # Errors
+/// `rate` outside `(0, MAX_SPEED_RATE]` (or NaN).
+pub fn resample_nearest<F: Float>(waveform: ArrayView1<F>, rate: f64) -> Result<Array1<F>> {
+    if !(rate > 0.0 && rate <= MAX_SPEED_RATE) {
+        return Err(Error::invalid(
+            "rate",
+            rate,
+            format!("must lie in (0, {MAX_SPEED_RATE}]"),
+        ));
+    }
     let n = waveform.len();
     if n == 0 {
-        return Array1::zeros(0);
+        return Ok(Array1::zeros(0));
     }
     let step = 1.0 / rate;
     // torch.arange(0, n, step) has ⌈n / step⌉ elements.
     let m = ((n as f64) / step).ceil().max(1.0) as usize;
-    Array1::from_shape_fn(m, |j| {
+    Ok(Array1::from_shape_fn(m, |j| {
         let source = (j as f64 * step).round_ties_even() as usize;
         waveform[source.min(n - 1)]
-    })
+    }))
 }
 
 /// Adds white Gaussian noise scaled so that $10 \log_{10}(P_x / P_n)$ equals an SNR drawn
@@ -238,6 +252,11 @@ pub fn add_noise_at_snr<F: Float, R: Rng + ?Sized>(
         .map(|v| v.to_f64_exact().powi(2))
         .sum::<f64>()
         / n;
+    if !signal_power.is_finite() {
+        return Err(
+            tessera_core::check::overflowed("waveform", &waveform, "the signal power").into(),
+        );
+    }
     let noise: Vec<f64> = (0..waveform.len())
         .map(|_| rng.sample::<f64, _>(StandardNormal))
         .collect();
@@ -327,14 +346,14 @@ mod tests {
     fn nearest_resampling_matches_torch_indexing() {
         let x = Array1::<f64>::from_iter((0..6).map(|v| v as f64));
         // rate 2: arange(0, 6, 0.5) -> 12 indices, rounded half-to-even.
-        let y = resample_nearest(x.view(), 2.0);
+        let y = resample_nearest(x.view(), 2.0).unwrap();
         assert_eq!(
             y.to_vec(),
             vec![0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 4.0, 4.0, 5.0, 5.0]
         );
         // rate 0.5: indices 0, 2, 4.
         assert_eq!(
-            resample_nearest(x.view(), 0.5).to_vec(),
+            resample_nearest(x.view(), 0.5).unwrap().to_vec(),
             vec![0.0, 2.0, 4.0]
         );
     }

@@ -26,12 +26,18 @@ pub const SHAPE_CLASSES: [&str; 10] = [
     "dots",
 ];
 
+/// Largest number of pixel values (`n_classes · images_per_class · channels · height · width`)
+/// a [`ShapesConfig`] may ask for, checked by [`Shapes::new`] before anything is allocated
+/// (2³⁰ values: 4 GiB of `f32`).
+pub const SHAPES_MAX_VALUES: usize = 1 << 30;
+
 /// Settings of the image generator; the default is 10 classes of 3×32×32 images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapesConfig {
     /// Number of classes, `2..=10` (the first entries of [`SHAPE_CLASSES`]).
     pub n_classes: usize,
-    /// Images of each class (exactly class-balanced).
+    /// Images of each class (exactly class-balanced); the whole task holds at most
+    /// [`SHAPES_MAX_VALUES`] pixel values.
     pub images_per_class: usize,
     /// Colour channels, 1 (grey) or 3 (RGB).
     pub channels: usize,
@@ -101,6 +107,18 @@ impl Shapes {
                 "must lie in [0, 1]",
             ));
         }
+        // Also bounds `len()` (no overflow) and the allocation of `generate()`.
+        tessera_core::check::element_count(
+            "images_per_class",
+            &[
+                config.n_classes,
+                config.images_per_class,
+                config.channels,
+                config.height,
+                config.width,
+            ],
+            SHAPES_MAX_VALUES,
+        )?;
         Ok(Self { config })
     }
 
@@ -109,7 +127,7 @@ impl Shapes {
         &self.config
     }
 
-    /// Total number of images.
+    /// Total number of images (cannot overflow: [`Shapes::new`] bounds it).
     pub fn len(&self) -> usize {
         self.config.n_classes * self.config.images_per_class
     }
@@ -222,7 +240,8 @@ impl Shapes {
             }
         };
 
-        let noise = Normal::new(0.0, c.noise_std).expect("noise_std was checked");
+        let noise =
+            Normal::new(0.0, c.noise_std).expect("Shapes::new checked that noise_std is finite");
         let mut image = Array3::zeros((c.channels, c.height, c.width));
         for y in 0..c.height {
             for x in 0..c.width {
@@ -327,5 +346,27 @@ mod tests {
             let err = Shapes::new(config).unwrap_err().to_string();
             assert!(err.contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn huge_tasks_are_errors_before_len_overflows_or_generate_allocates() {
+        for images_per_class in [usize::MAX, usize::MAX / 2, SHAPES_MAX_VALUES] {
+            let err = Shapes::new(ShapesConfig {
+                images_per_class,
+                ..ShapesConfig::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("`images_per_class`"), "{err}");
+        }
+        // The largest task that fits is accepted (and not generated here).
+        let per_image = 10 * 3 * 32 * 32;
+        let shapes = Shapes::new(ShapesConfig {
+            images_per_class: SHAPES_MAX_VALUES / per_image,
+            ..ShapesConfig::default()
+        })
+        .unwrap();
+        assert_eq!(shapes.len(), 10 * (SHAPES_MAX_VALUES / per_image));
+        assert_eq!(shapes.image(shapes.len() - 1).unwrap().dim(), (3, 32, 32));
     }
 }

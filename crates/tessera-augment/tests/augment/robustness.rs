@@ -136,3 +136,137 @@ fn finite_inputs_that_overflow_the_transform_are_errors_not_infinities() {
         .iter()
         .all(|v| v.is_finite()));
 }
+
+#[test]
+fn pixelate_rejects_sides_its_area_matrices_cannot_hold() {
+    use ndarray::{Array3, Array4};
+    use tessera_augment::corruption::MAX_PIXELATE_SIDE;
+    use tessera_augment::Corruption;
+    // 4097 pixels in all, but a (⌊0.95·4097⌋ × 4097) weight matrix: an error, not an abort.
+    let tall = Array3::<f32>::from_elem((1, MAX_PIXELATE_SIDE + 1, 1), 0.5);
+    let e = Corruption::Pixelate.apply(tall.view(), 1, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("`image`") && e.to_string().contains("4097"),
+        "{e}"
+    );
+    let wide = Array4::<f64>::from_elem((2, 1, 1, usize::MAX >> 50), 0.5);
+    let e = Corruption::Pixelate
+        .apply_batch(wide.view(), 3, 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("`images`"), "{e}");
+    // The other corruptions take any size, and Pixelate an ordinary tall image.
+    assert!(Corruption::Contrast.apply(tall.view(), 1, 0).is_ok());
+    let y = Corruption::Pixelate
+        .apply(Array3::<f32>::from_elem((1, 300, 2), 0.25).view(), 5, 0)
+        .unwrap();
+    assert!(y.iter().all(|&v| (v - 0.25).abs() < 1e-6));
+}
+
+#[test]
+fn huge_spec_augment_mask_counts_and_batches_are_errors() {
+    use tessera_augment::spectrogram::{MAX_MASKS, MAX_SAMPLED_MASKS};
+    use tessera_augment::{SpecAugment, SpecAugmentConfig};
+    for (n_time_masks, n_freq_masks, name) in [
+        (usize::MAX, 1, "n_time_masks"),
+        (MAX_MASKS + 1, 1, "n_time_masks"),
+        (1, usize::MAX, "n_freq_masks"),
+    ] {
+        let e = SpecAugment::new(SpecAugmentConfig {
+            n_time_masks,
+            n_freq_masks,
+            ..SpecAugmentConfig::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains(&format!("`{name}`")), "{e}");
+    }
+    let most = SpecAugment::new(SpecAugmentConfig {
+        n_time_masks: MAX_MASKS,
+        n_freq_masks: MAX_MASKS,
+        ..SpecAugmentConfig::default()
+    })
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let masks = most.sample_masks(2, 8, 16, None, &mut rng).unwrap();
+    assert_eq!(masks[1].time.len(), MAX_MASKS);
+    // A batch no spectrogram could have: an error naming it, not a capacity-overflow panic.
+    let spec = SpecAugment::new(SpecAugmentConfig::default()).unwrap();
+    for batch in [usize::MAX, usize::MAX / 3 + 1, MAX_SAMPLED_MASKS / 3 + 1] {
+        let e = spec.sample_masks(batch, 8, 16, None, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("`batch`"), "{e}");
+    }
+    assert_eq!(
+        spec.sample_masks(3, 8, 16, None, &mut rng).unwrap().len(),
+        3
+    );
+}
+
+#[test]
+fn huge_fourier_crop_sizes_and_schedules_do_not_panic() {
+    use tessera_augment::{EfficientTrainSchedule, FourierCrop, FourierCropConfig};
+    // The sizes are checked before the kept bins are allocated.
+    let e = FourierCrop::<f32>::new(FourierCropConfig::square(usize::MAX, usize::MAX)).unwrap_err();
+    assert!(e.to_string().contains("`height`"), "{e}");
+    let e = FourierCrop::<f64>::new(FourierCropConfig {
+        height: 8,
+        width: 1 << 40,
+        out_height: 4,
+        out_width: 1 << 39,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("`width`"), "{e}");
+    // Epoch and size arithmetic is exact for any accepted schedule (no overflow).
+    let huge = EfficientTrainSchedule::new(usize::MAX, usize::MAX).unwrap();
+    let stages = huge.stages();
+    assert_eq!(stages[0].start_epoch, 0);
+    assert_eq!(stages[4].end_epoch, usize::MAX);
+    assert_eq!(stages[4].crop_size, usize::MAX);
+    let scaled = usize::try_from(160 * u128::from(u64::MAX) / 224).unwrap();
+    assert_eq!(usize::MAX as u64, u64::MAX);
+    assert_eq!(stages[0].crop_size, 2 * (scaled / 2));
+    for pair in stages.windows(2) {
+        assert_eq!(pair[0].end_epoch, pair[1].start_epoch);
+        assert!(pair[0].crop_size <= pair[1].crop_size);
+    }
+    assert_eq!(huge.at_epoch(usize::MAX - 1).unwrap().stage, 4);
+    assert!(huge.at_epoch(usize::MAX).is_err());
+}
+
+#[test]
+fn extreme_speed_rates_and_loud_waveforms_are_errors() {
+    use tessera_augment::waveform::MAX_SPEED_RATE;
+    use tessera_augment::{add_noise_at_snr, resample_nearest, Align, SpeedPerturbation};
+    for rates in [
+        (1.0, f64::MAX),
+        (0.5, MAX_SPEED_RATE * 2.0),
+        (1.0, f64::INFINITY),
+    ] {
+        let e = SpeedPerturbation::new(rates, Align::Random, 0.0).unwrap_err();
+        assert!(e.to_string().contains("`rates`"), "{e}");
+    }
+    let x = Array1::from_shape_fn(50, |i| i as f32);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let fastest =
+        SpeedPerturbation::new((MAX_SPEED_RATE, MAX_SPEED_RATE), Align::Left, 0.0).unwrap();
+    assert_eq!(fastest.apply(x.view(), &mut rng).unwrap().0.len(), 50);
+    for rate in [
+        1e300,
+        f64::INFINITY,
+        f64::NAN,
+        0.0,
+        -1.0,
+        MAX_SPEED_RATE * 1.5,
+    ] {
+        let e = fastest.apply_rate(x.view(), rate, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("`rate`"), "{rate}: {e}");
+        let e = resample_nearest(x.view(), rate).unwrap_err();
+        assert!(e.to_string().contains("`rate`"), "{rate}: {e}");
+    }
+    assert_eq!(resample_nearest(x.view(), 2.0).unwrap().len(), 100);
+    // Finite samples whose power overflows f64: an error naming the waveform.
+    let loud = Array1::from_elem(8, 1e200f64);
+    let e = add_noise_at_snr(loud.view(), 10.0, &mut rng).unwrap_err();
+    assert!(
+        e.to_string().contains("`waveform`") && e.to_string().contains("overflow"),
+        "{e}"
+    );
+}
