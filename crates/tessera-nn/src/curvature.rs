@@ -22,6 +22,80 @@ pub enum Curvature {
     GaussNewton,
 }
 
+/// What the two curvature operators ([`CurvatureOperator`] for an [`Mlp`],
+/// [`SequentialCurvature`](crate::SequentialCurvature) for a `Sequential`) share: each writes
+/// its product into a contiguous vector; the checked product, products into vectors of any
+/// stride, the dense matrix and `LinearOperator::apply` are written once, here.
+pub(crate) trait CurvatureProduct<F: Float> {
+    /// The operator's type name, for the `LinearOperator` contract's panic message.
+    const NAME: &'static str;
+
+    /// Number of parameters (the operator is `n × n`).
+    fn dimension(&self) -> usize;
+
+    /// `out = C v` for contiguous `v` and `out` of length [`CurvatureProduct::dimension`].
+    fn product_contiguous(&self, v: ArrayView1<'_, F>, out: ArrayViewMut1<'_, F>) -> Result<()>;
+
+    /// Works for any strides of `v` and `out` (columns of a matrix included): the per-layer
+    /// reshapes need contiguous vectors, so strided ones go through a contiguous copy.
+    fn product_into(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) -> Result<()> {
+        let v = v.as_standard_layout();
+        if out.is_standard_layout() {
+            self.product_contiguous(v.view(), out)
+        } else {
+            let mut tmp = Array1::zeros(out.len());
+            self.product_contiguous(v.view(), tmp.view_mut())?;
+            out.assign(&tmp);
+            Ok(())
+        }
+    }
+
+    /// The product with a checked direction (length and finiteness).
+    fn checked_product(&self, v: ArrayView1<'_, F>) -> Result<Array1<F>> {
+        if v.len() != self.dimension() {
+            return Err(Error::shape(
+                "v",
+                format!("length {}", self.dimension()),
+                format!("length {}", v.len()),
+            ));
+        }
+        check::finite_values("v", v.iter().copied())?;
+        let mut out = Array1::zeros(v.len());
+        self.product_into(v, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// The whole matrix, column by column (`n` products).
+    fn dense(&self) -> Result<Array2<F>> {
+        let n = self.dimension();
+        let mut dense = Array2::zeros((n, n));
+        let mut e = Array1::zeros(n);
+        for i in 0..n {
+            e[i] = F::one();
+            self.product_into(e.view(), dense.column_mut(i))?;
+            e[i] = F::zero();
+        }
+        Ok(dense)
+    }
+
+    /// `LinearOperator::apply`, whose contract is to panic on lengths other than
+    /// [`CurvatureProduct::dimension`]. A layer error cannot happen here: an MLP's products
+    /// have no failure path, and `SequentialCurvature` runs one product at construction.
+    fn apply_or_panic(&self, x: ArrayView1<'_, F>, y: ArrayViewMut1<'_, F>) {
+        let n = self.dimension();
+        assert!(
+            x.len() == n && y.len() == n,
+            "{}::apply: x and y must have length {n} (got {} and {})",
+            Self::NAME,
+            x.len(),
+            y.len()
+        );
+        if let Err(e) = self.product_into(x, y) {
+            panic!("{}::apply: {e}", Self::NAME);
+        }
+    }
+}
+
 /// `v ↦ H·v` or `v ↦ G·v` for one network at fixed parameters on a fixed batch. The forward
 /// pass and the gradient are computed once, at construction; each product costs about two
 /// forward and two backward passes (Pearlmutter 1994).
@@ -136,46 +210,28 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
 
     /// The product with a checked direction (length and finiteness).
     pub fn product(&self, v: ArrayView1<'_, F>) -> Result<Array1<F>> {
-        if v.len() != self.num_params() {
-            return Err(Error::shape(
-                "v",
-                format!("length {}", self.num_params()),
-                format!("length {}", v.len()),
-            ));
-        }
-        check::finite_values("v", v.iter().copied())?;
-        let mut out = Array1::zeros(v.len());
-        self.product_into(v, out.view_mut());
-        Ok(out)
+        self.checked_product(v)
     }
 
     /// The whole matrix, column by column (for tiny networks and tests: `n` products).
     pub fn to_dense(&self) -> Array2<F> {
-        let n = self.num_params();
-        let mut dense = Array2::zeros((n, n));
-        let mut e = Array1::zeros(n);
-        for i in 0..n {
-            e[i] = F::one();
-            self.product_into(e.view(), dense.column_mut(i));
-            e[i] = F::zero();
-        }
-        dense
+        self.dense()
+            .expect("an MLP's curvature products have no failure path")
+    }
+}
+
+impl<F: Float> CurvatureProduct<F> for CurvatureOperator<'_, F> {
+    const NAME: &'static str = "CurvatureOperator";
+
+    fn dimension(&self) -> usize {
+        self.num_params()
     }
 
-    /// Works for any strides of `v` and `out` (columns of a matrix included): the per-layer
-    /// reshapes need contiguous vectors, so strided ones go through a contiguous copy.
-    fn product_into(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) {
-        let v = v.as_standard_layout();
-        if out.is_standard_layout() {
-            self.product_contiguous(v.view(), out);
-        } else {
-            let mut tmp = Array1::zeros(out.len());
-            self.product_contiguous(v.view(), tmp.view_mut());
-            out.assign(&tmp);
-        }
-    }
-
-    fn product_contiguous(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) {
+    fn product_contiguous(
+        &self,
+        v: ArrayView1<'_, F>,
+        mut out: ArrayViewMut1<'_, F>,
+    ) -> Result<()> {
         let mlp = self.mlp;
         let trace = &self.trace;
         let n = mlp.num_layers();
@@ -220,7 +276,7 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
         if self.kind == Curvature::GaussNewton {
             let (g, _) = mlp.backward_impl(trace, u.view(), false);
             out.assign(&g);
-            return;
+            return Ok(());
         }
         // Backward R-pass: R{∂L/∂a} accumulated per node, R{∂L/∂θ} written per layer.
         let mut pending: Vec<Option<Array2<F>>> = vec![None; n + 1];
@@ -265,6 +321,7 @@ impl<'a, F: Float> CurvatureOperator<'a, F> {
                 add_owned_into(&mut pending[j], back);
             }
         }
+        Ok(())
     }
 }
 
@@ -276,13 +333,6 @@ impl<F: Float> LinearOperator<F> for CurvatureOperator<'_, F> {
     /// # Panics
     /// If `x` or `y` does not have length [`LinearOperator::dim`] (the trait's contract).
     fn apply(&self, x: ArrayView1<'_, F>, y: ArrayViewMut1<'_, F>) {
-        assert!(
-            x.len() == self.num_params() && y.len() == self.num_params(),
-            "CurvatureOperator::apply: x and y must have length {} (got {} and {})",
-            self.num_params(),
-            x.len(),
-            y.len()
-        );
-        self.product_into(x, y);
+        self.apply_or_panic(x, y);
     }
 }

@@ -3,11 +3,11 @@
 //! and [`Layer::backward_tangent`](crate::Layer::backward_tangent)).
 
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayViewD, ArrayViewMut1, Ix2};
-use tessera_core::{check, RejectInput};
+use tessera_core::RejectInput;
 use tessera_lanczos::LinearOperator;
 
 use super::{RoutedHooks, Sequential, Trace};
-use crate::curvature::Curvature;
+use crate::curvature::{Curvature, CurvatureProduct};
 use crate::error::{Error, Result};
 use crate::layer::Cache;
 use crate::loss::{logit_hessian_vector, loss_and_logit_gradient, Loss, Targets};
@@ -114,42 +114,20 @@ impl<'a, F: Float> SequentialCurvature<'a, F> {
 
     /// The product with a checked direction (length and finiteness).
     pub fn product(&self, v: ArrayView1<'_, F>) -> Result<Array1<F>> {
-        if v.len() != self.num_params() {
-            return Err(Error::shape(
-                "v",
-                format!("length {}", self.num_params()),
-                format!("length {}", v.len()),
-            ));
-        }
-        check::finite_values("v", v.iter().copied())?;
-        let mut out = Array1::zeros(v.len());
-        self.product_into(v, out.view_mut())?;
-        Ok(out)
+        self.checked_product(v)
     }
 
     /// The whole matrix, column by column (for tiny networks and tests: `n` products).
     pub fn to_dense(&self) -> Result<Array2<F>> {
-        let n = self.num_params();
-        let mut dense = Array2::zeros((n, n));
-        let mut e = Array1::zeros(n);
-        for i in 0..n {
-            e[i] = F::one();
-            self.product_into(e.view(), dense.column_mut(i))?;
-            e[i] = F::zero();
-        }
-        Ok(dense)
+        self.dense()
     }
+}
 
-    fn product_into(&self, v: ArrayView1<'_, F>, mut out: ArrayViewMut1<'_, F>) -> Result<()> {
-        let v = v.as_standard_layout();
-        if out.is_standard_layout() {
-            self.product_contiguous(v.view(), out)
-        } else {
-            let mut tmp = Array1::zeros(out.len());
-            self.product_contiguous(v.view(), tmp.view_mut())?;
-            out.assign(&tmp);
-            Ok(())
-        }
+impl<F: Float> CurvatureProduct<F> for SequentialCurvature<'_, F> {
+    const NAME: &'static str = "SequentialCurvature";
+
+    fn dimension(&self) -> usize {
+        self.num_params()
     }
 
     fn product_contiguous(
@@ -220,15 +198,6 @@ impl<F: Float> LinearOperator<F> for SequentialCurvature<'_, F> {
     /// If `x` or `y` does not have length [`LinearOperator::dim`] (the trait's contract); a
     /// layer error cannot happen here, because construction ran one product successfully.
     fn apply(&self, x: ArrayView1<'_, F>, y: ArrayViewMut1<'_, F>) {
-        assert!(
-            x.len() == self.num_params() && y.len() == self.num_params(),
-            "SequentialCurvature::apply: x and y must have length {} (got {} and {})",
-            self.num_params(),
-            x.len(),
-            y.len()
-        );
-        if let Err(e) = self.product_into(x, y) {
-            panic!("SequentialCurvature::apply: {e}");
-        }
+        self.apply_or_panic(x, y);
     }
 }
