@@ -43,31 +43,11 @@ impl<F: Float> Mlp<F> {
                 ("bias", layer.bias_range(), vec![layer.fan_out]),
             ] {
                 let values = self.params().slice_axis_move(Axis(0), Slice::from(range));
-                let bytes: Vec<u8> = match dtype {
-                    Dtype::F32 => values
-                        .iter()
-                        .flat_map(|v| (v.to_f64_exact() as f32).to_le_bytes())
-                        .collect(),
-                    _ => values
-                        .iter()
-                        .flat_map(|v| v.to_f64_exact().to_le_bytes())
-                        .collect(),
-                };
+                let bytes = encode(values.as_slice().expect("a range of a flat vector"), dtype);
                 buffers.push((format!("layers.{j}.{name}"), shape, bytes));
             }
         }
-        let views = buffers
-            .iter()
-            .map(|(name, shape, bytes)| {
-                TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(st_err)?;
-        let metadata = HashMap::from([
-            ("format".to_string(), "tessera-nn".to_string()),
-            ("layers".to_string(), self.num_layers().to_string()),
-        ]);
-        safetensors::serialize(views, &Some(metadata)).map_err(st_err)
+        serialize(dtype, &buffers, "tessera-nn", self.num_layers().to_string())
     }
 
     /// Loads parameters from a safetensors buffer written for a network of the same
@@ -133,6 +113,28 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Little-endian bytes of `values` in `dtype` (F32 or F64).
+/// The safetensors buffer of `tensors` (name, shape, little-endian bytes of `dtype`), with the
+/// metadata entries `format` and `layers`.
+fn serialize(
+    dtype: Dtype,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    format: &str,
+    layers: String,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(st_err)?;
+    let metadata = HashMap::from([
+        ("format".to_string(), format.to_string()),
+        ("layers".to_string(), layers),
+    ]);
+    safetensors::serialize(views, &Some(metadata)).map_err(st_err)
+}
+
 fn encode<F: Float>(values: &[F], dtype: Dtype) -> Vec<u8> {
     match dtype {
         Dtype::F32 => values
@@ -188,18 +190,12 @@ impl<F: Float> Sequential<F> {
         for e in self.buffer_layout() {
             tensors.push((e.name, e.shape, encode(&buffers[e.range], dtype)));
         }
-        let views = tensors
-            .iter()
-            .map(|(name, shape, bytes)| {
-                TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(st_err)?;
-        let metadata = HashMap::from([
-            ("format".to_string(), "tessera-nn-sequential".to_string()),
-            ("layers".to_string(), self.names().join(",")),
-        ]);
-        safetensors::serialize(views, &Some(metadata)).map_err(st_err)
+        serialize(
+            dtype,
+            &tensors,
+            "tessera-nn-sequential",
+            self.names().join(","),
+        )
     }
 
     /// Loads every parameter and buffer of this model from a safetensors buffer keyed by
