@@ -27,17 +27,15 @@ use crate::{Error, Float, InputError, Result};
 
 /// Input bins kept by a crop of an axis of length `n` to `m` (`m ≤ n`), in output order.
 ///
-/// # Panics
-/// When `m > n` (no such crop exists). [`FourierCrop::new`] checks its sizes and returns an
-/// error instead; call this with sizes it accepted.
-pub fn kept_bins(n: usize, m: usize) -> Vec<usize> {
-    assert!(
-        m <= n,
-        "kept_bins: a crop to m = {m} bins of an axis of n = {n} (m must be <= n)"
-    );
+/// # Errors
+/// [`InputError::Invalid`] naming `m` when `m > n` (no such crop exists).
+pub fn kept_bins(n: usize, m: usize) -> Result<Vec<usize>> {
+    if m > n {
+        return Err(InputError::invalid("m", m, format!("at most the axis length n = {n}")).into());
+    }
     let positive = m.div_ceil(2);
     let negative = m / 2;
-    (0..positive).chain(n - negative..n).collect()
+    Ok((0..positive).chain(n - negative..n).collect())
 }
 
 /// A planned low-frequency crop of `height × width` channels to `out_height × out_width`.
@@ -154,8 +152,8 @@ impl<F: Float> FourierCrop<F> {
             width,
             out_height,
             out_width,
-            kept_rows: kept_bins(height, out_height),
-            kept_cols: kept_bins(width, out_width),
+            kept_rows: kept_bins(height, out_height)?,
+            kept_cols: kept_bins(width, out_width)?,
             row_forward,
             col_forward,
             col_inverse,
@@ -450,17 +448,19 @@ mod tests {
 
     #[test]
     fn kept_bins_cover_both_parities() {
-        assert_eq!(kept_bins(8, 4), vec![0, 1, 6, 7]);
-        assert_eq!(kept_bins(8, 5), vec![0, 1, 2, 6, 7]);
-        assert_eq!(kept_bins(7, 4), vec![0, 1, 5, 6]);
-        assert_eq!(kept_bins(5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(kept_bins(8, 4).unwrap(), vec![0, 1, 6, 7]);
+        assert_eq!(kept_bins(8, 5).unwrap(), vec![0, 1, 2, 6, 7]);
+        assert_eq!(kept_bins(7, 4).unwrap(), vec![0, 1, 5, 6]);
+        assert_eq!(kept_bins(5, 5).unwrap(), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
-    #[should_panic(expected = "m must be <= n")]
-    fn kept_bins_of_a_crop_larger_than_the_axis_panic_with_the_sizes() {
-        // Documented precondition; without the assert, 3 < m ≤ 7 returned duplicate bins.
-        let _ = kept_bins(3, 4);
+    fn kept_bins_of_a_crop_larger_than_the_axis_are_an_error_naming_m() {
+        // Without the check, 3 < m ≤ 7 returned duplicate bins and larger m underflowed.
+        for m in [4, 7, 8, usize::MAX] {
+            let err = kept_bins(3, m).unwrap_err().to_string();
+            assert!(err.contains('m') && err.contains(&m.to_string()), "{err}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod region;
 pub mod spectrogram;
 pub mod waveform;
 
-pub use corruption::{Corruption, MAX_SEVERITY};
+pub use corruption::{Corruption, MAX_PIXELATE_SIDE, MAX_SEVERITY};
 pub use cutmix::{BoxRegion, CutMix, CutMixed};
 pub use error::{Error, InputError, Result};
 pub use fourier::{
@@ -28,10 +28,10 @@ pub use poison::{
 pub use pool::{AudioAugment, AugmentPool, Domain};
 pub use spectrogram::{
     CutOutSpec, ItemMasks, ShiftMode, SpecAugment, SpecAugmentConfig, SpecBox, TimeShift,
-    MAX_TIME_SHIFT,
+    MAX_MASKS, MAX_SAMPLED_MASKS, MAX_TIME_SHIFT,
 };
 pub use tessera_core::Float;
 pub use waveform::{
     add_noise_at_snr, resample_nearest, AdditiveNoise, Align, Gain, Occlusion, SpeedPerturbation,
-    MAX_GAIN_DB, MAX_SNR_DB,
+    MAX_GAIN_DB, MAX_SNR_DB, MAX_SPEED_RATE,
 };

@@ -38,7 +38,7 @@ pub use loaders::{
 pub use mnist1d::{
     ExampleDraws, Mnist1d, Mnist1dConfig, Mnist1dData, Mnist1dSplit, MNIST1D_CLASSES,
 };
-pub use shapes::{Shapes, ShapesConfig, SHAPE_CLASSES};
+pub use shapes::{Shapes, ShapesConfig, SHAPES_MAX_VALUES, SHAPE_CLASSES};
 pub use split::{
     class_counts, fold_splits, stratified_folds, stratified_split, FoldSplit, LabelledSplit,
 };

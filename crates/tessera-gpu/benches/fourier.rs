@@ -28,8 +28,13 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let shape = FourierCropShape::new(size, size, &kept_bins(size, out), &kept_bins(size, out))
-        .expect("shape");
+    let shape = FourierCropShape::new(
+        size,
+        size,
+        &kept_bins(size, out).unwrap(),
+        &kept_bins(size, out).unwrap(),
+    )
+    .expect("shape");
     let plan = FourierCropPlan::new(&context, shape).expect("gpu plan");
     group.bench_function("gpu_host_to_host", |b| {
         b.iter(|| plan.crop_batch(&context, images.view()).expect("gpu"))

@@ -166,11 +166,13 @@ fn shim_crop_equals_tessera_augment() {
         })
         .unwrap();
         let expected = plan.crop_batch(input.view()).unwrap();
-        let shape = FourierCropShape::new(h, w, &kept_bins(h, bh), &kept_bins(w, bw)).unwrap();
+        let shape =
+            FourierCropShape::new(h, w, &kept_bins(h, bh).unwrap(), &kept_bins(w, bw).unwrap())
+                .unwrap();
         let items = shape.check_images(&input.view()).unwrap();
 
         let spectrum = real_fft_2d(input.as_slice().unwrap(), items, h, w);
-        let (kept_rows, kept_cols) = (kept_bins(h, bh), kept_bins(w, bw));
+        let (kept_rows, kept_cols) = (kept_bins(h, bh).unwrap(), kept_bins(w, bw).unwrap());
         let mut spectrum_out = shim_gather(
             &shim,
             &spectrum,
@@ -224,7 +226,7 @@ fn shim_gather_reads_the_full_spectrum_bins() {
             row_fft.process(row);
         }
         fft_columns(&mut full, h, w, col_fft.as_ref());
-        let (kept_rows, kept_cols) = (kept_bins(h, bh), kept_bins(w, bw));
+        let (kept_rows, kept_cols) = (kept_bins(h, bh).unwrap(), kept_bins(w, bw).unwrap());
         let spectrum = real_fft_2d(input.as_slice().unwrap(), 1, h, w);
         let found = shim_gather(&shim, &spectrum, (1, h, w), (&kept_rows, &kept_cols), 1.0);
         let expected: Vec<f32> = kept_rows
@@ -248,7 +250,8 @@ fn bad_shapes_and_images_are_errors_without_a_device() {
     assert!(err.to_string().contains("kept_cols"), "{err}");
     let err = FourierCropShape::new(2, 4, &[0, 1, 1], &[0]).unwrap_err();
     assert!(err.to_string().contains("kept_rows"), "{err}");
-    let shape = FourierCropShape::new(4, 6, &kept_bins(4, 2), &kept_bins(6, 3)).unwrap();
+    let shape =
+        FourierCropShape::new(4, 6, &kept_bins(4, 2).unwrap(), &kept_bins(6, 3).unwrap()).unwrap();
     assert_eq!(shape.output_size(), (2, 3));
     assert_eq!(shape.scale(), 1.0 / 24.0);
     let err = shape
@@ -290,7 +293,9 @@ fn gpu_crop_equals_tessera_augment() {
             .collect();
         let views: Vec<_> = cropped.iter().map(|c| c.view()).collect();
         let cpu = ndarray::stack(ndarray::Axis(0), &views).unwrap();
-        let shape = FourierCropShape::new(h, w, &kept_bins(h, bh), &kept_bins(w, bw)).unwrap();
+        let shape =
+            FourierCropShape::new(h, w, &kept_bins(h, bh).unwrap(), &kept_bins(w, bw).unwrap())
+                .unwrap();
         let plan = tessera_gpu::FourierCropPlan::new(&ctx, shape).unwrap();
         let gpu = plan.crop_batch(&ctx, input.view()).unwrap();
         assert_eq!(gpu.dim(), cpu.dim());
