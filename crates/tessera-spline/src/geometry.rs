@@ -239,8 +239,8 @@ mod tests {
         let (a, b) = line.split(&sq, 1e-12).expect("crosses");
         assert_eq!(a.len(), 3);
         assert_eq!(b.len(), 3);
-        assert!((signed_area(&a) - 0.5).abs() < 1e-15);
-        assert!((signed_area(&b) - 0.5).abs() < 1e-15);
+        approx::assert_abs_diff_eq!(signed_area(&a), 0.5, epsilon = 1e-15);
+        approx::assert_abs_diff_eq!(signed_area(&b), 0.5, epsilon = 1e-15);
         let edge = Line {
             a: [1.0, 0.0],
             d: 0.0,

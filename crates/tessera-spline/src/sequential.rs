@@ -294,13 +294,9 @@ mod tests {
         let h = (flat.dot(&w1.t()) + &b1).mapv(|v| if v > 0.0 { v } else { 0.2 * v });
         let z = (h.dot(&w2.t()) + &b2).dot(&w3.t()) + &b3;
         let got = net.predict(flat.view()).unwrap();
-        for (a, b) in got.iter().zip(z.iter()) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
+        approx::assert_abs_diff_eq!(got, z, epsilon = 1e-12);
         let model = seq.predict(images.into_dyn().view()).unwrap();
-        for (a, b) in got.iter().zip(model.iter()) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
+        approx::assert_abs_diff_eq!(got.into_dyn(), model, epsilon = 1e-12);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Local complexity against a naive count, the closed form and across thread pools.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{s, Array2};
 use tessera_nn::{Mlp, MlpConfig, ResidualConfig};
 use tessera_spline::{
@@ -27,7 +28,7 @@ fn frame_is_orthonormal_and_seeded() {
     for i in 0..10 {
         for j in 0..10 {
             let want = if i == j { 1.0 } else { 0.0 };
-            assert!((gram[[i, j]] - want).abs() < 1e-13);
+            assert_abs_diff_eq!(gram[[i, j]], want, epsilon = 1e-13);
         }
     }
     let again = LocalComplexityEstimator::<f64>::new(config(20, 1.0), 50).unwrap();
@@ -68,12 +69,9 @@ fn counts_match_a_naive_count_over_the_vertices() {
             // Vertices are x ± r·v_p with the frame rows.
             for p in 0..5 {
                 let dist = (&v.row(p) - &x.row(i)).mapv(|e| e * e).sum().sqrt();
-                assert!((dist - 0.4).abs() < 1e-12);
+                assert_abs_diff_eq!(dist, 0.4, epsilon = 1e-12);
                 let back = &v.row(p) + &v.row(p + 5);
-                assert!(back
-                    .iter()
-                    .zip(x.row(i))
-                    .all(|(a, b)| (a - 2.0 * b).abs() < 1e-12));
+                assert_abs_diff_eq!(back, &x.row(i) * 2.0, epsilon = 1e-12);
             }
             let pres = net.pre_activations(v.view()).unwrap();
             for (slot, &l) in lc.layers().iter().enumerate() {
@@ -93,7 +91,11 @@ fn counts_match_a_naive_count_over_the_vertices() {
         let totals = lc.totals();
         assert_eq!(totals[0], lc.counts().row(0).sum());
         let frac = lc.fractions();
-        assert!((frac[[0, 0]] - lc.counts()[[0, 0]] as f64 / 20.0).abs() < 1e-15);
+        assert_abs_diff_eq!(
+            frac[[0, 0]],
+            lc.counts()[[0, 0]] as f64 / 20.0,
+            epsilon = 1e-15
+        );
         assert!(lc.mean_total() > 0.0);
     }
 }

@@ -1,5 +1,6 @@
 //! The exact 2-D partition and the segment partition against independent references.
 
+use approx::{assert_abs_diff_eq, assert_relative_eq};
 use std::collections::HashSet;
 
 use ndarray::Array2;
@@ -94,11 +95,11 @@ fn areas_sum_to_the_domain_area() {
     assert!(part.num_regions() > 50, "{}", part.num_regions());
     let total: f64 = part.areas().iter().sum();
     let area = domain.area();
-    assert!(((total - area) / area).abs() < 1e-9, "{total} vs {area}");
+    assert_relative_eq!(total, area, max_relative = 1e-9);
     assert!(part.areas().iter().all(|&a| a > 0.0));
     // The class cells tile the domain too.
     let cells: f64 = part.class_cells().iter().map(|c| c.polygon.area()).sum();
-    assert!(((cells - area) / area).abs() < 1e-9, "{cells} vs {area}");
+    assert_relative_eq!(cells, area, max_relative = 1e-9);
 }
 
 #[test]
@@ -123,11 +124,7 @@ fn region_maps_reproduce_the_network_at_interior_points() {
             let z = region.logits_at(u);
             let scale = 1.0 + logits.row(k).iter().fold(0.0f64, |m, v| m.max(v.abs()));
             for (a, b) in z.iter().zip(logits.row(k)) {
-                assert!(
-                    (a - b).abs() <= 1e-9 * scale,
-                    "{act:?} region {}: {a} vs {b}",
-                    k / 3
-                );
+                assert_abs_diff_eq!(a, b, epsilon = 1e-9 * scale);
             }
             assert_eq!(region.pattern(), patterns.pattern(k).unwrap(), "{act:?}");
             assert_eq!(part.region_containing(u), Some(k / 3), "{act:?}");
@@ -185,7 +182,7 @@ fn decision_boundary_segments_are_ties_and_separate_every_class_change() {
     for row in z.outer_iter() {
         let mut v = row.to_vec();
         v.sort_by(|a, b| b.total_cmp(a));
-        assert!((v[0] - v[1]).abs() < 1e-9 * (1.0 + v[0].abs()), "{v:?}");
+        assert_relative_eq!(v[0], v[1], epsilon = 1e-9, max_relative = 1e-9);
     }
     // Grid neighbours with different predicted classes have a boundary segment between them.
     let n = 40;
@@ -300,7 +297,11 @@ fn segment_crossings_match_the_regions_a_segment_of_the_plane_visits() {
     let len = (&plane.point(ub) - &plane.point(ua))
         .dot(&(&plane.point(ub) - &plane.point(ua)))
         .sqrt();
-    assert!((seg.density() - seg.num_crossings() as f64 / len).abs() < 1e-12);
+    assert_abs_diff_eq!(
+        seg.density(),
+        seg.num_crossings() as f64 / len,
+        epsilon = 1e-12
+    );
     assert!(seg.crossings().windows(2).all(|w| w[0] < w[1]));
 }
 
@@ -324,7 +325,7 @@ fn mlp_and_safetensors_give_the_same_partition() {
     let pn = net.pre_activations(x.view()).unwrap();
     for (p, q) in pm.iter().zip(&pn) {
         for (a, b) in p.iter().zip(q) {
-            assert!((a - b).abs() < 1e-12);
+            assert_abs_diff_eq!(a, b, epsilon = 1e-12);
         }
     }
     // f32 networks round-trip through their own precision: the same f32 parameters give the
@@ -343,7 +344,7 @@ fn mlp_and_safetensors_give_the_same_partition() {
     );
     assert_eq!(p32.dim(), q32.dim());
     for (a, b) in p32.iter().zip(&q32) {
-        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        assert_relative_eq!(a, b, epsilon = 1e-5, max_relative = 1e-5);
     }
 }
 
@@ -368,7 +369,7 @@ fn residual_skips_are_partitioned_exactly() {
     for (k, r) in part.regions().iter().enumerate() {
         let got = r.logits_at(us[k]);
         for (a, b) in got.iter().zip(z.row(k)) {
-            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()));
+            assert_relative_eq!(a, b, epsilon = 1e-9, max_relative = 1e-9);
         }
     }
 }
