@@ -137,6 +137,7 @@ fn not_f32() -> Error {
 
 #[cfg(test)]
 mod tests {
+    use approx::assert_abs_diff_eq;
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -209,7 +210,7 @@ mod tests {
             assert!(largest_difference(&g32.v, &g64.v) < 1e-4);
             let scale = grad64.iter().fold(1e-2f64, |m, g| m.max(g.abs()));
             for (a, b) in grad32.iter().zip(&grad64) {
-                assert!((f64::from(*a) - b).abs() / scale < 1e-4, "{a} vs {b}");
+                assert_abs_diff_eq!(f64::from(*a), *b, epsilon = 1e-4 * scale);
             }
         }
     }

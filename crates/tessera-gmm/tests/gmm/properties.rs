@@ -144,11 +144,10 @@ fn initialisation_is_seeded_and_follows_the_reference_distributions() {
     let (alpha, sigma) = a.split_at(count / 2);
     let ((ma, sa), (ms, ss)) = (stats(alpha), stats(sigma));
     // 2000 draws each: standard errors 0.045 (α mean), 0.22 (σ mean).
-    assert!(ma.abs() < 0.2 && (sa - 2.0).abs() < 0.15, "α: {ma} ± {sa}");
-    assert!(
-        (ms - 10.0).abs() < 1.0 && (ss - 10.0).abs() < 0.7,
-        "σ: {ms} ± {ss}"
-    );
+    assert_abs_diff_eq!(ma, 0.0, epsilon = 0.2);
+    assert_abs_diff_eq!(sa, 2.0, epsilon = 0.15);
+    assert_abs_diff_eq!(ms, 10.0, epsilon = 1.0);
+    assert_abs_diff_eq!(ss, 10.0, epsilon = 0.7);
     // The alpha/sigma views read the halves.
     assert_eq!(gmm.alpha(&a).unwrap()[[1, 0]], a[40]);
     assert_eq!(gmm.sigma(&a).unwrap()[[0, 1]], a[count / 2 + 1]);
