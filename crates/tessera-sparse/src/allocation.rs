@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(result.sources[0], DensitySource::MadeDense);
         assert_eq!(result.sources[5], DensitySource::MadeDense);
         let overall = result.overall_density(&layers);
-        assert!((overall - 0.1).abs() < 1e-12, "{overall}");
+        assert_abs_diff_eq!(overall, 0.1, epsilon = 1e-12);
     }
 
     #[test]

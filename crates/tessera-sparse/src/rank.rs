@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(kendall_tau_b(&x, &x).unwrap(), 1.0);
         let rev = [4.0f64, 3.0, 2.0, 1.0];
         assert_eq!(kendall_tau_b(&x, &rev).unwrap(), -1.0);
-        assert!((spearman_rho(&x, &rev).unwrap() + 1.0).abs() < 1e-15);
+        assert_abs_diff_eq!(spearman_rho(&x, &rev).unwrap(), -1.0, epsilon = 1e-15);
     }
 
     #[test]

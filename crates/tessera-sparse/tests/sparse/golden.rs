@@ -22,16 +22,8 @@ fn rank_correlations_match_scipy() {
         let (x, y) = (x.to_vec(), y.to_vec());
         let tau = kendall_tau_b(&x, &y).unwrap();
         let rho = spearman_rho(&x, &y).unwrap();
-        assert!(
-            (tau - expected[0]).abs() < 1e-12,
-            "case {case}: τ {tau} vs {}",
-            expected[0]
-        );
-        assert!(
-            (rho - expected[1]).abs() < 1e-12,
-            "case {case}: ρ {rho} vs {}",
-            expected[1]
-        );
+        assert_abs_diff_eq!(tau, expected[0], epsilon = 1e-12);
+        assert_abs_diff_eq!(rho, expected[1], epsilon = 1e-12);
         // f32 inputs that are exactly representable give the same statistics.
         if case == 3 {
             let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -64,16 +56,8 @@ fn erk_matches_the_reference_loop() {
             })
             .collect();
         let result = layer_densities(&layers, expected[0], Allocation::ERK, &[]).unwrap();
-        for (l, (&ours, &theirs)) in result
-            .densities
-            .iter()
-            .zip(expected.iter().skip(1))
-            .enumerate()
-        {
-            assert!(
-                (ours - theirs).abs() < 1e-12,
-                "{name} layer {l}: {ours} vs {theirs}"
-            );
+        for (&ours, &theirs) in result.densities.iter().zip(expected.iter().skip(1)) {
+            assert_abs_diff_eq!(ours, theirs, epsilon = 1e-12);
         }
     }
 }

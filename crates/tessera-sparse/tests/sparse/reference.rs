@@ -112,7 +112,7 @@ fn erk_by_search(layers: &[LayerShape], density: f64) -> Vec<f64> {
 #[test]
 fn erk_matches_exhaustive_search() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for trial in 0..50 {
+    for _ in 0..50 {
         let count = rng.random_range(1..7);
         let layers: Vec<LayerShape> = (0..count)
             .map(|i| {
@@ -128,7 +128,7 @@ fn erk_matches_exhaustive_search() {
         let ours = layer_densities(&layers, density, Allocation::ERK, &[]).unwrap();
         let reference = erk_by_search(&layers, density);
         for (a, b) in ours.densities.iter().zip(&reference) {
-            assert!((a - b).abs() < 1e-12, "trial {trial}: {a} vs {b}");
+            assert_abs_diff_eq!(*a, *b, epsilon = 1e-12);
         }
     }
 }
