@@ -134,6 +134,6 @@ fn ema_teacher_sequence() {
     }
     let expected = vector("ema_final");
     for (a, e) in teacher.params().iter().zip(expected.iter()) {
-        assert!((a - e).abs() < 1e-14, "{a} vs {e}");
+        assert_abs_diff_eq!(*a, *e, epsilon = 1e-14);
     }
 }

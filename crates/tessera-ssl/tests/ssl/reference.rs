@@ -13,12 +13,7 @@ use crate::numerical_grad;
 fn assert_grad_close(analytic: &Array2<f64>, numeric: &Array2<f64>, what: &str) {
     assert_eq!(analytic.shape(), numeric.shape(), "{what}");
     let scale = numeric.iter().fold(1e-3_f64, |m, v| m.max(v.abs()));
-    for (a, n) in analytic.iter().zip(numeric.iter()) {
-        assert!(
-            (a - n).abs() <= 1e-6 * scale,
-            "{what}: analytic {a} vs numeric {n}\n{analytic}\n{numeric}"
-        );
-    }
+    assert_abs_diff_eq!(analytic, numeric, epsilon = 1e-6 * scale);
 }
 
 fn logits(seed: u64, rows: usize, classes: usize, spread: f64) -> Array2<f64> {
@@ -213,7 +208,7 @@ fn sharpen_matches_power_formula_and_guess_matches_mean_of_softmax() {
             let powered: Vec<f64> = row.iter().map(|v| v.powf(1.0 / t)).collect();
             let total: f64 = powered.iter().sum();
             for (o, w) in out.iter().zip(&powered) {
-                assert!((o - w / total).abs() < 1e-14, "T = {t}");
+                assert_abs_diff_eq!(*o, w / total, epsilon = 1e-14);
             }
         }
     }
@@ -373,7 +368,11 @@ fn mixmatch_loss_gradients() {
             &numerical_grad(&z_x, supervised),
             "MixMatch L_x",
         );
-        assert!((loss.value - supervised(&z_x) - 1.5 * unlabelled(&z_u)).abs() < 1e-13);
+        assert_abs_diff_eq!(
+            loss.value,
+            supervised(&z_x) + 1.5 * unlabelled(&z_u),
+            epsilon = 1e-13
+        );
     }
 }
 
@@ -447,8 +446,10 @@ fn remixmatch_batch_anchors_aligns_and_mixes() {
         &numerical_grad(&z_u, |z| 1.5 * l_u(z)),
         "ReMixMatch L_u",
     );
-    assert!(
-        (loss.value - loss.supervised - 1.5 * loss.unlabelled - 0.5 * loss.strong).abs() < 1e-13
+    assert_abs_diff_eq!(
+        loss.value,
+        loss.supervised + 1.5 * loss.unlabelled + 0.5 * loss.strong,
+        epsilon = 1e-13
     );
 
     // Without the weak view in the mix, only the strong views are mixed.
