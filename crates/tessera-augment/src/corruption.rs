@@ -326,7 +326,7 @@ fn pixelate(x: &Array3<f64>, factor: f64) -> Array3<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use approx::assert_abs_diff_eq;
+    use approx::{assert_abs_diff_eq, assert_relative_eq};
 
     /// A 3×24×24 test image: a bright square over hash-scrambled texture, inside (0.1, 0.9).
     fn scene() -> Array3<f64> {
@@ -371,23 +371,20 @@ mod tests {
             let y = Corruption::GaussianNoise.apply(x.view(), s, 11).unwrap();
             let d = &y - &x;
             let std = (d.mapv(|v| v * v).sum() / n).sqrt();
-            assert!(
-                (std / sigma - 1.0).abs() < 0.05,
-                "σ {sigma}: sample std {std}"
-            );
-            assert!(d.mean().unwrap().abs() < 4.0 * sigma / n.sqrt());
+            assert_relative_eq!(std, sigma, max_relative = 0.05);
+            assert_abs_diff_eq!(d.mean().unwrap(), 0.0, epsilon = 4.0 * sigma / n.sqrt());
 
             let lambda = Corruption::ShotNoise.parameter(s).unwrap();
             let y = Corruption::ShotNoise.apply(x.view(), s, 12).unwrap();
             let var = (&y - &x).mapv(|v| v * v).sum() / n;
             let expected = 0.5 / lambda;
-            assert!((var / expected - 1.0).abs() < 0.1, "λ {lambda}: var {var}");
+            assert_relative_eq!(var, expected, max_relative = 0.1);
 
             let a = Corruption::ImpulseNoise.parameter(s).unwrap();
             let y = Corruption::ImpulseNoise.apply(x.view(), s, 13).unwrap();
             let hit = y.iter().filter(|&&v| v != 0.5).count() as f64 / n;
             let se = (a * (1.0 - a) / n).sqrt();
-            assert!((hit - a).abs() < 4.0 * se, "a {a}: fraction {hit}");
+            assert_abs_diff_eq!(hit, a, epsilon = 4.0 * se);
             assert!(y.iter().all(|&v| v == 0.5 || v == 0.0 || v == 1.0));
         }
     }
@@ -403,7 +400,9 @@ mod tests {
         ] {
             for s in 1..=5 {
                 let y = corruption.apply(x.view(), s, 0).unwrap();
-                assert!(y.iter().all(|&v| (v - 0.3).abs() < 1e-6), "{corruption:?}");
+                for &v in y.iter() {
+                    assert_abs_diff_eq!(v, 0.3, epsilon = 1e-6);
+                }
             }
         }
         // A single bright pixel far from the edges spreads with the blur's kernel mass.

@@ -445,6 +445,7 @@ fn mul_div(a: usize, b: usize, c: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn kept_bins_cover_both_parities() {
@@ -474,7 +475,9 @@ mod tests {
         .unwrap();
         let image = Array3::from_elem((2, 12, 9), 3.5);
         let out = plan.crop(image.view()).unwrap();
-        assert!(out.iter().all(|&v| (v - 3.5).abs() < 1e-12));
+        for &v in out.iter() {
+            assert_abs_diff_eq!(v, 3.5, epsilon = 1e-12);
+        }
     }
 
     #[test]

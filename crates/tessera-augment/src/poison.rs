@@ -395,9 +395,9 @@ mod tests {
         let out = conv.apply(image.view(), 3).unwrap();
         let max = out.iter().cloned().fold(0.0f32, f32::max);
         assert_abs_diff_eq!(max, 1.0, epsilon = 1e-6);
-        assert!(out
-            .iter()
-            .all(|&v| ((v * 255.0).round() - v * 255.0).abs() < 1e-3));
+        for &v in out.iter() {
+            assert_abs_diff_eq!((v * 255.0).round(), v * 255.0, epsilon = 1e-3);
+        }
         let mut negative = image.clone();
         negative[[0, 0, 0]] = -0.1;
         assert!(conv.apply(negative.view(), 0).is_err());

@@ -198,6 +198,7 @@ impl AugmentPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -216,9 +217,9 @@ mod tests {
             }
         }
         let share = |c: usize| c as f64 / draws as f64;
-        assert!((share(counts[3]) - 0.5).abs() < 0.03, "{counts:?}");
+        assert_abs_diff_eq!(share(counts[3]), 0.5, epsilon = 0.03);
         for c in &counts[..3] {
-            assert!((share(*c) - 1.0 / 6.0).abs() < 0.03, "{counts:?}");
+            assert_abs_diff_eq!(share(*c), 1.0 / 6.0, epsilon = 0.03);
         }
         let strong = AugmentPool::sslh_strong();
         assert!((0..100).all(|_| strong.choose(&mut rng).is_some()));

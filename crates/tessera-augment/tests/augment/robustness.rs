@@ -1,5 +1,6 @@
 //! Configurations that `new()` accepts never panic later (issue 12).
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -159,7 +160,9 @@ fn pixelate_rejects_sides_its_area_matrices_cannot_hold() {
     let y = Corruption::Pixelate
         .apply(Array3::<f32>::from_elem((1, 300, 2), 0.25).view(), 5, 0)
         .unwrap();
-    assert!(y.iter().all(|&v| (v - 0.25).abs() < 1e-6));
+    for &v in y.iter() {
+        assert_abs_diff_eq!(v, 0.25, epsilon = 1e-6);
+    }
 }
 
 #[test]
