@@ -178,7 +178,7 @@ mod tests {
         let w = Window::hann().samples(n).unwrap();
         for (i, v) in w.iter().enumerate() {
             let expected = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
-            assert!((v - expected).abs() < 1e-15, "{i}: {v} vs {expected}");
+            assert_abs_diff_eq!(*v, expected, epsilon = 1e-15);
         }
     }
 
@@ -189,7 +189,7 @@ mod tests {
             for i in 0..9 {
                 assert_abs_diff_eq!(w[i], w[8 - i], epsilon = 1e-15);
             }
-            assert!((w[4] - 1.0).abs() < 1e-15, "{kind:?} peak {}", w[4]);
+            assert_abs_diff_eq!(w[4], 1.0, epsilon = 1e-15);
         }
     }
 
@@ -198,7 +198,7 @@ mod tests {
         let h = Window::Symmetric(WindowKind::Hamming).samples(5).unwrap();
         assert_abs_diff_eq!(h[0], 0.08, epsilon = 1e-15);
         let b = Window::Symmetric(WindowKind::Blackman).samples(5).unwrap();
-        assert!(b[0].abs() < 1e-15);
+        assert_abs_diff_eq!(b[0], 0.0, epsilon = 1e-15);
     }
 
     #[test]

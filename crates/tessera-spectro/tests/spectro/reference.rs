@@ -1,6 +1,7 @@
 //! Cross-checks against naive, independent implementations: an O(n²) DFT on explicitly
 //! padded frames, a dense filterbank product, a direct dB formula and f32 vs f64.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -172,19 +173,14 @@ fn mel_spectrogram_matches_naive_dft_reference() {
             .unwrap();
         assert_eq!(got.dim(), expected.dim(), "case {i}");
         let scale = expected.iter().cloned().fold(0.0, f64::max);
-        for (a, b) in got.iter().zip(expected.iter()) {
-            assert!((a - b).abs() <= 1e-10 * scale, "case {i}: {a} vs {b}");
-        }
+        assert_abs_diff_eq!(got, expected, epsilon = 1e-10 * scale);
         // The f32 path agrees with the f64 one to f32 precision.
         let single = MelSpectrogram::<f32>::new(plan_for(case))
             .unwrap()
             .compute(Array1::from_iter(x.iter().map(|&v| v as f32)).view())
             .unwrap();
         for (a, b) in single.iter().zip(got.iter()) {
-            assert!(
-                (a.to_f64_exact() - b).abs() <= 1e-5 * scale,
-                "case {i} f32: {a} vs {b}"
-            );
+            assert_abs_diff_eq!(a.to_f64_exact(), *b, epsilon = 1e-5 * scale);
         }
     }
 }
@@ -220,7 +216,7 @@ fn log_mel_matches_direct_formula_per_item() {
             .iter()
             .zip(direct.iter())
         {
-            assert!((a - e).abs() < 1e-9, "item {b}: {a} vs {e}");
+            assert_abs_diff_eq!(*a, *e, epsilon = 1e-9);
         }
         // The library function agrees with the plan.
         let via_fn = power_to_db(mel.view(), plan.db()).unwrap();
