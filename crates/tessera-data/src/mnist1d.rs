@@ -870,16 +870,17 @@ fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn templates_start_and_end_at_zero_with_unit_spread() {
         let t = templates();
         for row in t.outer_iter() {
             assert_eq!(row[0], 0.0);
-            assert!(row[11].abs() < 1e-15, "{}", row[11]);
+            assert_abs_diff_eq!(row[11], 0.0, epsilon = 1e-15);
             let mean = row.sum() / 12.0;
             let std = (row.mapv(|v| (v - mean) * (v - mean)).sum() / 12.0).sqrt();
-            assert!((std - 1.0 / 6.0).abs() < 1e-12, "{std}");
+            assert_abs_diff_eq!(std, 1.0 / 6.0, epsilon = 1e-12);
         }
     }
 
@@ -911,7 +912,7 @@ mod tests {
         let ones = vec![1.0; 7];
         for sigma in [0.0, 0.5, 2.0, 9.0] {
             for v in gaussian_filter1d(&ones, sigma).unwrap() {
-                assert!((v - 1.0).abs() < 1e-14);
+                assert_abs_diff_eq!(v, 1.0, epsilon = 1e-14);
             }
         }
         assert!(gaussian_filter1d(&ones, -1.0).is_err());

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use approx::assert_abs_diff_eq;
 use common::{sine, write_float, write_pcm16, write_text, TempDir};
 use tessera_data::{
     esc10, speech_commands, urbansound8k, ClipSpec, Error, FitMode, SpeechCommandsOptions, Subset,
@@ -191,7 +192,7 @@ fn urbansound8k_reads_folds_resamples_and_mixes_down() {
         .iter()
         .skip(200)
         .fold(0f32, |a, &b| a.max(b.abs()));
-    assert!((peak - 0.45).abs() < 0.01, "peak {peak}");
+    assert_abs_diff_eq!(peak, 0.45, epsilon = 0.01);
 }
 
 #[test]

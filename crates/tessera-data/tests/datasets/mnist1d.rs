@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use approx::{assert_abs_diff_eq, assert_relative_eq};
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use ndarray_npy::read_npy;
 use tessera_data::mnist1d::{
@@ -39,11 +40,8 @@ fn unpad(row: ArrayView1<f64>) -> Vec<f64> {
 
 fn assert_close(what: &str, got: &[f64], expected: &[f64], tol: f64) {
     assert_eq!(got.len(), expected.len(), "{what}: length");
-    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
-        assert!(
-            (g - e).abs() <= tol * (1.0 + e.abs()),
-            "{what}[{i}]: ours {g}, package {e}"
-        );
+    for (g, e) in got.iter().zip(expected) {
+        assert_relative_eq!(*g, *e, epsilon = tol, max_relative = tol);
     }
 }
 
@@ -86,9 +84,7 @@ fn templates_match_the_package() {
     let expected: Array2<f64> = fixture("mnist1d_templates.npy");
     let ours = templates();
     assert_eq!(ours.dim(), expected.dim());
-    for (o, e) in ours.iter().zip(&expected) {
-        assert!((o - e).abs() < 1e-14, "{o} vs {e}");
-    }
+    assert_abs_diff_eq!(ours, expected, epsilon = 1e-14);
 }
 
 #[test]
@@ -236,7 +232,7 @@ fn make_dataset_is_reproduced_from_its_recorded_draws() {
         let labels: Vec<i64> = split.labels.iter().map(|&l| l as i64).collect();
         assert_eq!(labels, ys.to_vec());
         for (o, e) in split.x.iter().zip(xs.iter()) {
-            assert!((f64::from(*o) - e).abs() < 1e-5, "{o} vs {e}");
+            assert_abs_diff_eq!(f64::from(*o), *e, epsilon = 1e-5);
         }
     }
     // Bad inputs are rejected, not silently used.
@@ -321,10 +317,8 @@ fn sizes_balance_range_and_standardisation() {
         assert!(all.iter().all(|v| v.is_finite() && v.abs() < 10.0));
         let mean = all.iter().sum::<f64>() / all.len() as f64;
         let std = (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / all.len() as f64).sqrt();
-        assert!(
-            mean.abs() < 1e-5 && (std - 1.0).abs() < 1e-5,
-            "{mean} {std}"
-        );
+        assert_abs_diff_eq!(mean, 0.0, epsilon = 1e-5);
+        assert_abs_diff_eq!(std, 1.0, epsilon = 1e-5);
     }
     // Other lengths and the position-shuffled variant.
     let config = Mnist1dConfig {
@@ -587,30 +581,15 @@ fn statistics_match_the_package_default_set() {
     {
         let ours = quantile(&sorted, *q);
         let theirs = stats[852 + k];
-        assert!(
-            (ours - theirs).abs() < 0.1,
-            "quantile {q}: ours {ours}, package {theirs}"
-        );
+        assert_abs_diff_eq!(ours, theirs, epsilon = 0.1);
     }
     let rough = (x.slice(s![.., 1..]).to_owned() - x.slice(s![.., ..-1]))
         .mapv(f64::abs)
         .mean()
         .unwrap();
-    assert!(
-        (rough / stats[861] - 1.0).abs() < 0.05,
-        "roughness {rough} vs {}",
-        stats[861]
-    );
-    assert!(
-        (data.raw_mean - stats[0]).abs() < 0.01,
-        "raw mean {}",
-        data.raw_mean
-    );
-    assert!(
-        (data.raw_std / stats[1] - 1.0).abs() < 0.05,
-        "raw std {}",
-        data.raw_std
-    );
+    assert_relative_eq!(rough, stats[861], max_relative = 0.05);
+    assert_abs_diff_eq!(data.raw_mean, stats[0], epsilon = 0.01);
+    assert_relative_eq!(data.raw_std, stats[1], max_relative = 0.05);
 }
 
 fn pearson(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {

@@ -93,10 +93,7 @@ mod audio {
             let expected_len = (n as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
             assert_eq!(output.len(), expected_len);
             let peak = peak_frequency(&output.as_slice().unwrap()[..2_000], to, 10.0);
-            assert!(
-                (peak - freq).abs() <= 10.0,
-                "{from}->{to}: peak {peak} Hz, want {freq}"
-            );
+            assert_abs_diff_eq!(peak, freq, epsilon = 10.0);
             let m = output.len();
             let worst = (m / 10..m - m / 10)
                 .map(|t| {
