@@ -103,12 +103,9 @@ mod tests {
         for act in [Activation::Gelu, Activation::Relu, Activation::Identity] {
             for &x in &[-3.0f64, -1.2, -0.3, 0.2, 0.7, 2.5] {
                 let d1 = (act.value(x + h) - act.value(x - h)) / (2.0 * h);
-                assert!((d1 - act.derivative(x)).abs() < 1e-8, "{act:?} φ' at {x}");
+                assert_abs_diff_eq!(d1, act.derivative(x), epsilon = 1e-8);
                 let d2 = (act.derivative(x + h) - act.derivative(x - h)) / (2.0 * h);
-                assert!(
-                    (d2 - act.second_derivative(x)).abs() < 1e-7,
-                    "{act:?} φ'' at {x}"
-                );
+                assert_abs_diff_eq!(d2, act.second_derivative(x), epsilon = 1e-7);
             }
         }
     }
@@ -121,6 +118,10 @@ mod tests {
             0.841_191_990_607_477_2,
             epsilon = 1e-12
         );
-        assert!((Activation::Gelu.value(-1.0f64) + 0.158_808_009_392_522_8).abs() < 1e-12);
+        assert_abs_diff_eq!(
+            Activation::Gelu.value(-1.0f64),
+            -0.158_808_009_392_522_8,
+            epsilon = 1e-12
+        );
     }
 }

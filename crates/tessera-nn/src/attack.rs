@@ -584,6 +584,7 @@ pub fn mlp_robust_accuracy<F: Float, R: Rng + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{array, Array3};
 
     #[test]
@@ -639,7 +640,7 @@ mod tests {
             let unit = array![[2.0f64, -1.0, 0.0, 2.0]] / 3.0;
             for (row, start) in adv.rows().into_iter().zip(x0.rows()) {
                 for k in 0..4 {
-                    assert!((row[k] - start[k] - 0.6 * unit[[0, k]]).abs() < 1e-12);
+                    assert_abs_diff_eq!(row[k], start[k] + 0.6 * unit[[0, k]], epsilon = 1e-12);
                 }
             }
             let linf = PgdConfig::new(Norm::LInf, 0.3, 0.1, steps).with_random_start(random_start);
@@ -648,11 +649,11 @@ mod tests {
             if random_start {
                 // sign(0) = 0 leaves the third coordinate at its random start.
                 for (i, j) in [(0, 0), (0, 1), (0, 3), (1, 0), (1, 1), (1, 3)] {
-                    assert!((adv[[i, j]] - expected[[i, j]]).abs() < 1e-12);
+                    assert_abs_diff_eq!(adv[[i, j]], expected[[i, j]], epsilon = 1e-12);
                 }
-                assert!((adv[[0, 2]] - x0[[0, 2]]).abs() <= 0.3);
+                assert_abs_diff_eq!(adv[[0, 2]], x0[[0, 2]], epsilon = 0.3);
             } else {
-                assert!((&adv - &expected).iter().all(|d| d.abs() < 1e-12));
+                assert_abs_diff_eq!(adv, expected, epsilon = 1e-12);
             }
         }
         let fgsm = fgsm(x0.view(), 0.05, Some((-1.0, 2.0)), objective).unwrap();

@@ -130,6 +130,7 @@ pub(crate) fn product<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_relative_eq;
     use ndarray::Array2;
 
     fn filled(rows: usize, cols: usize, seed: usize) -> Array2<f64> {
@@ -173,10 +174,7 @@ mod tests {
                     let mut got = c0.clone();
                     product(alpha, av, bv, beta, got.view_mut());
                     for (g, w) in got.iter().zip(&want) {
-                        assert!(
-                            (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
-                            "{m}×{k}×{n}: {g} vs {w}"
-                        );
+                        assert_relative_eq!(*g, *w, epsilon = 1e-12, max_relative = 1e-12);
                     }
                 }
                 // Into a transposed output.
@@ -189,7 +187,7 @@ mod tests {
                     got_t.view_mut().reversed_axes(),
                 );
                 for (g, w) in got_t.t().iter().zip(&want) {
-                    assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()));
+                    assert_relative_eq!(*g, *w, epsilon = 1e-12, max_relative = 1e-12);
                 }
             }
             // β = 0 does not read C: a NaN there does not reach the result.

@@ -295,6 +295,7 @@ impl<F: Float> Layer<F> for TokenMeanPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{Array3, ArrayD, IxDyn};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -335,18 +336,14 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let fd = (loss(&up, x) - loss(&down, x)) / (2.0 * h);
-            assert!(
-                (fd - grad_params[i]).abs() < 1e-8,
-                "param {i}: {fd} vs {}",
-                grad_params[i]
-            );
+            assert_abs_diff_eq!(fd, grad_params[i], epsilon = 1e-8);
         }
         for (i, &g) in dx.iter().enumerate() {
             let (mut up, mut down) = (x.clone(), x.clone());
             up.as_slice_mut().expect("standard")[i] += h;
             down.as_slice_mut().expect("standard")[i] -= h;
             let fd = (loss(params, &up) - loss(params, &down)) / (2.0 * h);
-            assert!((fd - g).abs() < 1e-8, "input {i}: {fd} vs {g}");
+            assert_abs_diff_eq!(fd, g, epsilon = 1e-8);
         }
     }
 
@@ -384,7 +381,7 @@ mod tests {
         for b in 0..3 {
             for d in 0..2 {
                 let naive: f64 = (0..5).map(|t| x[[b, t, d]]).sum::<f64>() / 5.0;
-                assert!((y[[b, d]] - naive).abs() < 1e-15);
+                assert_abs_diff_eq!(y[[b, d]], naive, epsilon = 1e-15);
             }
         }
         check_gradients(&TokenMeanPool, &x, &[]);
@@ -441,7 +438,7 @@ mod tests {
         assert_eq!(rdx, r_delta);
         for (i, h) in hvp.iter().enumerate() {
             let (t, d) = (i / 2, i % 2);
-            assert!((h - (r_delta[[0, t, d]] + r_delta[[1, t, d]])).abs() < 1e-15);
+            assert_abs_diff_eq!(*h, r_delta[[0, t, d]] + r_delta[[1, t, d]], epsilon = 1e-15);
         }
 
         let (py, pcache) =

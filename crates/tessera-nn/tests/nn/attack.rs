@@ -2,6 +2,7 @@
 //! the clean loss, input gradients against finite differences, and adversarial training
 //! against clean training on a task with robust and non-robust features.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,7 +126,11 @@ fn adversarial_training_raises_robust_accuracy_over_clean_training() {
     )
     .unwrap();
     let clean_loss = step.clean_loss.expect("clean weight 0.5 computes it");
-    assert!((clean_loss - ce_loss(&before, x.view(), &labels)).abs() < 1e-12);
+    assert_abs_diff_eq!(
+        clean_loss,
+        ce_loss(&before, x.view(), &labels),
+        epsilon = 1e-12
+    );
     assert!(step.adversarial_loss > clean_loss);
     assert_ne!(mlp.params(), before.params());
 }

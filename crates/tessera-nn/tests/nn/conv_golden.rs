@@ -3,6 +3,7 @@
 //! statistics, an eval-mode forward, and one SGD, Adam and AdamW step; plus named
 //! safetensors checkpoints.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2, Array4, ArrayD};
 use tessera_nn::layers::{BatchNorm, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Relu};
 use tessera_nn::{
@@ -67,11 +68,7 @@ fn forward_loss_gradients_and_running_statistics_match_pytorch() {
     )
     .unwrap();
     let want_loss: ndarray::Array0<f64> = load("loss");
-    assert!(
-        (loss - want_loss[()]).abs() < 1e-12,
-        "loss {loss} vs {}",
-        want_loss[()]
-    );
+    assert_abs_diff_eq!(loss, want_loss[()], epsilon = 1e-12);
     let grad = net.backward(&trace, g.into_dyn().view()).unwrap();
     let want: Array1<f64> = load("grad");
     assert_all_close(&grad, &want, 1e-9, 1e-12, "gradient");
@@ -174,11 +171,7 @@ fn frozen_groups_and_group_multipliers_scale_the_step() {
                 "fc.weight" => before[i] - 0.05 * grad[i],
                 _ => before[i] - 0.1 * grad[i],
             };
-            assert!(
-                (net.params()[i] - want).abs() < 1e-15,
-                "{} entry {i}",
-                e.name
-            );
+            assert_abs_diff_eq!(net.params()[i], want, epsilon = 1e-15);
         }
     }
     // Training only the batch-norm affine parameters (EcoTTA-style adaptation).
@@ -259,11 +252,8 @@ fn safetensors_round_trip_by_name() {
         .unwrap();
     small.load_safetensors(&bytes).unwrap();
     let fc = net.param("fc.weight").unwrap();
-    assert!(small
-        .param("fc.weight")
-        .unwrap()
-        .iter()
-        .zip(fc.iter())
-        .all(|(&a, &b)| (a as f64 - b).abs() < 1e-6));
+    for (&a, &b) in small.param("fc.weight").unwrap().iter().zip(fc.iter()) {
+        assert_abs_diff_eq!(a as f64, b, epsilon = 1e-6);
+    }
     assert!(net.load_safetensors(b"not a checkpoint").is_err());
 }

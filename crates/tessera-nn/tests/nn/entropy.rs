@@ -2,6 +2,7 @@
 //! form for two classes and against finite differences, and one adaptation step through the
 //! external-loss path.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{array, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,14 +24,16 @@ fn two_classes_match_the_closed_form() {
         let h = -p * p.ln() - (1.0 - p) * (1.0 - p).ln();
         mean += h / 3.0;
         let dh = -d * p * (1.0 - p) / 3.0;
-        assert!((grad[[i, 0]] - dh).abs() < 1e-15, "row {i}");
-        assert!((grad[[i, 1]] + dh).abs() < 1e-15, "row {i}");
+        assert_abs_diff_eq!(grad[[i, 0]], dh, epsilon = 1e-15);
+        assert_abs_diff_eq!(grad[[i, 1]], -dh, epsilon = 1e-15);
     }
-    assert!((value - mean).abs() < 1e-15);
+    assert_abs_diff_eq!(value, mean, epsilon = 1e-15);
     // Equal logits: maximal entropy ln 2 and a zero gradient (a stationary point).
     let per_row = prediction_entropies(logits.view()).unwrap();
-    assert!((per_row[1] - 2f64.ln()).abs() < 1e-15);
-    assert!(grad.row(1).iter().all(|g| g.abs() < 1e-15));
+    assert_abs_diff_eq!(per_row[1], 2f64.ln(), epsilon = 1e-15);
+    for g in grad.row(1) {
+        assert_abs_diff_eq!(*g, 0.0, epsilon = 1e-15);
+    }
 }
 
 #[test]
@@ -49,10 +52,12 @@ fn gradient_matches_finite_differences_in_f64_and_f32() {
     let fd = Array2::from_shape_vec((4, 5), fd).unwrap();
     tessera_testing::assert_all_close(&grad, &fd, 1e-6, 1e-9, "∂H/∂z");
     // Row sums of the gradient vanish (softmax is shift invariant).
-    assert!(grad.rows().into_iter().all(|r| r.sum().abs() < 1e-15));
+    for r in grad.rows() {
+        assert_abs_diff_eq!(r.sum(), 0.0, epsilon = 1e-15);
+    }
     let (value32, grad32) = entropy_and_logit_gradient(logits.mapv(|v| v as f32).view()).unwrap();
     let (value, _) = entropy_and_logit_gradient(logits.view()).unwrap();
-    assert!((f64::from(value32) - value).abs() < 1e-6);
+    assert_abs_diff_eq!(f64::from(value32), value, epsilon = 1e-6);
     tessera_testing::assert_all_close(&grad32.mapv(f64::from), &grad, 1e-4, 1e-6, "f32");
     // Huge logits stay finite: a one-hot softmax has zero entropy and gradient.
     let (h, g) = entropy_and_logit_gradient(array![[1e4f64, 0.0, -1e4]].view()).unwrap();
@@ -111,10 +116,10 @@ fn confident_entropy_is_the_entropy_loss_of_the_confident_rows() {
     assert!(grad.row(1).iter().all(|&v| v == 0.0));
     let confident = logits.select(ndarray::Axis(0), &[0, 2]);
     let (alone_loss, alone) = entropy_and_logit_gradient(confident.view()).unwrap();
-    assert!((loss - alone_loss).abs() < 1e-15);
+    assert_abs_diff_eq!(loss, alone_loss, epsilon = 1e-15);
     for (i, row) in [0usize, 2].into_iter().enumerate() {
         for (a, b) in grad.row(row).iter().zip(alone.row(i)) {
-            assert!((a - b).abs() < 1e-15);
+            assert_abs_diff_eq!(*a, *b, epsilon = 1e-15);
         }
     }
     let (none_loss, none, none_kept) =

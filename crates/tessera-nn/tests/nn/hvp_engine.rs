@@ -1,6 +1,7 @@
 //! Exact Hessian- and Gauss–Newton-vector products of a `Sequential` against finite
 //! differences of gradients, a finite-difference Jacobian, and `Mlp`'s own operator.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,11 +136,9 @@ fn hessian_of_a_dense_network_with_norms_and_residuals_matches_finite_difference
         &targets,
         Loss::SoftmaxCrossEntropy,
     );
-    assert!(op
-        .gradient()
-        .iter()
-        .zip(&g)
-        .all(|(a, b)| (a - b).abs() < 1e-12));
+    for (a, b) in op.gradient().iter().zip(&g) {
+        assert_abs_diff_eq!(*a, *b, epsilon = 1e-12);
+    }
 }
 
 #[test]

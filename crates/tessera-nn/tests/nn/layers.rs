@@ -2,6 +2,7 @@
 //! tangents), against central finite differences in f64; convolution against a naive direct
 //! convolution; batch-norm train/eval semantics; bad-input errors.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
@@ -418,14 +419,14 @@ fn batch_norm_train_and_eval_semantics() {
         .unwrap();
     // Batch statistics: mean 2.5, biased variance 1.25 (channel 0).
     let want0 = (1.0 - 2.5) / (1.25f64 + 1e-5).sqrt();
-    assert!((y[[0, 0, 0]] - want0).abs() < 1e-12);
+    assert_abs_diff_eq!(y[[0, 0, 0]], want0, epsilon = 1e-12);
     // Channel 1 is ten times channel 0: the same up to the eps term.
-    assert!((y[[0, 1, 0]] - want0).abs() < 1e-5);
+    assert_abs_diff_eq!(y[[0, 1, 0]], want0, epsilon = 1e-5);
     // Running statistics: momentum 0.1, unbiased variance 5/3 (channel 0), 500/3 (channel 1).
-    assert!((buffers[0] - 0.25).abs() < 1e-12);
-    assert!((buffers[1] - 2.5).abs() < 1e-12);
-    assert!((buffers[2] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-12);
-    assert!((buffers[3] - (0.9 + 0.1 * 500.0 / 3.0)).abs() < 1e-12);
+    assert_abs_diff_eq!(buffers[0], 0.25, epsilon = 1e-12);
+    assert_abs_diff_eq!(buffers[1], 2.5, epsilon = 1e-12);
+    assert_abs_diff_eq!(buffers[2], 0.9 + 0.1 * 5.0 / 3.0, epsilon = 1e-12);
+    assert_abs_diff_eq!(buffers[3], 0.9 + 0.1 * 500.0 / 3.0, epsilon = 1e-12);
     // Eval mode uses the running statistics and leaves them alone.
     let before = buffers.clone();
     let (ye, _) = bn
@@ -433,7 +434,7 @@ fn batch_norm_train_and_eval_semantics() {
         .unwrap();
     assert_eq!(buffers, before);
     let want = (1.0 - 0.25) / (before[2] + 1e-5).sqrt();
-    assert!((ye[[0, 0, 0]] - want).abs() < 1e-12);
+    assert_abs_diff_eq!(ye[[0, 0, 0]], want, epsilon = 1e-12);
     // A batch of one without positions has no variance: a clear error in training mode,
     // fine in eval mode.
     let one = ArrayD::from_elem(IxDyn(&[1, 2]), 1.0);

@@ -2,6 +2,7 @@
 //! and of the gradient (dense Hessians), a finite-difference Jacobian for the Gauss–Newton
 //! matrix, and the closed-form Hessian of a linear least-squares model.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -174,7 +175,7 @@ fn input_gradient_and_external_logit_gradient_match() {
             xp[[i, k]] -= 2.0 * h;
             let down = c.mlp.loss(xp.view(), &t, loss).unwrap();
             let fd = (up - down) / (2.0 * h);
-            assert!((fd - input_grad[[i, k]]).abs() < 1e-7, "dL/dx[{i},{k}]");
+            assert_abs_diff_eq!(fd, input_grad[[i, k]], epsilon = 1e-7);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `Sequential`, `Chain` and `Residual`: whole-network gradients against finite differences,
 //! hooks on intermediate activations, names and layouts, agreement with `Mlp`, errors.
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -295,10 +296,9 @@ fn sequential_dense_relu_equals_mlp() {
     let targets = Targets::Hard(&labels);
     let logits = model.predict(x.view().into_dyn()).unwrap();
     let want = mlp.predict(x.view()).unwrap();
-    assert!(logits
-        .iter()
-        .zip(want.iter())
-        .all(|(a, b)| (a - b).abs() < 1e-12));
+    for (a, b) in logits.iter().zip(want.iter()) {
+        assert_abs_diff_eq!(*a, *b, epsilon = 1e-12);
+    }
     let (l1, g1) = model
         .loss_and_gradient(
             x.view().into_dyn(),
@@ -310,8 +310,10 @@ fn sequential_dense_relu_equals_mlp() {
     let (l2, g2) = mlp
         .loss_and_gradient(x.view(), &targets, Loss::SoftmaxCrossEntropy)
         .unwrap();
-    assert!((l1 - l2).abs() < 1e-12);
-    assert!(g1.iter().zip(g2.iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert_abs_diff_eq!(l1, l2, epsilon = 1e-12);
+    for (a, b) in g1.iter().zip(g2.iter()) {
+        assert_abs_diff_eq!(*a, *b, epsilon = 1e-12);
+    }
     // Input gradients agree with Mlp's.
     let (_, dx) = model
         .input_gradient(x.view().into_dyn(), &targets, Loss::SoftmaxCrossEntropy)
@@ -321,10 +323,9 @@ fn sequential_dense_relu_equals_mlp() {
         tessera_nn::loss_and_logit_gradient(trace.logits(), &targets, Loss::SoftmaxCrossEntropy)
             .unwrap();
     let (_, want_dx) = mlp.backward_with_input_grad(&trace, lg.view()).unwrap();
-    assert!(dx
-        .iter()
-        .zip(want_dx.iter())
-        .all(|(a, b)| (a - b).abs() < 1e-12));
+    for (a, b) in dx.iter().zip(want_dx.iter()) {
+        assert_abs_diff_eq!(*a, *b, epsilon = 1e-12);
+    }
 }
 
 #[test]
