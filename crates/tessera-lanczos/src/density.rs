@@ -298,7 +298,7 @@ mod tests {
         assert_abs_diff_eq!(d.cdf(2.0), 1.0, epsilon = 1e-15);
         // Measure {0: 1/4, 1: 1/4, 2: 1/2} vs uniform {0, 1, 2}: |1/4 − 1/3| + |1/2 − 2/3|.
         let w = d.wasserstein1(arr1(&[0.0, 1.0, 2.0]).view()).unwrap();
-        assert!((w - (1.0 / 12.0 + 1.0 / 6.0)).abs() < 1e-15, "{w}");
+        assert_abs_diff_eq!(w, 1.0 / 12.0 + 1.0 / 6.0, epsilon = 1e-15);
         assert!(d.wasserstein1(arr1(&[]).view()).is_err());
     }
 
@@ -316,11 +316,7 @@ mod tests {
                     ..Default::default()
                 })
                 .unwrap();
-            assert!(
-                (s.mass_on_grid - 1.0).abs() < 1e-4,
-                "{bw:?}: {}",
-                s.mass_on_grid
-            );
+            assert_abs_diff_eq!(s.mass_on_grid, 1.0, epsilon = 1e-4);
             assert_abs_diff_eq!(s.integral(), 1.0, epsilon = 1e-12);
             assert!(
                 s.grid[0] <= -4.0 * s.sigma + 1e-12

@@ -497,19 +497,16 @@ mod tests {
         sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let la = top_eigenpairs(&a, 4, Which::LargestAlgebraic, 1e-10).unwrap();
         for i in 0..4 {
-            assert!(
-                (la.values[i] - sorted[299 - i]).abs() < 1e-9,
-                "{:?}",
-                la.values
-            );
+            assert_abs_diff_eq!(la.values[i], sorted[299 - i], epsilon = 1e-9);
             let r = eigen_residual(&a, la.values[i], la.vectors.column(i)).unwrap();
             assert!(r <= 1e-10 * la.values[i].abs() * 1.01 + 1e-14, "{r}");
             assert_abs_diff_eq!(r, la.residuals[i], epsilon = 1e-9);
         }
         let sa = top_eigenpairs(&a, 2, Which::SmallestAlgebraic, 1e-10).unwrap();
-        assert!((sa.values[0] + 6.47).abs() < 1e-9 && (sa.values[1] - sorted[1]).abs() < 1e-9);
+        assert_abs_diff_eq!(sa.values[0], -6.47, epsilon = 1e-9);
+        assert_abs_diff_eq!(sa.values[1], sorted[1], epsilon = 1e-9);
         let lm = top_eigenpairs(&a, 1, Which::LargestMagnitude, 1e-10).unwrap();
-        assert!((lm.values[0] + 6.47).abs() < 1e-9);
+        assert_abs_diff_eq!(lm.values[0], -6.47, epsilon = 1e-9);
     }
 
     #[test]
@@ -529,20 +526,17 @@ mod tests {
                     1 => off[i.min(j)],
                     _ => 0.0,
                 };
-                assert!((t[[i, j]] - want).abs() < 1e-14, "T[{i},{j}]");
+                assert_abs_diff_eq!(t[[i, j]], want, epsilon = 1e-14);
             }
         }
         let qc = q.t().dot(&Array1::from(couplings.to_vec()));
         let c_norm = couplings.iter().map(|c| c * c).sum::<f64>().sqrt();
         for i in 0..p - 1 {
-            assert!(qc[i].abs() < 1e-15);
+            assert_abs_diff_eq!(qc[i], 0.0, epsilon = 1e-15);
         }
-        assert!(
-            (qc[p - 1] - off[p - 1]).abs() < 1e-15 && (off[p - 1].abs() - c_norm).abs() < 1e-15
-        );
-        assert!((q.t().dot(&q) - Array2::<f64>::eye(p))
-            .iter()
-            .all(|v| v.abs() < 1e-14));
+        assert_abs_diff_eq!(qc[p - 1], off[p - 1], epsilon = 1e-15);
+        assert_abs_diff_eq!(off[p - 1].abs(), c_norm, epsilon = 1e-15);
+        assert_abs_diff_eq!(q.t().dot(&q), Array2::<f64>::eye(p), epsilon = 1e-14);
     }
 
     #[test]
@@ -556,19 +550,13 @@ mod tests {
         let pairs = TopEigen::new(config).unwrap().compute(&a).unwrap();
         assert!(pairs.restarts > 5, "restarts {}", pairs.restarts);
         for i in 0..3 {
-            assert!(
-                (pairs.values[i] - sorted[i]).abs() < 1e-9,
-                "{:?}",
-                pairs.values
-            );
+            assert_abs_diff_eq!(pairs.values[i], sorted[i], epsilon = 1e-9);
             let r = eigen_residual(&a, pairs.values[i], pairs.vectors.column(i)).unwrap();
             assert!(r <= 1e-10 * sorted[i].abs() * 1.01 + 1e-14, "{r}");
             assert_abs_diff_eq!(r, pairs.residuals[i], epsilon = 1e-9);
         }
         let gram = pairs.vectors.t().dot(&pairs.vectors);
-        assert!((gram - Array2::<f64>::eye(3))
-            .iter()
-            .all(|v| v.abs() < 1e-12));
+        assert_abs_diff_eq!(gram, Array2::<f64>::eye(3), epsilon = 1e-12);
     }
 
     #[test]

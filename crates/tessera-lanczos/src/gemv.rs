@@ -401,7 +401,7 @@ mod tests {
                 gemv_row_major(&a, ncols, &x, &mut y);
                 for i in 0..nrows {
                     let want: f64 = (0..ncols).map(|j| a[i * ncols + j] * x[j]).sum();
-                    assert!((y[i] - want).abs() < 1e-12, "{nrows}×{ncols} row {i}");
+                    assert_abs_diff_eq!(y[i], want, epsilon = 1e-12);
                 }
                 let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -427,7 +427,7 @@ mod tests {
                 gemv_transposed_sub(&a, &h, &mut y);
                 for j in 0..ncols {
                     let want = y0[j] - (0..nrows).map(|i| a[i * ncols + j] * h[i]).sum::<f64>();
-                    assert!((y[j] - want).abs() < 1e-12, "{nrows}×{ncols} column {j}");
+                    assert_abs_diff_eq!(y[j], want, epsilon = 1e-12);
                 }
                 let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
                 let h32: Vec<f32> = h.iter().map(|&v| v as f32).collect();
@@ -461,7 +461,7 @@ mod tests {
                     start = end;
                 }
                 for i in 0..n {
-                    assert!((y[i] - want[i]).abs() < 1e-11, "n={n} cut={cut:?} i={i}");
+                    assert_abs_diff_eq!(y[i], want[i], epsilon = 1e-11);
                 }
                 // Full storage with a row stride: NaN below the diagonal proves it unread.
                 let stride = n + 3;
@@ -484,10 +484,7 @@ mod tests {
                     start = end;
                 }
                 for i in 0..n {
-                    assert!(
-                        (y[i] - want[i]).abs() < 1e-11,
-                        "full n={n} cut={cut:?} i={i}"
-                    );
+                    assert_abs_diff_eq!(y[i], want[i], epsilon = 1e-11);
                 }
             }
         }

@@ -194,6 +194,7 @@ impl<F: Float + 'static> LinearOperator<F> for DenseGpuOperator<F> {
 mod tests {
     use super::*;
     use crate::{hutchinson, Slq, SlqConfig, StopRule};
+    use approx::assert_abs_diff_eq;
 
     fn symmetric(n: usize) -> Array2<f64> {
         Array2::from_shape_fn((n, n), |(i, j)| {
@@ -242,7 +243,11 @@ mod tests {
         let rule = StopRule::fixed(12);
         let plain = hutchinson(&a, &rule, 7).unwrap();
         let gpu = hutchinson(&op, &rule, 7).unwrap();
-        assert!((plain.value - gpu.value).abs() <= 1e-9 * plain.value.abs().max(1.0));
+        assert_abs_diff_eq!(
+            plain.value,
+            gpu.value,
+            epsilon = 1e-9 * plain.value.abs().max(1.0)
+        );
         let slq = Slq::new(SlqConfig {
             steps: 20,
             rule: StopRule::fixed(4),
@@ -252,7 +257,7 @@ mod tests {
         let q_plain = slq.quadrature(&a).unwrap().samples(&|t| t * t).unwrap();
         let q_gpu = slq.quadrature(&op).unwrap().samples(&|t| t * t).unwrap();
         for (p, g) in q_plain.iter().zip(&q_gpu) {
-            assert!((p - g).abs() <= 1e-8 * p.abs().max(1.0), "{p} vs {g}");
+            assert_abs_diff_eq!(*p, *g, epsilon = 1e-8 * p.abs().max(1.0));
         }
     }
 

@@ -179,13 +179,15 @@ mod tests {
             0.2,
             epsilon = 1e-15
         );
-        assert!(
-            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Sgd).unwrap() - 0.4).abs()
-                < 1e-15
+        assert_abs_diff_eq!(
+            sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Sgd).unwrap(),
+            0.4,
+            epsilon = 1e-15
         );
-        assert!(
-            (sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Adam).unwrap() - 0.2).abs()
-                < 1e-15
+        assert_abs_diff_eq!(
+            sharpness_scaled_lr(0.1f64, 8.0, 2.0, OptimizerFamily::Adam).unwrap(),
+            0.2,
+            epsilon = 1e-15
         );
         assert!(max_stable_sgd_lr(0.0f64)
             .unwrap_err()

@@ -367,7 +367,9 @@ mod tests {
             af.assign(&a);
             let mut yf = Array1::zeros(n);
             af.apply(x.view(), yf.view_mut());
-            assert!(yf.iter().zip(r.iter()).all(|(p, q)| (p - q).abs() < 1e-10));
+            for (p, q) in yf.iter().zip(r.iter()) {
+                assert_abs_diff_eq!(*p, *q, epsilon = 1e-10);
+            }
             // batch = columns
             let xb = Array2::from_shape_fn((n, 3), |(i, c)| ((i + c) as f64).cos());
             let mut yb = Array2::zeros((n, 3));
@@ -392,13 +394,15 @@ mod tests {
         let fast = a.repeated_apply().expect("symmetric and large enough");
         let mut y = Array1::zeros(n);
         fast(x.view(), y.view_mut());
-        assert!(y.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-10));
+        for (p, q) in y.iter().zip(&want) {
+            assert_abs_diff_eq!(*p, *q, epsilon = 1e-10);
+        }
         // Wrappers forward the fast path.
         let shifted = ShiftedOperator::new(&a, 2.0).unwrap();
         let scaled = ScaledOperator::new(&shifted, -0.5).unwrap();
         scaled.repeated_apply().unwrap()(x.view(), y.view_mut());
         for i in 0..n {
-            assert!((y[i] + 0.5 * (want[i] + 2.0 * x[i])).abs() < 1e-10);
+            assert_abs_diff_eq!(y[i], -0.5 * (want[i] + 2.0 * x[i]), epsilon = 1e-10);
         }
         // Any asymmetry, even in the last tile, disables it; so do small or non-row-major
         // matrices.
@@ -416,11 +420,13 @@ mod tests {
         // Prepared uses the fast product for single vectors and `op` for batches.
         let prepared = Prepared::new(&a);
         prepared.apply(x.view(), y.view_mut());
-        assert!(y.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-10));
+        for (p, q) in y.iter().zip(&want) {
+            assert_abs_diff_eq!(*p, *q, epsilon = 1e-10);
+        }
         let xb = Array2::from_shape_fn((n, 2), |(i, c)| ((i + c) as f64).cos());
         let mut yb = Array2::zeros((n, 2));
         prepared.apply_batch(xb.view(), yb.view_mut());
-        assert!((yb - a.dot(&xb)).iter().all(|v| v.abs() < 1e-10));
+        assert_abs_diff_eq!(yb, a.dot(&xb), epsilon = 1e-10);
     }
 
     #[test]

@@ -196,6 +196,7 @@ pub fn deflated_power_iteration<F: Float, O: LinearOperator<F> + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn deflation_finds_top_three_by_magnitude() {
@@ -213,9 +214,9 @@ mod tests {
         .unwrap();
         for (res, want) in r.iter().zip([10.0f64, 6.0, -3.0]) {
             assert!(res.converged(), "{:?}", res.stop);
-            assert!((res.value - want).abs() < 1e-7, "{} vs {want}", res.value);
+            assert_abs_diff_eq!(res.value, want, epsilon = 1e-7);
         }
-        assert!(r[1].vector.dot(&r[0].vector).abs() < 1e-12);
+        assert_abs_diff_eq!(r[1].vector.dot(&r[0].vector), 0.0, epsilon = 1e-12);
     }
 
     #[test]

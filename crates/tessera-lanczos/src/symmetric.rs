@@ -230,6 +230,7 @@ fn balanced_row_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
     use ndarray::{arr2, Array1};
 
     fn symmetric(n: usize) -> Array2<f64> {
@@ -249,25 +250,22 @@ mod tests {
             s.apply(x.view(), y.view_mut());
             let want = a.dot(&x);
             for i in 0..n {
-                assert!((y[i] - want[i]).abs() < 1e-11, "n={n} i={i}");
+                assert_abs_diff_eq!(y[i], want[i], epsilon = 1e-11);
             }
             // strided input and output views
             let x2 = Array1::from_shape_fn(2 * n, |i| x[i / 2]);
             let mut y2 = Array1::zeros(2 * n);
             s.apply(x2.slice(ndarray::s![..;2]), y2.slice_mut(ndarray::s![..;2]));
-            assert!(y2
-                .iter()
-                .step_by(2)
-                .zip(&want)
-                .all(|(p, q)| (p - q).abs() < 1e-11));
+            for (p, q) in y2.iter().step_by(2).zip(&want) {
+                assert_abs_diff_eq!(*p, *q, epsilon = 1e-11);
+            }
             let a32 = a.mapv(|v| v as f32);
             let s32 = SymmetricMatrix::from_dense(a32.view()).unwrap();
             let mut y32 = Array1::zeros(n);
             s32.apply(x.mapv(|v| v as f32).view(), y32.view_mut());
-            assert!(y32
-                .iter()
-                .zip(&want)
-                .all(|(p, q)| (*p as f64 - q).abs() < 1e-3));
+            for (p, q) in y32.iter().zip(&want) {
+                assert_abs_diff_eq!(*p as f64, *q, epsilon = 1e-3);
+            }
         }
     }
 

@@ -396,10 +396,7 @@ mod tests {
             } else {
                 a.hypot(b)
             };
-            assert!(
-                (pythag(a, b) - want).abs() <= 4.0 * f64::EPSILON * want,
-                "{a} {b}"
-            );
+            assert_abs_diff_eq!(pythag(a, b), want, epsilon = 4.0 * f64::EPSILON * want);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! reflectors (dense, orthogonal), and quantiles of the semicircle and Marchenko–Pastur laws.
 #![allow(dead_code)]
 
+use approx::assert_abs_diff_eq;
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,7 +76,7 @@ pub fn marchenko_pastur_spectrum(n: usize, q: f64) -> Array1<f64> {
         xs.push(c - r * phi.cos());
         cum.push(acc);
     }
-    assert!((acc - 1.0).abs() < 1e-8, "MP mass {acc}");
+    assert_abs_diff_eq!(acc, 1.0, epsilon = 1e-8);
     Array1::from_shape_fn(n, |i| {
         let target = (i as f64 + 0.5) / n as f64;
         let k = cum.partition_point(|&v| v < target).clamp(1, steps);

@@ -1,6 +1,6 @@
 //! Golden values from numpy/scipy (`tests/data/make_fixtures.py`).
 
-use approx::assert_abs_diff_eq;
+use approx::{assert_abs_diff_eq, assert_relative_eq};
 use ndarray::{Array1, Array2};
 use ndarray_npy::read_npy;
 use tessera_lanczos::*;
@@ -23,19 +23,9 @@ fn golub_welsch_reproduces_gauss_legendre() {
             load1(&format!("legendre_{n}_weights.npy")),
         );
         for i in 0..n {
-            assert!(
-                (x[i] - xr[i]).abs() < 1e-14,
-                "n={n} node {i}: {} vs {}",
-                x[i],
-                xr[i]
-            );
+            assert_abs_diff_eq!(x[i], xr[i], epsilon = 1e-14);
             // μ₀ = ∫₋₁¹ 1 dx = 2.
-            assert!(
-                (2.0 * w[i] - wr[i]).abs() < 1e-14,
-                "n={n} weight {i}: {} vs {}",
-                2.0 * w[i],
-                wr[i]
-            );
+            assert_abs_diff_eq!(2.0 * w[i], wr[i], epsilon = 1e-14);
         }
     }
 }
@@ -52,16 +42,8 @@ fn golub_welsch_reproduces_gauss_hermite() {
         );
         let mu0 = std::f64::consts::PI.sqrt();
         for i in 0..n {
-            assert!(
-                (x[i] - xr[i]).abs() < 1e-13 * xr[i].abs().max(1.0),
-                "n={n} node {i}"
-            );
-            assert!(
-                (mu0 * w[i] - wr[i]).abs() < 1e-14,
-                "n={n} weight {i}: {} vs {}",
-                mu0 * w[i],
-                wr[i]
-            );
+            assert_abs_diff_eq!(x[i], xr[i], epsilon = 1e-13 * xr[i].abs().max(1.0));
+            assert_abs_diff_eq!(mu0 * w[i], wr[i], epsilon = 1e-14);
         }
     }
 }
@@ -78,11 +60,7 @@ fn top_eigenpairs_matches_numpy_and_arpack() {
     let n = eig.len();
     let pairs = top_eigenpairs(&a, 4, Which::LargestAlgebraic, 1e-10).unwrap();
     for i in 0..4 {
-        assert!(
-            (pairs.values[i] - eig[n - 1 - i]).abs() < 1e-12,
-            "{:?}",
-            pairs.values
-        );
+        assert_abs_diff_eq!(pairs.values[i], eig[n - 1 - i], epsilon = 1e-12);
         assert_abs_diff_eq!(pairs.values[i], arpack[i], epsilon = 1e-12);
     }
     let small = top_eigenpairs(&a, 2, Which::SmallestAlgebraic, 1e-10).unwrap();
@@ -122,19 +100,12 @@ fn slq_traces_match_numpy() {
     .iter()
     .enumerate()
     {
-        assert!(
-            (est.value - traces[k]).abs() < 4.0 * est.std_error.max(1e-12),
-            "{k}: {} ± {} vs {}",
+        assert_abs_diff_eq!(
             est.value,
-            est.std_error,
-            traces[k]
+            traces[k],
+            epsilon = 4.0 * est.std_error.max(1e-12)
         );
-        assert!(
-            ((est.value - traces[k]) / traces[k]).abs() < 0.02,
-            "{k}: {} vs {}",
-            est.value,
-            traces[k]
-        );
+        assert_relative_eq!(est.value, traces[k], max_relative = 0.02);
     }
     let density = slq.spectral_density(&a).unwrap();
     let span = eig[n - 1] - eig[0];

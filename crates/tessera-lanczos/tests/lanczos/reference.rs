@@ -3,7 +3,7 @@
 //! versions with numpy/scipy side by side live in `benches/compare/lanczos_scipy.py`).
 
 use crate::common;
-use approx::assert_abs_diff_eq;
+use approx::{assert_abs_diff_eq, assert_relative_eq};
 
 use common::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1};
@@ -38,7 +38,7 @@ fn wigner_density_and_lambda_max() {
     let rel = ((pairs.values[0] - lambda[N - 1]) / lambda[N - 1]).abs();
     assert!(rel < 1e-10, "λ_max relative error {rel}");
     for i in 0..5 {
-        assert!(((pairs.values[i] - lambda[N - 1 - i]) / lambda[N - 1 - i]).abs() < 1e-9);
+        assert_relative_eq!(pairs.values[i], lambda[N - 1 - i], max_relative = 1e-9);
     }
     // ARPACK needed 206 (DESIGN.md, n = 2000).
     assert!(pairs.matvecs <= 206, "matvecs {}", pairs.matvecs);
@@ -47,7 +47,7 @@ fn wigner_density_and_lambda_max() {
     let same = top_eigenpairs(&packed, 5, Which::LargestAlgebraic, 1e-8).unwrap();
     assert_eq!(same.matvecs, pairs.matvecs);
     for i in 0..5 {
-        assert!(((same.values[i] - pairs.values[i]) / pairs.values[i]).abs() < 1e-12);
+        assert_relative_eq!(same.values[i], pairs.values[i], max_relative = 1e-12);
     }
     // Ritz values interlace with the spectrum: none exceeds λ_max.
     assert!(pairs.values.iter().all(|&v| v <= lambda[N - 1] + 1e-12));
@@ -66,27 +66,19 @@ fn marchenko_pastur_trace_and_log_det() {
     })
     .unwrap();
     let t = slq.trace(&a, |x| x).unwrap();
-    assert!(
-        ((t.value - exact_trace) / exact_trace).abs() < 1e-2,
-        "trace {} vs {exact_trace}",
-        t.value
-    );
+    assert_relative_eq!(t.value, exact_trace, max_relative = 1e-2);
     let ld = slq.log_det(&a).unwrap();
-    assert!(
-        ((ld.value - exact_logdet) / exact_logdet).abs() < 0.05,
-        "logdet {} vs {exact_logdet}",
-        ld.value
-    );
+    assert_relative_eq!(ld.value, exact_logdet, max_relative = 0.05);
     // The reported standard errors are honest: the errors lie within 4 SE.
     assert_abs_diff_eq!(t.value, exact_trace, epsilon = 4.0 * t.std_error);
     assert_abs_diff_eq!(ld.value, exact_logdet, epsilon = 4.0 * ld.std_error);
     let inv = slq.trace_inverse(&a).unwrap();
     let exact_inv: f64 = lambda.iter().map(|v| 1.0 / v).sum();
-    assert!(((inv.value - exact_inv) / exact_inv).abs() < 0.05);
+    assert_relative_eq!(inv.value, exact_inv, max_relative = 0.05);
     assert_eq!(t.matvecs, 1000);
 
     let pairs = top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8).unwrap();
-    assert!(((pairs.values[0] - lambda[N - 1]) / lambda[N - 1]).abs() < 1e-10);
+    assert_relative_eq!(pairs.values[0], lambda[N - 1], max_relative = 1e-10);
     assert!(pairs.matvecs <= 169, "matvecs {}", pairs.matvecs);
 }
 
@@ -96,11 +88,7 @@ fn spiked_top5_and_other_ends() {
     let a = rotated(&lambda, 6, 3);
     let pairs = top_eigenpairs(&a, 5, Which::LargestAlgebraic, 1e-8).unwrap();
     for (i, want) in [100.0, 50.0, 20.0, 10.0, 5.0].iter().enumerate() {
-        assert!(
-            ((pairs.values[i] - want) / want).abs() < 1e-10,
-            "{:?}",
-            pairs.values
-        );
+        assert_relative_eq!(pairs.values[i], *want, max_relative = 1e-10);
         let r = eigen_residual(&a, pairs.values[i], pairs.vectors.column(i)).unwrap();
         assert!(r <= 1e-8 * want, "residual {r}");
     }
@@ -116,7 +104,7 @@ fn spiked_top5_and_other_ends() {
         1e-8,
     )
     .unwrap();
-    assert!(sa.values[0].abs() < 1e-6, "{}", sa.values[0]);
+    assert_abs_diff_eq!(sa.values[0], 0.0, epsilon = 1e-6);
 
     let power = deflated_power_iteration(
         &a,
@@ -128,12 +116,8 @@ fn spiked_top5_and_other_ends() {
     )
     .unwrap();
     for (p, want) in power.iter().zip([100.0, 50.0, 20.0]) {
-        assert!(
-            p.converged() && ((p.value - want) / want).abs() < 1e-10,
-            "{} {:?}",
-            p.value,
-            p.stop
-        );
+        assert!(p.converged(), "{} {:?}", p.value, p.stop);
+        assert_relative_eq!(p.value, want, max_relative = 1e-10);
     }
 }
 
@@ -190,19 +174,12 @@ fn hutchinson_standard_error_matches_theory() {
         .collect();
     let (mean, se_of_mean) = mean_and_standard_error(&runs);
     let spread = se_of_mean * (runs.len() as f64).sqrt();
-    assert!(
-        (spread / theory - 1.0).abs() < 0.12,
-        "spread {spread} vs theory {theory}"
-    );
+    assert_relative_eq!(spread, theory, max_relative = 0.12);
     assert_abs_diff_eq!(mean, exact_trace, epsilon = 4.0 * se_of_mean);
     // The reported SE of a long run estimates the theory too.
     let long = hutchinson(&a, &StopRule::fixed(2000), 99).unwrap();
     let theory_long = (2.0 * (fro2 - diag2) / 2000.0).sqrt();
-    assert!(
-        (long.std_error / theory_long - 1.0).abs() < 0.1,
-        "{} vs {theory_long}",
-        long.std_error
-    );
+    assert_relative_eq!(long.std_error, theory_long, max_relative = 0.1);
 }
 
 #[test]
@@ -211,7 +188,7 @@ fn hutch_plus_plus_is_exact_on_low_rank_and_beats_hutchinson() {
     let spectrum = Array1::from_shape_fn(n, |i| if i < 5 { 10.0 * (i + 1) as f64 } else { 0.0 });
     let a = rotated(&spectrum, 4, 11);
     let t = hutch_plus_plus(&a, 30, 5).unwrap();
-    assert!((t.value - 150.0).abs() < 1e-8, "{}", t.value);
+    assert_abs_diff_eq!(t.value, 150.0, epsilon = 1e-8);
     assert_eq!(t.matvecs, 10 + 5 + 10); // the sketch has rank 5: only 5 products for QᵀAQ
                                         // Decaying spectrum: Hutch++ error is smaller on average at equal budget.
     let decay = Array1::from_shape_fn(n, |i| 1.0 / (1.0 + i as f64).powi(2));
@@ -240,11 +217,7 @@ fn csr_laplacian_spectrum() {
     let exact = |k: usize| 2.0 - 2.0 * (k as f64 * std::f64::consts::PI / (n as f64 + 1.0)).cos();
     let pairs = top_eigenpairs(&lap, 3, Which::LargestAlgebraic, 1e-10).unwrap();
     for i in 0..3 {
-        assert!(
-            (pairs.values[i] - exact(n - i)).abs() < 1e-9,
-            "{:?}",
-            pairs.values
-        );
+        assert_abs_diff_eq!(pairs.values[i], exact(n - i), epsilon = 1e-9);
     }
     // Spectral density of the Laplacian: arcsine law, W1 small.
     let all: Array1<f64> = (1..=n).map(exact).collect();
@@ -268,11 +241,7 @@ fn closures_and_f32() {
     })
     .unwrap();
     let pairs = top_eigenpairs(&op, 2, Which::LargestAlgebraic, 1e-4f32).unwrap();
-    assert!(
-        (pairs.values[0] - (1.0 + 499.0 / 500.0)).abs() < 1e-4,
-        "{:?}",
-        pairs.values
-    );
+    assert_abs_diff_eq!(pairs.values[0], 1.0 + 499.0 / 500.0, epsilon = 1e-4);
     let slq = Slq::new(SlqConfig::<f32> {
         steps: 30,
         ..Default::default()
@@ -280,11 +249,7 @@ fn closures_and_f32() {
     .unwrap();
     let t = slq.trace(&op, |x| x).unwrap();
     let exact: f32 = (0..n).map(|i| 1.0 + i as f32 / n as f32).sum();
-    assert!(
-        (t.value - exact).abs() < 1e-3 * exact,
-        "{} vs {exact}",
-        t.value
-    );
+    assert_abs_diff_eq!(t.value, exact, epsilon = 1e-3 * exact);
     let h = hutchinson(&op, &StopRule::fixed(3), 0).unwrap();
     assert_abs_diff_eq!(h.value, exact, epsilon = 1e-3 * exact);
 }
