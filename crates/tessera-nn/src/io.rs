@@ -112,7 +112,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Little-endian bytes of `values` in `dtype` (F32 or F64).
 /// The safetensors buffer of `tensors` (name, shape, little-endian bytes of `dtype`), with the
 /// metadata entries `format` and `layers`.
 fn serialize(
@@ -135,6 +134,7 @@ fn serialize(
     safetensors::serialize(views, &Some(metadata)).map_err(st_err)
 }
 
+/// Little-endian bytes of `values` in `dtype` (F32 or F64).
 fn encode<F: Float>(values: &[F], dtype: Dtype) -> Vec<u8> {
     match dtype {
         Dtype::F32 => values

@@ -388,15 +388,13 @@ impl<F: Float> Chain<F> {
                 });
             }
             let inside = hooks.inside.get(i).map_or(&[][..], Vec::as_slice);
-            let delta = match pending.take() {
-                Some(d) => d,
-                None if !inside.is_empty() => {
-                    storage::array_filled(record.outputs[i].shape(), F::zero())
-                }
-                None => continue,
-            };
             let e = &self.entries[i];
             let rec = record.layer_or_error(i, e)?;
+            let delta = match pending.take() {
+                Some(d) => d,
+                None if !inside.is_empty() => storage::array_filled(rec.output.shape(), F::zero()),
+                None => continue,
+            };
             let gp = grad_params.as_deref_mut().map(|g| &mut g[e.params.clone()]);
             let need_input = i > 0 || want_input;
             pending = if inside.is_empty() {
@@ -1559,11 +1557,10 @@ impl<F: Float> Sequential<F> {
             .into_iter()
             .find(|e| e.name == name)
             .ok_or_else(|| Error::invalid("name", name.to_string(), "no parameter of that name"))?;
-        Ok(ArrayViewD::from_shape(
-            IxDyn(&entry.shape),
-            &self.params.as_slice().expect("owned vector")[entry.range],
+        Ok(
+            ArrayViewD::from_shape(IxDyn(&entry.shape), &self.params_slice()[entry.range])
+                .expect("the range holds the shape's entries"),
         )
-        .expect("the range holds the shape's entries"))
     }
 
     fn check_input(&self, x: &ArrayViewD<'_, F>, params: &[F]) -> Result<()> {
@@ -1586,7 +1583,7 @@ impl<F: Float> Sequential<F> {
         };
         let mut buffers = self.buffers.clone();
         let trace = self.forward_with(
-            self.params.as_slice().expect("owned vector"),
+            self.params_slice(),
             buffers.as_slice_mut().expect("owned vector"),
             x,
             ctx,
@@ -1599,7 +1596,7 @@ impl<F: Float> Sequential<F> {
     pub fn forward_eval(&self, x: ArrayViewD<'_, F>) -> Result<Trace<F>> {
         let mut buffers = self.buffers.clone();
         self.forward_with(
-            self.params.as_slice().expect("owned vector"),
+            self.params_slice(),
             buffers.as_slice_mut().expect("owned vector"),
             x,
             Context::eval(),
@@ -1672,7 +1669,7 @@ impl<F: Float> Sequential<F> {
         want_input: bool,
     ) -> Result<Gradients<F>> {
         self.backward_at(
-            self.params.as_slice().expect("owned vector"),
+            self.params_slice(),
             trace,
             grad_output,
             hooks,
