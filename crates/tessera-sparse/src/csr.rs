@@ -25,6 +25,13 @@ use crate::error::{Error, Result};
 use crate::mask::Mask;
 use crate::Float;
 
+/// Bytes per cache line on the CPUs the kernels are tuned for (x86-64, Arm Neoverse).
+const CACHE_LINE: usize = 64;
+
+/// The row gather reads B from a cache-aligned copy when each row of B is read at least this
+/// many times on average (stored entries ≥ this × columns of the matrix).
+const ALIGN_MIN_READS_PER_ROW: usize = 48;
+
 /// Minimum multiply–adds per rayon task: smaller problems are not worth splitting.
 const MIN_WORK_PER_TASK: usize = 1 << 15;
 
@@ -33,9 +40,15 @@ const MIN_WORK_PER_TASK: usize = 1 << 15;
 const TASKS_PER_THREAD: usize = 4;
 
 /// Mean stored entries per row from which [`CsrMatrix::matmul`] packs the dense operand into
-/// panels (when it is wider than one panel). Below it, packing costs more than it saves:
-/// measured crossover in the README (§ Sparse products) and `examples/vs_sprs.rs --kernels`.
-pub const PANEL_MIN_ENTRIES_PER_ROW: usize = 512;
+/// panels (when it does not fit in L2 and a panel does, see [`PANEL_CACHE_BYTES`]). Below it,
+/// packing costs more than it saves: measured crossover in the README (§ Sparse products) and
+/// `examples/vs_sprs.rs --kernels`.
+pub const PANEL_MIN_ENTRIES_PER_ROW: usize = 48;
+
+/// The L2 cache of one core that the kernel choice assumes (512 KiB on AMD Zen 2–4; Intel
+/// cores have 1.25–2 MiB, where the rule errs towards the row gather). The dense operand is
+/// packed into panels only when it is larger than this and one panel takes at most half of it.
+pub const PANEL_CACHE_BYTES: usize = 512 * 1024;
 
 /// Bytes of `x` per column block of the masked gradient: half of a 512 KiB L2.
 const GRADIENT_BLOCK_BYTES: usize = 256 * 1024;
@@ -323,15 +336,21 @@ impl<F: Float> CsrMatrix<F> {
     }
 
     /// The kernel [`CsrMatrix::matmul`] runs for a dense operand with `n` columns: packed
-    /// panels when the dense operand is wider than one panel (256 bytes) and the rows hold at
+    /// panels when the dense operand is wider than one panel (256 bytes), larger than
+    /// [`PANEL_CACHE_BYTES`] while one panel takes at most half of that, and the rows hold at
     /// least [`PANEL_MIN_ENTRIES_PER_ROW`] stored entries on average; otherwise the row
     /// gather. Depends only on the matrix and `n`, never on the thread count.
     pub fn spmm_kernel(&self, n: usize) -> SpmmKernel {
+        let size = std::mem::size_of::<F>().max(1);
         // B rows of at most 256 bytes are already as compact as a packed panel.
-        let wider_than_a_panel = n > 256 / std::mem::size_of::<F>().max(1);
+        let wider_than_a_panel = n > 256 / size;
+        // Panels pay off only when B spills out of L2 and one panel stays in it.
+        let b_bytes = self.ncols.saturating_mul(n).saturating_mul(size);
+        let panel_bytes = self.ncols.saturating_mul(panel_width::<F>(n) * size);
+        let panels_fit = b_bytes > PANEL_CACHE_BYTES && panel_bytes <= PANEL_CACHE_BYTES / 2;
         // Mean entries per row ≥ T, in integers: nnz ≥ T · nrows.
         let dense_rows = self.nnz() >= PANEL_MIN_ENTRIES_PER_ROW.saturating_mul(self.nrows);
-        if wider_than_a_panel && dense_rows {
+        if wider_than_a_panel && panels_fit && dense_rows {
             SpmmKernel::PackedPanels
         } else {
             SpmmKernel::RowGather
@@ -400,15 +419,22 @@ impl<F: Float> CsrMatrix<F> {
     /// only on several threads written into a zeroed output.
     fn matmul_gather(&self, b: ArrayView2<'_, F>) -> (Vec<F>, bool) {
         let n = b.ncols();
-        let b = b.as_standard_layout();
-        let b = b.as_slice().expect("standard layout is contiguous");
+        let standard = b.as_standard_layout();
+        let in_place = standard.as_slice().expect("standard layout is contiguous");
+        let aligned;
+        let (b, ldb) = if self.worth_aligning(in_place, n) {
+            aligned = CacheAligned::rows_of(in_place, n);
+            (aligned.as_slice(), aligned.row_len)
+        } else {
+            (in_place, n)
+        };
         let rows_per_task = self.rows_per_task(n);
         let arch = pulp::Arch::new();
         if n % (256 / std::mem::size_of::<F>().max(1)) == 0 {
             return if 256 / std::mem::size_of::<F>() >= 64 {
-                self.gather_tiles::<64>(b, n, rows_per_task, arch)
+                self.gather_tiles::<64>(b, ldb, n, rows_per_task, arch)
             } else {
-                self.gather_tiles::<32>(b, n, rows_per_task, arch)
+                self.gather_tiles::<32>(b, ldb, n, rows_per_task, arch)
             };
         }
         if rows_per_task >= self.nrows || rayon::current_num_threads() == 1 {
@@ -417,6 +443,7 @@ impl<F: Float> CsrMatrix<F> {
                 matrix: self,
                 rows: 0..self.nrows,
                 b,
+                ldb,
                 n,
                 out: &mut out,
             });
@@ -432,12 +459,23 @@ impl<F: Float> CsrMatrix<F> {
                     matrix: self,
                     rows: first_row..first_row + chunk.len() / n,
                     b,
+                    ldb,
                     n,
                     out: &mut SliceCursor { out: chunk, at: 0 },
                 })
             })
             .reduce(|| true, |a, b| a && b);
         (out, all_finite)
+    }
+
+    /// Whether the row gather should read B from a cache-aligned copy rather than in place:
+    /// when some rows of B do not start on a cache line, each 256-byte block of a row spans
+    /// five lines instead of four, and the copy (one sequential pass over B) is worth it once
+    /// every row of B is read [`ALIGN_MIN_READS_PER_ROW`] times on average.
+    fn worth_aligning(&self, b: &[F], n: usize) -> bool {
+        let row_bytes = n * std::mem::size_of::<F>();
+        let misaligned = b.as_ptr().align_offset(CACHE_LINE) != 0 || row_bytes % CACHE_LINE != 0;
+        misaligned && self.nnz() >= ALIGN_MIN_READS_PER_ROW.saturating_mul(self.ncols)
     }
 
     /// The row gather of [`CsrMatrix::matmul_gather`] when `n` is a multiple of `P`: output
@@ -447,6 +485,7 @@ impl<F: Float> CsrMatrix<F> {
     fn gather_tiles<const P: usize>(
         &self,
         b: &[F],
+        ldb: usize,
         n: usize,
         rows_per_task: usize,
         arch: pulp::Arch,
@@ -456,6 +495,7 @@ impl<F: Float> CsrMatrix<F> {
         Tiles::<F, P> {
             matrix: self,
             b,
+            ldb,
             n,
             range: 0..self.nrows * (n / P),
             min_len: rows_per_task * (n / P),
@@ -483,7 +523,7 @@ impl<F: Float> CsrMatrix<F> {
                 arch.dispatch(PanelProduct::<F, P> {
                     matrix: self,
                     first_row: task * rows_per_task,
-                    packed: &packed,
+                    packed: packed.as_slice(),
                     n,
                     out: chunk,
                 })
@@ -707,9 +747,20 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
         for (p, panel) in packed.chunks_exact(k * P).enumerate() {
             let first = p * P;
             let width = P.min(n - first);
+            let rows = out.len() / n;
             for (local, out_row) in out.chunks_exact_mut(n).enumerate() {
                 let (cols, vals) = matrix.row(first_row + local);
-                let acc = accumulate::<F, P>(cols, vals, panel, P, 0);
+                let next = || {
+                    if local + 1 < rows {
+                        Lookahead {
+                            cols: matrix.row(first_row + local + 1).0,
+                            j0: 0,
+                        }
+                    } else {
+                        Lookahead::NONE
+                    }
+                };
+                let acc = accumulate::<F, P>(cols, vals, panel, P, 0, next);
                 all_finite &= finite_block(&acc);
                 // A fixed-size store on full panels: a copy of a run-time length would make
                 // the compiler keep the accumulators in memory instead of registers.
@@ -724,10 +775,13 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
     }
 }
 
-/// B (`k × n`) as `n / P` (rounded up) contiguous `k × P` column panels, zero-padded.
-fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> Vec<F> {
+/// B (`k × n`) as `n / P` (rounded up) contiguous `k × P` column panels, zero-padded, the
+/// first starting on a cache line (so that every panel row of 256 bytes spans four lines,
+/// not five).
+fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> CacheAligned<F> {
     let (k, n) = b.dim();
-    let mut packed = vec![F::zero(); n.div_ceil(P) * k * P];
+    let mut aligned = CacheAligned::zeroed(n.div_ceil(P) * k * P, P);
+    let packed = aligned.as_mut_slice();
     if let Some(rows) = b.as_slice() {
         // Row-major B: each panel row is one contiguous copy (a memcpy, not an iterator).
         packed
@@ -740,7 +794,7 @@ fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> Vec<F> {
                     dst[..width].copy_from_slice(&src[first..first + width]);
                 }
             });
-        return packed;
+        return aligned;
     }
     packed
         .par_chunks_mut(k * P)
@@ -754,7 +808,59 @@ fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> Vec<F> {
                 }
             }
         });
-    packed
+    aligned
+}
+
+/// A row-major copy of a dense matrix whose rows each start on a cache line: the storage is
+/// over-allocated by one line and the copy starts at the first aligned element, and each row
+/// is padded to a whole number of lines (`row_len ≥ n` elements). Safe code cannot ask the
+/// allocator for a stricter alignment than the element type's, hence the offset.
+struct CacheAligned<F> {
+    storage: Vec<F>,
+    offset: usize,
+    len: usize,
+    row_len: usize,
+}
+
+impl<F: Float> CacheAligned<F> {
+    /// The `rows.len() / n` rows of width `n` of `rows`, each on its own cache line.
+    fn rows_of(rows: &[F], n: usize) -> Self {
+        let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
+        let row_len = n.div_ceil(per_line) * per_line;
+        let mut aligned = Self::zeroed(rows.len() / n * row_len, row_len);
+        aligned
+            .as_mut_slice()
+            .par_chunks_mut(row_len)
+            .zip(rows.par_chunks(n))
+            .with_min_len(64)
+            .for_each(|(dst, src)| dst[..n].copy_from_slice(src));
+        aligned
+    }
+
+    /// `len` zeros starting on a cache line, read as rows of `row_len`.
+    fn zeroed(len: usize, row_len: usize) -> Self {
+        let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
+        let storage = vec![F::zero(); len + per_line];
+        // `align_offset` may decline (usize::MAX); the copy is then merely unaligned.
+        let offset = match storage.as_ptr().align_offset(CACHE_LINE) {
+            o if o < per_line => o,
+            _ => 0,
+        };
+        Self {
+            storage,
+            offset,
+            len,
+            row_len,
+        }
+    }
+
+    fn as_slice(&self) -> &[F] {
+        &self.storage[self.offset..self.offset + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [F] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
 }
 
 /// Where [`GatherRows`] puts the output, one block after the other in row-major order.
@@ -792,6 +898,7 @@ struct GatherRows<'a, F, S> {
     matrix: &'a CsrMatrix<F>,
     rows: std::ops::Range<usize>,
     b: &'a [F],
+    ldb: usize,
     n: usize,
     out: &'a mut S,
 }
@@ -805,16 +912,22 @@ impl<F: Float, S: BlockSink<F>> pulp::WithSimd for GatherRows<'_, F, S> {
             matrix,
             rows,
             b,
+            ldb,
             n,
             out,
         } = self;
         let mut all_finite = true;
-        for r in rows {
+        for r in rows.clone() {
             let (cols, vals) = matrix.row(r);
-            all_finite &= if 256 / std::mem::size_of::<F>() >= 64 {
-                gather_row::<F, 64, S>(cols, vals, b, n, out)
+            let next_row = if r + 1 < rows.end {
+                matrix.row(r + 1).0
             } else {
-                gather_row::<F, 32, S>(cols, vals, b, n, out)
+                &[]
+            };
+            all_finite &= if 256 / std::mem::size_of::<F>() >= 64 {
+                gather_row::<F, 64, S>(cols, vals, next_row, b, ldb, n, out)
+            } else {
+                gather_row::<F, 32, S>(cols, vals, next_row, b, ldb, n, out)
             };
         }
         all_finite
@@ -829,6 +942,7 @@ impl<F: Float, S: BlockSink<F>> pulp::WithSimd for GatherRows<'_, F, S> {
 struct Tiles<'a, F, const P: usize> {
     matrix: &'a CsrMatrix<F>,
     b: &'a [F],
+    ldb: usize,
     n: usize,
     range: std::ops::Range<usize>,
     min_len: usize,
@@ -840,8 +954,21 @@ impl<F: Float, const P: usize> Tiles<'_, F, P> {
     #[inline(always)]
     fn tile(&self, t: usize) -> [F; P] {
         let per_row = self.n / P;
-        let (cols, vals) = self.matrix.row(t / per_row);
-        let acc = accumulate::<F, P>(cols, vals, self.b, self.n, t % per_row * P);
+        let (row, j0) = (t / per_row, t % per_row * P);
+        let (cols, vals) = self.matrix.row(row);
+        let next = || {
+            if j0 + P < self.n {
+                Lookahead { cols, j0: j0 + P }
+            } else if row + 1 < self.matrix.nrows {
+                Lookahead {
+                    cols: self.matrix.row(row + 1).0,
+                    j0: 0,
+                }
+            } else {
+                Lookahead::NONE
+            }
+        };
+        let acc = accumulate::<F, P>(cols, vals, self.b, self.ldb, j0, next);
         if !finite_block(&acc) {
             self.all_finite.store(false, Ordering::Relaxed);
         }
@@ -962,44 +1089,58 @@ impl<F: Float, const P: usize, G: Folder<[F; P]>> pulp::WithSimd for FoldTiles<'
 fn gather_row<F: Float, const P: usize, S: BlockSink<F>>(
     cols: &[usize],
     vals: &[F],
+    next_row: &[usize],
     b: &[F],
+    ldb: usize,
     n: usize,
     out: &mut S,
 ) -> bool {
+    // The block after the one that ends at column `end`: this row's next, or the next row's
+    // first.
+    let next = |end: usize| {
+        if end < n {
+            Lookahead { cols, j0: end }
+        } else {
+            Lookahead {
+                cols: next_row,
+                j0: 0,
+            }
+        }
+    };
     let mut all_finite = true;
     let mut j = 0;
     while n - j >= P {
-        let acc = accumulate::<F, P>(cols, vals, b, n, j);
+        let acc = accumulate::<F, P>(cols, vals, b, ldb, j, || next(j + P));
         all_finite &= finite_block(&acc);
         out.put(&acc);
         j += P;
     }
     if P > 32 && n - j >= 32 {
-        let acc = accumulate::<F, 32>(cols, vals, b, n, j);
+        let acc = accumulate::<F, 32>(cols, vals, b, ldb, j, || next(j + 32));
         all_finite &= finite_block(&acc);
         out.put(&acc);
         j += 32;
     }
     if n - j >= 16 {
-        let acc = accumulate::<F, 16>(cols, vals, b, n, j);
+        let acc = accumulate::<F, 16>(cols, vals, b, ldb, j, || next(j + 16));
         all_finite &= finite_block(&acc);
         out.put(&acc);
         j += 16;
     }
     if n - j >= 8 {
-        let acc = accumulate::<F, 8>(cols, vals, b, n, j);
+        let acc = accumulate::<F, 8>(cols, vals, b, ldb, j, || next(j + 8));
         all_finite &= finite_block(&acc);
         out.put(&acc);
         j += 8;
     }
     if n - j >= 4 {
-        let acc = accumulate::<F, 4>(cols, vals, b, n, j);
+        let acc = accumulate::<F, 4>(cols, vals, b, ldb, j, || next(j + 4));
         all_finite &= finite_block(&acc);
         out.put(&acc);
         j += 4;
     }
     for jj in j..n {
-        let acc = accumulate::<F, 1>(cols, vals, b, n, jj);
+        let acc = accumulate::<F, 1>(cols, vals, b, ldb, jj, || Lookahead::NONE);
         all_finite &= acc[0].is_finite();
         out.put(&acc);
     }
@@ -1018,25 +1159,89 @@ fn finite_block<F: Float, const W: usize>(acc: &[F; W]) -> bool {
 /// stored order, with the `W` accumulators in registers (one load per multiply–add). `b` is
 /// row-major with leading dimension `ldb`. Multiply and add are rounded separately, so every
 /// kernel (and the naive loop) gives the same bits.
+///
+/// The rows of B that an entry selects are scattered, so the hardware prefetchers cannot
+/// predict them; the loop asks for the block of the entry [`PREFETCH_DISTANCE`] places ahead,
+/// continuing into `next` (the block the caller computes after this one) near the row's end.
 #[inline(always)]
-fn accumulate<F: Float, const W: usize>(
+fn accumulate<'a, F: Float, const W: usize>(
     cols: &[usize],
     vals: &[F],
     b: &[F],
     ldb: usize,
     j0: usize,
+    next: impl FnOnce() -> Lookahead<'a>,
 ) -> [F; W] {
     let mut acc = [F::zero(); W];
-    for (&c, &v) in cols.iter().zip(vals) {
-        let start = c * ldb + j0;
-        let slice: &[F; W] = b[start..start + W]
-            .try_into()
-            .expect("a slice of W entries");
-        for (a, &x) in acc.iter_mut().zip(slice) {
-            *a += v * x;
+    let len = cols.len().min(vals.len());
+    if W * std::mem::size_of::<F>() < CACHE_LINE || len <= PREFETCH_DISTANCE {
+        // Narrow blocks and short rows: prefetching costs more than it hides.
+        for (&c, &v) in cols.iter().zip(vals) {
+            add_scaled_row(&mut acc, v, b, c * ldb + j0);
         }
+        return acc;
+    }
+    let split = len - PREFETCH_DISTANCE;
+    for (t, (&c, &v)) in cols[..split].iter().zip(vals).enumerate() {
+        prefetch_block::<F, W>(b, cols[t + PREFETCH_DISTANCE] * ldb + j0);
+        add_scaled_row(&mut acc, v, b, c * ldb + j0);
+    }
+    let next = next();
+    for (ahead, (&c, &v)) in cols[split..len].iter().zip(&vals[split..len]).enumerate() {
+        if let Some(&ahead) = next.cols.get(ahead) {
+            prefetch_block::<F, W>(b, ahead * ldb + next.j0);
+        }
+        add_scaled_row(&mut acc, v, b, c * ldb + j0);
     }
     acc
+}
+
+/// `acc += v · b[start .. start + W]`, each product rounded before its sum.
+#[inline(always)]
+fn add_scaled_row<F: Float, const W: usize>(acc: &mut [F; W], v: F, b: &[F], start: usize) {
+    let slice: &[F; W] = b[start..start + W]
+        .try_into()
+        .expect("a slice of W entries");
+    for (a, &x) in acc.iter_mut().zip(slice) {
+        *a += v * x;
+    }
+}
+
+/// The block that [`accumulate`]'s caller computes next: the stored columns it reads and its
+/// first column. Only a prefetch hint; empty when there is none.
+#[derive(Clone, Copy)]
+struct Lookahead<'a> {
+    cols: &'a [usize],
+    j0: usize,
+}
+
+impl Lookahead<'_> {
+    const NONE: Lookahead<'static> = Lookahead { cols: &[], j0: 0 };
+}
+
+/// Stored entries between an entry and the one whose block of B is prefetched.
+const PREFETCH_DISTANCE: usize = 16;
+
+#[inline(always)]
+fn prefetch_block<F, const W: usize>(b: &[F], start: usize) {
+    let base = b.as_ptr().wrapping_add(start).cast::<u8>();
+    let bytes = W * std::mem::size_of::<F>();
+    let mut offset = 0;
+    while offset < bytes {
+        prefetch(base.wrapping_add(offset));
+        offset += 64;
+    }
+    prefetch(base.wrapping_add(bytes - 1));
+}
+
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults and changes no memory, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
 }
 
 /// One task of [`CsrMatrix::masked_gradient`]: the gradient values of rows `rows`, written

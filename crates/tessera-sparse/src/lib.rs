@@ -24,7 +24,7 @@ pub use criteria::{
 };
 
 pub mod csr;
-pub use csr::{CsrMatrix, SpmmKernel, PANEL_MIN_ENTRIES_PER_ROW};
+pub use csr::{CsrMatrix, SpmmKernel, PANEL_CACHE_BYTES, PANEL_MIN_ENTRIES_PER_ROW};
 
 pub mod rank;
 pub use rank::{anomaly_ratio, average_ranks, kendall_tau_b, spearman_rho, Objective};
