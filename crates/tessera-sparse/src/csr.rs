@@ -1464,6 +1464,7 @@ mod tests {
         let tiles = Tiles::<f32, 64> {
             matrix: &a,
             b,
+            ldb: 2 * n,
             n: 2 * n,
             range: 0..2 * m,
             min_len: 1,
@@ -1483,6 +1484,35 @@ mod tests {
             assert_eq!(flat(both), expected.as_slice().unwrap());
         }
         assert!(all_finite.load(Ordering::Relaxed));
+    }
+
+    /// Every row of the copy starts on a cache line and holds the source row, padded with
+    /// zeros; the gather copies only a misaligned operand whose rows are read often enough.
+    #[test]
+    fn cache_aligned_rows_start_on_a_line_and_keep_the_values() {
+        let storage: Vec<f32> = (0..3 * 20 + 1).map(|v| v as f32).collect();
+        let rows = &storage[1..];
+        let aligned = CacheAligned::rows_of(rows, 20);
+        assert_eq!(aligned.row_len, 32);
+        let copy = aligned.as_slice();
+        assert_eq!(copy.len(), 3 * 32);
+        for (r, row) in copy.chunks_exact(32).enumerate() {
+            assert_eq!(row.as_ptr().align_offset(CACHE_LINE), 0);
+            assert_eq!(&row[..20], &rows[r * 20..(r + 1) * 20]);
+            assert!(row[20..].iter().all(|&v| v == 0.0));
+        }
+        let f64_rows = CacheAligned::<f64>::rows_of(&[1.0; 9], 3);
+        assert_eq!(f64_rows.row_len, 8);
+        assert_eq!(f64_rows.as_slice().as_ptr().align_offset(CACHE_LINE), 0);
+
+        let often = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((48, 4)).view()).unwrap();
+        let seldom = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((47, 4)).view()).unwrap();
+        let line = CacheAligned::<f32>::zeroed(4 * 16 + 1, 16);
+        let (on_line, off_line) = (&line.as_slice()[..64], &line.as_slice()[1..65]);
+        assert!(often.worth_aligning(off_line, 16));
+        assert!(!often.worth_aligning(on_line, 16));
+        assert!(often.worth_aligning(&on_line[..60], 15));
+        assert!(!seldom.worth_aligning(off_line, 16));
     }
 
     /// Gradient values computed with any column blocking equal the unblocked ones bit for bit.

@@ -5,7 +5,9 @@ use ndarray::Array2;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tessera_sparse::{CsrMatrix, Float, Mask, SpmmKernel, PANEL_MIN_ENTRIES_PER_ROW};
+use tessera_sparse::{
+    CsrMatrix, Float, Mask, SpmmKernel, PANEL_CACHE_BYTES, PANEL_MIN_ENTRIES_PER_ROW,
+};
 
 const KERNELS: [SpmmKernel; 3] = [
     SpmmKernel::Auto,
@@ -123,12 +125,13 @@ proptest! {
 }
 
 #[test]
-fn the_kernel_choice_follows_entries_per_row_and_width() {
+fn the_kernel_choice_follows_entries_per_row_and_cache_sizes() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let t = PANEL_MIN_ENTRIES_PER_ROW;
-    // 10 rows of 4t columns with exactly t (and t - 1) entries each.
-    let cols = 4 * t;
-    let build = |per_row: usize, rng: &mut ChaCha8Rng| {
+    // A 256-byte panel of k rows takes exactly half of the assumed L2 at this k.
+    let k = PANEL_CACHE_BYTES / 2 / 256;
+    // 10 rows of `cols` columns with exactly `per_row` entries each.
+    let build = |per_row: usize, cols: usize, rng: &mut ChaCha8Rng| {
         let mut keep = vec![false; 10 * cols];
         for r in 0..10 {
             for c in 0..per_row {
@@ -138,15 +141,25 @@ fn the_kernel_choice_follows_entries_per_row_and_width() {
         let w = dense::<f32>(10, cols, rng);
         CsrMatrix::from_masked(w.view(), &Mask::from_bools(&keep)).unwrap()
     };
-    let at = build(t, &mut rng);
-    let below = build(t - 1, &mut rng);
+    let at = build(t, k, &mut rng);
+    let below = build(t - 1, k, &mut rng);
+    let taller = build(t, k + 1, &mut rng);
     assert_eq!(at.nnz(), 10 * t);
-    // 64 f32 columns are one 256-byte panel: nothing to pack.
-    assert_eq!(at.spmm_kernel(64), SpmmKernel::RowGather);
-    assert_eq!(at.spmm_kernel(65), SpmmKernel::PackedPanels);
-    assert_eq!(below.spmm_kernel(65), SpmmKernel::RowGather);
-    assert_eq!(below.spmm_kernel(1000), SpmmKernel::RowGather);
-    // f64: 32 columns per panel.
+    // B (k × n f32) outgrows the cache from this width on.
+    let spills = PANEL_CACHE_BYTES / (4 * k) + 1;
+    assert_eq!(at.spmm_kernel(spills - 1), SpmmKernel::RowGather);
+    assert_eq!(at.spmm_kernel(spills), SpmmKernel::PackedPanels);
+    assert_eq!(at.spmm_kernel(10 * spills), SpmmKernel::PackedPanels);
+    assert_eq!(below.spmm_kernel(spills), SpmmKernel::RowGather);
+    assert_eq!(below.spmm_kernel(10 * spills), SpmmKernel::RowGather);
+    // One row more and a panel no longer fits in half the cache.
+    assert_eq!(taller.spmm_kernel(spills), SpmmKernel::RowGather);
+    // A single panel (64 f32 columns) is never packed, however tall.
+    assert_eq!(
+        build(t, 16 * k, &mut rng).spmm_kernel(64),
+        SpmmKernel::RowGather
+    );
+    // f64: 32 columns per 256-byte panel, so the same k, and B spills at half the width.
     let at64 = CsrMatrix::from_parts(
         at.dim().0,
         at.dim().1,
@@ -155,8 +168,8 @@ fn the_kernel_choice_follows_entries_per_row_and_width() {
         at.values().iter().map(|&v| f64::from(v)).collect(),
     )
     .unwrap();
-    assert_eq!(at64.spmm_kernel(32), SpmmKernel::RowGather);
-    assert_eq!(at64.spmm_kernel(33), SpmmKernel::PackedPanels);
+    assert_eq!(at64.spmm_kernel(spills / 2), SpmmKernel::RowGather);
+    assert_eq!(at64.spmm_kernel(spills / 2 + 1), SpmmKernel::PackedPanels);
     let empty = CsrMatrix::<f32>::from_parts(0, 5, vec![0], vec![], vec![]).unwrap();
     assert_eq!(
         empty
@@ -165,6 +178,42 @@ fn the_kernel_choice_follows_entries_per_row_and_width() {
             .dim(),
         (0, 100)
     );
+}
+
+/// Rows of B that do not start on a cache line: the row gather copies B to aligned rows once
+/// each row of B is read often enough (here ~100 times), and reads it in place otherwise
+/// (here ~3 times). Both paths, prefetching across tiles and rows (rows of 60–140 entries,
+/// longer than the prefetch distance), give the naive loop's bits for every width class.
+#[test]
+fn operands_off_the_cache_line_match_the_naive_loop() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (m, k, density) in [(400, 150, 0.5), (12, 150, 0.5), (300, 200, 0.3)] {
+        let a = masked_matrix::<f32>(m, k, density, Some(5), &mut rng);
+        for n in [64, 128, 100, 257, 7] {
+            let storage: Vec<f32> = dense::<f32>(k * n + 1, 1, &mut rng)
+                .into_raw_vec_and_offset()
+                .0;
+            // One element in: no row starts on a 64-byte boundary for n a multiple of 16.
+            let b = ndarray::ArrayView2::from_shape((k, n), &storage[1..]).unwrap();
+            let expected = naive_product(&a, &b.to_owned());
+            for threads in [pool(1), pool(2)] {
+                for kernel in KERNELS {
+                    let got = threads.install(|| a.matmul_with(b, kernel)).unwrap();
+                    assert_eq!(got, expected, "{m}×{k}·{k}×{n} at {density}, {kernel:?}");
+                }
+            }
+        }
+        let a = masked_matrix::<f64>(m, k, density, None, &mut rng);
+        let storage: Vec<f64> = dense::<f64>(k * 40 + 1, 1, &mut rng)
+            .into_raw_vec_and_offset()
+            .0;
+        let b = ndarray::ArrayView2::from_shape((k, 40), &storage[1..]).unwrap();
+        assert_eq!(
+            a.matmul(b).unwrap(),
+            naive_product(&a, &b.to_owned()),
+            "f64 {m}×{k}"
+        );
+    }
 }
 
 /// Large enough for several rayon tasks; the gradient takes its dense-GEMM path at density 0.3
