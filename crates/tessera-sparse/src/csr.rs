@@ -1328,7 +1328,8 @@ fn pairwise_sum<F: Float, const L: usize>(mut lanes: [F; L]) -> F {
     while width > 1 {
         width /= 2;
         for i in 0..width {
-            lanes[i] = lanes[i] + lanes[i + width];
+            let upper = lanes[i + width];
+            lanes[i] += upper;
         }
     }
     lanes[0]
