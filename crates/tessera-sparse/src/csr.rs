@@ -471,11 +471,15 @@ impl<F: Float> CsrMatrix<F> {
     /// Whether the row gather should read B from a cache-aligned copy rather than in place:
     /// when some rows of B do not start on a cache line, each 256-byte block of a row spans
     /// five lines instead of four, and the copy (one sequential pass over B) is worth it once
-    /// every row of B is read [`ALIGN_MIN_READS_PER_ROW`] times on average.
+    /// every row of B is read [`ALIGN_MIN_READS_PER_ROW`] times on average. Rows narrower
+    /// than one block are left in place: padding them to whole lines could multiply the
+    /// memory (16× for one `f32` column).
     fn worth_aligning(&self, b: &[F], n: usize) -> bool {
         let row_bytes = n * std::mem::size_of::<F>();
         let misaligned = b.as_ptr().align_offset(CACHE_LINE) != 0 || row_bytes % CACHE_LINE != 0;
-        misaligned && self.nnz() >= ALIGN_MIN_READS_PER_ROW.saturating_mul(self.ncols)
+        misaligned
+            && row_bytes >= 4 * CACHE_LINE
+            && self.nnz() >= ALIGN_MIN_READS_PER_ROW.saturating_mul(self.ncols)
     }
 
     /// The row gather of [`CsrMatrix::matmul_gather`] when `n` is a multiple of `P`: output
@@ -1523,12 +1527,15 @@ mod tests {
 
         let often = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((48, 4)).view()).unwrap();
         let seldom = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((47, 4)).view()).unwrap();
-        let line = CacheAligned::<f32>::zeroed(4 * 16 + 1, 16);
-        let (on_line, off_line) = (&line.as_slice()[..64], &line.as_slice()[1..65]);
-        assert!(often.worth_aligning(off_line, 16));
-        assert!(!often.worth_aligning(on_line, 16));
-        assert!(often.worth_aligning(&on_line[..60], 15));
-        assert!(!seldom.worth_aligning(off_line, 16));
+        let lines = CacheAligned::<f32>::zeroed(4 * 80 + 1, 80);
+        let (on_line, off_line) = (&lines.as_slice()[..256], &lines.as_slice()[1..257]);
+        assert!(often.worth_aligning(off_line, 64));
+        assert!(!often.worth_aligning(on_line, 64));
+        assert!(!seldom.worth_aligning(off_line, 64));
+        // 80 columns: 320-byte rows, so every other row starts off a line.
+        assert!(often.worth_aligning(&lines.as_slice()[..320], 80));
+        // Rows narrower than a 256-byte block stay in place.
+        assert!(!often.worth_aligning(&on_line[..60], 15));
     }
 
     /// Gradient values computed with any column blocking equal the unblocked ones bit for bit.
