@@ -1532,8 +1532,8 @@ mod tests {
         assert!(often.worth_aligning(off_line, 64));
         assert!(!often.worth_aligning(on_line, 64));
         assert!(!seldom.worth_aligning(off_line, 64));
-        // 80 columns: 320-byte rows, so every other row starts off a line.
-        assert!(often.worth_aligning(&lines.as_slice()[..320], 80));
+        // 72 columns: 288-byte rows, so every other row starts off a line.
+        assert!(often.worth_aligning(&lines.as_slice()[..288], 72));
         // Rows narrower than a 256-byte block stay in place.
         assert!(!often.worth_aligning(&on_line[..60], 15));
     }
