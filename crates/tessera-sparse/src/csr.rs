@@ -1229,6 +1229,8 @@ impl Lookahead<'_> {
 /// Stored entries between an entry and the one whose block of B is prefetched.
 const PREFETCH_DISTANCE: usize = 16;
 
+/// Prefetches the `W` values of `b` from `start` (any index: an address past the end is only
+/// a wasted hint).
 #[inline(always)]
 fn prefetch_block<F, const W: usize>(b: &[F], start: usize) {
     prefetch_bytes(
@@ -1237,6 +1239,8 @@ fn prefetch_block<F, const W: usize>(b: &[F], start: usize) {
     );
 }
 
+/// Prefetches every cache line of the `bytes` bytes from `base`, the last one included when
+/// they do not start on a line.
 #[inline(always)]
 fn prefetch_bytes(base: *const u8, bytes: usize) {
     let mut offset = 0;
@@ -1247,14 +1251,20 @@ fn prefetch_bytes(base: *const u8, bytes: usize) {
     prefetch(base.wrapping_add(bytes.saturating_sub(1)));
 }
 
+/// Asks the CPU to bring the cache line holding `address` into L1. Written by hand because
+/// stable Rust has no safe prefetch; `std::arch`'s intrinsic is `unsafe` only because it takes
+/// a raw pointer. Does nothing on other architectures.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch(p: *const u8) {
+fn prefetch(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults and changes no memory, whatever the address.
+    // SAFETY: `prefetcht0` is a hint. It never faults, reads nothing into the program and
+    // writes nothing, whatever the address, and SSE is part of every x86-64 CPU.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// One task of [`CsrMatrix::masked_gradient`]: the gradient values of rows `rows`, written
