@@ -1194,8 +1194,8 @@ fn accumulate<'a, F: Float, const W: usize>(
         add_scaled_row(&mut acc, v, b, c * ldb + j0);
     }
     let next = next();
-    for (ahead, (&c, &v)) in cols[split..len].iter().zip(&vals[split..len]).enumerate() {
-        if let Some(&ahead) = next.cols.get(ahead) {
+    for (k, (&c, &v)) in cols[split..len].iter().zip(&vals[split..len]).enumerate() {
+        if let Some(&ahead) = next.cols.get(k) {
             prefetch_block::<F, W>(b, ahead * ldb + next.j0);
         }
         add_scaled_row(&mut acc, v, b, c * ldb + j0);
