@@ -45,9 +45,11 @@ const TASKS_PER_THREAD: usize = 4;
 /// `examples/vs_sprs.rs --kernels`.
 pub const PANEL_MIN_ENTRIES_PER_ROW: usize = 48;
 
-/// The L2 cache of one core that the kernel choice assumes (512 KiB on AMD Zen 2–4; Intel
-/// cores have 1.25–2 MiB, where the rule errs towards the row gather). The dense operand is
-/// packed into panels only when it is larger than this and one panel takes at most half of it.
+/// The L2 cache of one core that the kernel choice assumes (512 KiB on AMD Zen 2–3). The dense
+/// operand is packed into panels only when it is larger than this and one panel takes at most
+/// half of it. On cores with a larger L2 (1–2 MiB on recent Intel and AMD Zen 4) the rule packs
+/// some operands that would have fitted; the packed panels are then about as fast as the
+/// gather, less the copy (one pass over B).
 pub const PANEL_CACHE_BYTES: usize = 512 * 1024;
 
 /// Bytes of `x` per column block of the masked gradient: a quarter of a 512 KiB L2, which
