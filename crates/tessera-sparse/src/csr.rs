@@ -32,6 +32,11 @@ const CACHE_LINE: usize = 64;
 /// many times on average (stored entries ≥ this × columns of the matrix).
 const ALIGN_MIN_READS_PER_ROW: usize = 48;
 
+/// The largest copy of the dense operand that a product makes on its own (cache-aligned rows
+/// or packed panels): a larger operand is read in place, so that a product never doubles the
+/// memory of an operand of gigabytes behind the caller's back.
+const MAX_SCRATCH_BYTES: usize = 1 << 30;
+
 /// Minimum multiply–adds per rayon task: smaller problems are not worth splitting.
 const MIN_WORK_PER_TASK: usize = 1 << 15;
 
@@ -342,9 +347,9 @@ impl<F: Float> CsrMatrix<F> {
 
     /// The kernel [`CsrMatrix::matmul`] runs for a dense operand with `n` columns: packed
     /// panels when the dense operand is wider than one panel (256 bytes), larger than
-    /// [`PANEL_CACHE_BYTES`] while one panel takes at most half of that, and the rows hold at
-    /// least [`PANEL_MIN_ENTRIES_PER_ROW`] stored entries on average; otherwise the row
-    /// gather. Depends only on the matrix and `n`, never on the thread count.
+    /// [`PANEL_CACHE_BYTES`] (but at most 1 GiB, the largest copy a product makes) while one
+    /// panel takes at most half of that, and the rows hold at least
+    /// [`PANEL_MIN_ENTRIES_PER_ROW`] stored entries on average; otherwise the row gather. Depends only on the matrix and `n`, never on the thread count.
     pub fn spmm_kernel(&self, n: usize) -> SpmmKernel {
         let size = std::mem::size_of::<F>().max(1);
         // B rows of at most 256 bytes are already as compact as a packed panel.
@@ -352,7 +357,9 @@ impl<F: Float> CsrMatrix<F> {
         // Panels pay off only when B spills out of L2 and one panel stays in it.
         let b_bytes = self.ncols.saturating_mul(n).saturating_mul(size);
         let panel_bytes = self.ncols.saturating_mul(panel_width::<F>(n) * size);
-        let panels_fit = b_bytes > PANEL_CACHE_BYTES && panel_bytes <= PANEL_CACHE_BYTES / 2;
+        let panels_fit = b_bytes > PANEL_CACHE_BYTES
+            && panel_bytes <= PANEL_CACHE_BYTES / 2
+            && b_bytes <= MAX_SCRATCH_BYTES;
         // Mean entries per row ≥ T, in integers: nnz ≥ T · nrows.
         let dense_rows = self.nnz() >= PANEL_MIN_ENTRIES_PER_ROW.saturating_mul(self.nrows);
         if wider_than_a_panel && panels_fit && dense_rows {
@@ -484,6 +491,7 @@ impl<F: Float> CsrMatrix<F> {
         let misaligned = b.as_ptr().align_offset(CACHE_LINE) != 0 || row_bytes % CACHE_LINE != 0;
         misaligned
             && row_bytes >= 4 * CACHE_LINE
+            && std::mem::size_of_val(b) <= MAX_SCRATCH_BYTES
             && self.nnz() >= ALIGN_MIN_READS_PER_ROW.saturating_mul(self.ncols)
     }
 

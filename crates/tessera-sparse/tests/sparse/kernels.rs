@@ -154,6 +154,10 @@ fn the_kernel_choice_follows_entries_per_row_and_cache_sizes() {
     assert_eq!(below.spmm_kernel(10 * spills), SpmmKernel::RowGather);
     // One row more and a panel no longer fits in half the cache.
     assert_eq!(taller.spmm_kernel(spills), SpmmKernel::RowGather);
+    // An operand over 1 GiB is read in place rather than copied into panels.
+    let gib_wide = (1 << 30) / (4 * k);
+    assert_eq!(at.spmm_kernel(gib_wide), SpmmKernel::PackedPanels);
+    assert_eq!(at.spmm_kernel(gib_wide + 1), SpmmKernel::RowGather);
     // A single panel (64 f32 columns) is never packed, however tall.
     assert_eq!(
         build(t, 16 * k, &mut rng).spmm_kernel(64),
