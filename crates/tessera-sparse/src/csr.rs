@@ -32,9 +32,11 @@ const CACHE_LINE: usize = 64;
 /// many times on average (stored entries ≥ this × columns of the matrix).
 const ALIGN_MIN_READS_PER_ROW: usize = 48;
 
-/// The largest copy of the dense operand that a product makes on its own (cache-aligned rows
-/// or packed panels): a larger operand is read in place, so that a product never doubles the
-/// memory of an operand of gigabytes behind the caller's back.
+/// The largest copy of the dense operand that [`CsrMatrix::matmul`] makes for speed alone
+/// (cache-aligned rows or packed panels): beyond it a row-major operand is read in place, so
+/// that a product does not double the memory of an operand of gigabytes behind the caller's
+/// back. (An operand that is not row-major is always copied once, as it must be to be read by
+/// rows; an explicitly requested [`SpmmKernel::PackedPanels`] packs any size.)
 const MAX_SCRATCH_BYTES: usize = 1 << 30;
 
 /// Minimum multiply–adds per rayon task: smaller problems are not worth splitting.
@@ -76,7 +78,8 @@ const GRADIENT_MIN_ENTRIES_PER_ROW: usize = 16;
 pub enum SpmmKernel {
     /// The choice of [`CsrMatrix::spmm_kernel`] (what [`CsrMatrix::matmul`] runs).
     Auto,
-    /// Rows of the dense operand read in place; each output row is swept in 256-byte column
+    /// Rows of the dense operand read where they are (or from a cache-aligned copy when they
+    /// are read often enough for the copy to pay); each output row is swept in 256-byte column
     /// blocks held in registers. Best for very sparse rows and narrow dense operands.
     RowGather,
     /// The dense operand first packed into contiguous 256-byte-wide column panels that stay in
@@ -349,7 +352,8 @@ impl<F: Float> CsrMatrix<F> {
     /// panels when the dense operand is wider than one panel (256 bytes), larger than
     /// [`PANEL_CACHE_BYTES`] (but at most 1 GiB, the largest copy a product makes) while one
     /// panel takes at most half of that, and the rows hold at least
-    /// [`PANEL_MIN_ENTRIES_PER_ROW`] stored entries on average; otherwise the row gather. Depends only on the matrix and `n`, never on the thread count.
+    /// [`PANEL_MIN_ENTRIES_PER_ROW`] stored entries on average; otherwise the row gather.
+    /// Depends only on the matrix and `n`, never on the thread count.
     pub fn spmm_kernel(&self, n: usize) -> SpmmKernel {
         let size = std::mem::size_of::<F>().max(1);
         // B rows of at most 256 bytes are already as compact as a packed panel.
@@ -357,9 +361,10 @@ impl<F: Float> CsrMatrix<F> {
         // Panels pay off only when B spills out of L2 and one panel stays in it.
         let b_bytes = self.ncols.saturating_mul(n).saturating_mul(size);
         let panel_bytes = self.ncols.saturating_mul(panel_width::<F>(n) * size);
+        let packed_bytes = n.div_ceil(panel_width::<F>(n)).saturating_mul(panel_bytes);
         let panels_fit = b_bytes > PANEL_CACHE_BYTES
             && panel_bytes <= PANEL_CACHE_BYTES / 2
-            && b_bytes <= MAX_SCRATCH_BYTES;
+            && packed_bytes <= MAX_SCRATCH_BYTES;
         // Mean entries per row ≥ T, in integers: nnz ≥ T · nrows.
         let dense_rows = self.nnz() >= PANEL_MIN_ENTRIES_PER_ROW.saturating_mul(self.nrows);
         if wider_than_a_panel && panels_fit && dense_rows {
@@ -416,10 +421,11 @@ impl<F: Float> CsrMatrix<F> {
         Ok(Array2::from_shape_vec((self.nrows, n), out).expect("length nrows·n"))
     }
 
-    /// `W B` reading the rows of B in place: each output row is swept in 256-byte column
-    /// blocks, each block accumulated in registers over the row's stored entries. Nothing is
-    /// copied up front, which is what very sparse rows need: there, packing B would cost as
-    /// much as the product. Returns the row-major product and whether every entry is finite
+    /// `W B` reading the rows of B where they are: each output row is swept in 256-byte column
+    /// blocks, each block accumulated in registers over the row's stored entries. B is copied
+    /// up front only into cache-aligned rows, and only when its rows are read often enough
+    /// ([`CsrMatrix::aligned_copy_pays`]); very sparse rows need nothing copied, since a copy of
+    /// B would cost as much as the product. Returns the row-major product and whether every entry is finite
     /// (checked per output block while it is still in registers, which costs far less than a
     /// second pass over the output).
     ///
@@ -431,14 +437,21 @@ impl<F: Float> CsrMatrix<F> {
     /// only on several threads written into a zeroed output.
     fn matmul_gather(&self, b: ArrayView2<'_, F>) -> (Vec<F>, bool) {
         let n = b.ncols();
-        let standard = b.as_standard_layout();
-        let in_place = standard.as_slice().expect("standard layout is contiguous");
-        let aligned;
-        let (b, ldb) = if self.worth_aligning(in_place, n) {
-            aligned = CacheAligned::rows_of(in_place, n);
-            (aligned.as_slice(), aligned.row_len)
-        } else {
-            (in_place, n)
+        let (aligned, standard);
+        let (b, ldb) = match b.as_slice() {
+            Some(rows) if !(misaligned(rows, n) && self.aligned_copy_pays(n)) => (rows, n),
+            // A copy made anyway (B not row-major) goes straight to aligned rows when it pays.
+            None if !self.aligned_copy_pays(n) => {
+                standard = b.as_standard_layout();
+                (
+                    standard.as_slice().expect("standard layout is contiguous"),
+                    n,
+                )
+            }
+            _ => {
+                aligned = CacheAligned::rows_of(b);
+                (aligned.as_slice(), aligned.row_len)
+            }
         };
         let rows_per_task = self.rows_per_task(n);
         let arch = pulp::Arch::new();
@@ -480,19 +493,17 @@ impl<F: Float> CsrMatrix<F> {
         (out, all_finite)
     }
 
-    /// Whether the row gather should read B from a cache-aligned copy rather than in place:
-    /// when some rows of B do not start on a cache line, each 256-byte block of a row spans
-    /// five lines instead of four, and the copy (one sequential pass over B) is worth it once
-    /// every row of B is read [`ALIGN_MIN_READS_PER_ROW`] times on average. Rows narrower
-    /// than one block are left in place: padding them to whole lines could multiply the
-    /// memory (16× for one `f32` column).
-    fn worth_aligning(&self, b: &[F], n: usize) -> bool {
-        let row_bytes = n * std::mem::size_of::<F>();
-        let misaligned = b.as_ptr().align_offset(CACHE_LINE) != 0 || row_bytes % CACHE_LINE != 0;
-        misaligned
-            && row_bytes >= 4 * CACHE_LINE
-            && std::mem::size_of_val(b) <= MAX_SCRATCH_BYTES
-            && self.nnz() >= ALIGN_MIN_READS_PER_ROW.saturating_mul(self.ncols)
+    /// Whether a cache-aligned copy of B (`ncols × n`) pays for itself in the row gather: when
+    /// rows of B do not start on a cache line, each 256-byte block of a row spans five lines
+    /// instead of four, and the copy (one sequential pass over B) is worth it once every row of
+    /// B is read [`ALIGN_MIN_READS_PER_ROW`] times on average. See [`aligned_copy_pays`].
+    fn aligned_copy_pays(&self, n: usize) -> bool {
+        aligned_copy_pays(
+            n.saturating_mul(std::mem::size_of::<F>()),
+            aligned_copy_bytes::<F>(self.ncols, n),
+            self.nnz(),
+            self.ncols,
+        )
     }
 
     /// The row gather of [`CsrMatrix::matmul_gather`] when `n` is a multiple of `P`: output
@@ -828,10 +839,41 @@ fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> CacheAligned<F
     aligned
 }
 
-/// A row-major copy of a dense matrix whose rows each start on a cache line: the storage is
-/// over-allocated by one line and the copy starts at the first aligned element, and each row
-/// is padded to a whole number of lines (`row_len ≥ n` elements). Safe code cannot ask the
-/// allocator for a stricter alignment than the element type's, hence the offset.
+/// Whether the rows of `rows` (row-major, width `n`) do not all start on a cache line.
+fn misaligned<F>(rows: &[F], n: usize) -> bool {
+    let row_bytes = n.saturating_mul(std::mem::size_of::<F>());
+    rows.as_ptr().align_offset(CACHE_LINE) != 0 || row_bytes % CACHE_LINE != 0
+}
+
+/// Whether a cache-aligned copy of B (rows of `row_bytes`, `copy_bytes` in all once padded)
+/// pays for itself when the sparse matrix has `nnz` entries over `ncols` columns: each row of B
+/// must be read [`ALIGN_MIN_READS_PER_ROW`] times on average, the rows must be at least one
+/// 256-byte block wide (padding narrower rows to whole lines could multiply the memory, 16×
+/// for one `f32` column), and the copy must stay within [`MAX_SCRATCH_BYTES`].
+fn aligned_copy_pays(row_bytes: usize, copy_bytes: usize, nnz: usize, ncols: usize) -> bool {
+    row_bytes >= 4 * CACHE_LINE
+        && copy_bytes <= MAX_SCRATCH_BYTES
+        && nnz >= ALIGN_MIN_READS_PER_ROW.saturating_mul(ncols)
+}
+
+/// Elements per row of a cache-aligned copy of rows of `n` elements: `n` rounded up to whole
+/// cache lines.
+fn aligned_row_len<F>(n: usize) -> usize {
+    let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
+    n.div_ceil(per_line).saturating_mul(per_line)
+}
+
+/// Bytes of the cache-aligned copy of `rows` rows of `n` elements.
+fn aligned_copy_bytes<F>(rows: usize, n: usize) -> usize {
+    rows.saturating_mul(aligned_row_len::<F>(n))
+        .saturating_mul(std::mem::size_of::<F>())
+}
+
+/// Storage whose first element sits on a cache line, read as rows of `row_len` elements: the
+/// storage is over-allocated by one line and the data starts at the first aligned element
+/// (safe code cannot ask the allocator for a stricter alignment than the element type's,
+/// hence the offset). [`CacheAligned::rows_of`] pads each row to whole lines, so that every
+/// row starts on one; [`pack_panels`] fills it with panels of 256-byte rows.
 struct CacheAligned<F> {
     storage: Vec<F>,
     offset: usize,
@@ -840,17 +882,23 @@ struct CacheAligned<F> {
 }
 
 impl<F: Float> CacheAligned<F> {
-    /// The `rows.len() / n` rows of width `n` of `rows`, each on its own cache line.
-    fn rows_of(rows: &[F], n: usize) -> Self {
-        let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
-        let row_len = n.div_ceil(per_line) * per_line;
-        let mut aligned = Self::zeroed(rows.len() / n * row_len, row_len);
+    /// The rows of `b` (any layout), each starting on a cache line.
+    fn rows_of(b: ArrayView2<'_, F>) -> Self {
+        let (k, n) = b.dim();
+        let row_len = aligned_row_len::<F>(n);
+        let mut aligned = Self::zeroed(k * row_len, row_len);
         aligned
             .as_mut_slice()
             .par_chunks_mut(row_len)
-            .zip(rows.par_chunks(n))
+            .enumerate()
             .with_min_len(64)
-            .for_each(|(dst, src)| dst[..n].copy_from_slice(src));
+            .for_each(|(i, dst)| {
+                let row = b.row(i);
+                match row.as_slice() {
+                    Some(src) => dst[..n].copy_from_slice(src),
+                    None => dst.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = v),
+                }
+            });
         aligned
     }
 
@@ -910,7 +958,8 @@ impl<F: Copy> BlockSink<F> for SliceCursor<'_, F> {
 }
 
 /// One task of [`CsrMatrix::matmul_gather`]: rows `rows` of the product, put whole rows of
-/// width `n` into `out`, reading B (`ncols × n`, row-major) in place.
+/// width `n` into `out`, reading B (`ncols` rows of `n` values, row-major with leading
+/// dimension `ldb ≥ n`).
 struct GatherRows<'a, F, S> {
     matrix: &'a CsrMatrix<F>,
     rows: std::ops::Range<usize>,
@@ -1314,14 +1363,11 @@ impl<F: Float> pulp::WithSimd for GradientRows<'_, F> {
             let block_end = block_start.saturating_add(block_cols).min(matrix.ncols);
             for (local, r) in rows.clone().enumerate() {
                 if let Some(&ahead) = cursors.get(local + 1) {
-                    // The next row's entries in this block and its dY row lie far from this
-                    // row's, where the hardware prefetchers do not look.
+                    // The next row's entries in this block lie far from this row's, where the
+                    // hardware prefetchers do not look. (Not its dY row: prefetching whole dY
+                    // rows for every block streams all of dY once per block at wide batches.)
                     prefetch(matrix.indices.as_ptr().wrapping_add(ahead).cast());
                     prefetch(out.as_ptr().wrapping_add(ahead - base).cast());
-                    prefetch_bytes(
-                        dy.as_ptr().wrapping_add((r + 1) * n).cast(),
-                        n * std::mem::size_of::<F>(),
-                    );
                 }
                 let cursor = &mut cursors[local];
                 let start = *cursor;
@@ -1371,6 +1417,7 @@ fn gradient_entries<F: Float>(dy_row: &[F], x: &[F], n: usize, cols: &[usize], g
 /// log₂ L dependent adds instead of L − 1 and a smaller rounding error than a running sum.
 #[inline(always)]
 fn pairwise_sum<F: Float, const L: usize>(mut lanes: [F; L]) -> F {
+    const { assert!(L.is_power_of_two()) };
     let mut width = L;
     while width > 1 {
         width /= 2;
@@ -1523,11 +1570,18 @@ mod tests {
         let b = ndarray::Array2::from_shape_fn((k, 2 * n), |(i, j)| (i * 3 + j) as f32 * 0.25);
         let expected = a.matmul(b.view()).unwrap();
         let all_finite = AtomicBool::new(true);
-        let b = b.as_slice().unwrap();
+        // Rows padded with NaN to a leading dimension of 2n + 16: reading the padding would
+        // show in the result.
+        let ldb = 2 * n + 16;
+        let mut padded = vec![f32::NAN; k * ldb];
+        for (dst, src) in padded.chunks_exact_mut(ldb).zip(b.rows()) {
+            dst[..2 * n].copy_from_slice(src.as_slice().unwrap());
+        }
+        let b = &padded[..];
         let tiles = Tiles::<f32, 64> {
             matrix: &a,
             b,
-            ldb: 2 * n,
+            ldb,
             n: 2 * n,
             range: 0..2 * m,
             min_len: 1,
@@ -1555,30 +1609,44 @@ mod tests {
     fn cache_aligned_rows_start_on_a_line_and_keep_the_values() {
         let storage: Vec<f32> = (0..3 * 20 + 1).map(|v| v as f32).collect();
         let rows = &storage[1..];
-        let aligned = CacheAligned::rows_of(rows, 20);
-        assert_eq!(aligned.row_len, 32);
-        let copy = aligned.as_slice();
-        assert_eq!(copy.len(), 3 * 32);
-        for (r, row) in copy.chunks_exact(32).enumerate() {
-            assert_eq!(row.as_ptr().align_offset(CACHE_LINE), 0);
-            assert_eq!(&row[..20], &rows[r * 20..(r + 1) * 20]);
-            assert!(row[20..].iter().all(|&v| v == 0.0));
+        let view = ndarray::ArrayView2::from_shape((3, 20), rows).unwrap();
+        // Row-major (rows copied whole) and column-major (element by element) sources.
+        let transposed = view.t().to_owned();
+        for source in [view, transposed.t()] {
+            let aligned = CacheAligned::rows_of(source);
+            assert_eq!(aligned.row_len, 32);
+            let copy = aligned.as_slice();
+            assert_eq!(copy.len(), 3 * 32);
+            for (r, row) in copy.chunks_exact(32).enumerate() {
+                assert_eq!(row.as_ptr().align_offset(CACHE_LINE), 0);
+                assert_eq!(&row[..20], &rows[r * 20..(r + 1) * 20]);
+                assert!(row[20..].iter().all(|&v| v == 0.0));
+            }
         }
-        let f64_rows = CacheAligned::<f64>::rows_of(&[1.0; 9], 3);
+        let f64_rows = CacheAligned::<f64>::rows_of(ndarray::Array2::ones((3, 3)).view());
         assert_eq!(f64_rows.row_len, 8);
         assert_eq!(f64_rows.as_slice().as_ptr().align_offset(CACHE_LINE), 0);
+        assert_eq!(aligned_copy_bytes::<f32>(3, 20), 3 * 32 * 4);
+        assert_eq!(aligned_copy_bytes::<f64>(usize::MAX, 3), usize::MAX);
 
-        let often = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((48, 4)).view()).unwrap();
-        let seldom = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((47, 4)).view()).unwrap();
         let lines = CacheAligned::<f32>::zeroed(4 * 80 + 1, 80);
         let (on_line, off_line) = (&lines.as_slice()[..256], &lines.as_slice()[1..257]);
-        assert!(often.worth_aligning(off_line, 64));
-        assert!(!often.worth_aligning(on_line, 64));
-        assert!(!seldom.worth_aligning(off_line, 64));
+        assert!(misaligned(off_line, 64));
+        assert!(!misaligned(on_line, 64));
         // 72 columns: 288-byte rows, so every other row starts off a line.
-        assert!(often.worth_aligning(&lines.as_slice()[..288], 72));
-        // Rows narrower than a 256-byte block stay in place.
-        assert!(!often.worth_aligning(&on_line[..60], 15));
+        assert!(misaligned(&lines.as_slice()[..288], 72));
+
+        // (row bytes, copy bytes, nnz, ncols): each row of B read 48 times on average, rows of
+        // at least 256 bytes, and a copy of at most 1 GiB.
+        assert!(aligned_copy_pays(256, 1 << 30, 48 * 4, 4));
+        assert!(!aligned_copy_pays(256, 1 << 30, 48 * 4 - 1, 4));
+        assert!(!aligned_copy_pays(255, 1 << 30, 48 * 4, 4));
+        assert!(!aligned_copy_pays(256, (1 << 30) + 1, 48 * 4, 4));
+        let often = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((48, 4)).view()).unwrap();
+        let seldom = CsrMatrix::from_dense(ndarray::Array2::<f32>::ones((47, 4)).view()).unwrap();
+        assert!(often.aligned_copy_pays(64));
+        assert!(!seldom.aligned_copy_pays(64));
+        assert!(!often.aligned_copy_pays(63));
     }
 
     /// Gradient values computed with any column blocking equal the unblocked ones bit for bit.

@@ -186,7 +186,7 @@ fn the_kernel_choice_follows_entries_per_row_and_cache_sizes() {
 
 /// Rows of B that do not start on a cache line: the row gather copies B to aligned rows once
 /// each row of B is read often enough (here ~100 times), and reads it in place otherwise
-/// (here ~3 times). Both paths, prefetching across tiles and rows (rows of 60–140 entries,
+/// (here ~3 times); a column-major B is copied to aligned rows directly in the first case. Both paths, prefetching across tiles and rows (rows of 60–140 entries,
 /// longer than the prefetch distance), give the naive loop's bits for every width class.
 #[test]
 fn operands_off_the_cache_line_match_the_naive_loop() {
@@ -200,10 +200,14 @@ fn operands_off_the_cache_line_match_the_naive_loop() {
             // One element in: no row starts on a 64-byte boundary for n a multiple of 16.
             let b = ndarray::ArrayView2::from_shape((k, n), &storage[1..]).unwrap();
             let expected = naive_product(&a, &b.to_owned());
+            // The same operand column-major: copied once, to aligned rows when that pays.
+            let transposed = b.t().to_owned();
             for threads in [pool(1), pool(2)] {
                 for kernel in KERNELS {
-                    let got = threads.install(|| a.matmul_with(b, kernel)).unwrap();
-                    assert_eq!(got, expected, "{m}×{k}·{k}×{n} at {density}, {kernel:?}");
+                    for operand in [b, transposed.t()] {
+                        let got = threads.install(|| a.matmul_with(operand, kernel)).unwrap();
+                        assert_eq!(got, expected, "{m}×{k}·{k}×{n} at {density}, {kernel:?}");
+                    }
                 }
             }
         }
