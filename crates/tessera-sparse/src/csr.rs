@@ -424,10 +424,10 @@ impl<F: Float> CsrMatrix<F> {
     /// `W B` reading the rows of B where they are: each output row is swept in 256-byte column
     /// blocks, each block accumulated in registers over the row's stored entries. B is copied
     /// up front only into cache-aligned rows, and only when its rows are read often enough
-    /// ([`CsrMatrix::aligned_copy_pays`]); very sparse rows need nothing copied, since a copy of
-    /// B would cost as much as the product. Returns the row-major product and whether every entry is finite
-    /// (checked per output block while it is still in registers, which costs far less than a
-    /// second pass over the output).
+    /// ([`CsrMatrix::aligned_copy_pays`]); very sparse rows need nothing copied, since a copy
+    /// of B would cost as much as the product. Returns the row-major product and whether every
+    /// entry is finite (checked per output block while it is still in registers, which costs
+    /// far less than a second pass over the output).
     ///
     /// The output is not zeroed before the product when it can be avoided: at short rows the
     /// product writes little more than its output, and zeroing it first (a `memset` of the
