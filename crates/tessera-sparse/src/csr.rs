@@ -325,6 +325,15 @@ impl<F: Float> CsrMatrix<F> {
         (&self.indices[span.clone()], &self.values[span])
     }
 
+    /// The stored columns of row `r`; empty past the last row (for prefetch hints).
+    fn row_cols_or_empty(&self, r: usize) -> &[usize] {
+        if r < self.nrows {
+            self.row(r).0
+        } else {
+            &[]
+        }
+    }
+
     /// Rows per rayon task: each task does at least [`MIN_WORK_PER_TASK`] multiply–adds, and
     /// there are only a few tasks per thread, because every task sweeps all panels of the
     /// dense operand once and many small tasks would evict them from cache between rows.
@@ -360,8 +369,9 @@ impl<F: Float> CsrMatrix<F> {
         let wider_than_a_panel = n > 256 / size;
         // Panels pay off only when B spills out of L2 and one panel stays in it.
         let b_bytes = self.ncols.saturating_mul(n).saturating_mul(size);
-        let panel_bytes = self.ncols.saturating_mul(panel_width::<F>(n) * size);
-        let packed_bytes = n.div_ceil(panel_width::<F>(n)).saturating_mul(panel_bytes);
+        let width = panel_width::<F>(n);
+        let panel_bytes = self.ncols.saturating_mul(width * size);
+        let packed_bytes = n.div_ceil(width).saturating_mul(panel_bytes);
         let panels_fit = b_bytes > PANEL_CACHE_BYTES
             && panel_bytes <= PANEL_CACHE_BYTES / 2
             && packed_bytes <= MAX_SCRATCH_BYTES;
@@ -450,7 +460,7 @@ impl<F: Float> CsrMatrix<F> {
             }
             _ => {
                 aligned = CacheAligned::rows_of(b);
-                (aligned.as_slice(), aligned.row_len)
+                (aligned.as_slice(), aligned_row_len::<F>(n))
             }
         };
         let rows_per_task = self.rows_per_task(n);
@@ -775,18 +785,12 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
         for (p, panel) in packed.chunks_exact(k * P).enumerate() {
             let first = p * P;
             let width = P.min(n - first);
-            let rows = out.len() / n;
             for (local, out_row) in out.chunks_exact_mut(n).enumerate() {
                 let (cols, vals) = matrix.row(first_row + local);
-                let next = || {
-                    if local + 1 < rows {
-                        Lookahead {
-                            cols: matrix.row(first_row + local + 1).0,
-                            j0: 0,
-                        }
-                    } else {
-                        Lookahead::NONE
-                    }
+                // The next row reads the same panel.
+                let next = || Lookahead {
+                    cols: matrix.row_cols_or_empty(first_row + local + 1),
+                    j0: 0,
                 };
                 let acc = accumulate::<F, P>(cols, vals, panel, P, 0, next);
                 all_finite &= finite_block(&acc);
@@ -808,7 +812,7 @@ impl<F: Float, const P: usize> pulp::WithSimd for PanelProduct<'_, F, P> {
 /// not five).
 fn pack_panels<F: Float, const P: usize>(b: ArrayView2<'_, F>) -> CacheAligned<F> {
     let (k, n) = b.dim();
-    let mut aligned = CacheAligned::zeroed(n.div_ceil(P) * k * P, P);
+    let mut aligned = CacheAligned::zeroed(n.div_ceil(P) * k * P);
     let packed = aligned.as_mut_slice();
     if let Some(rows) = b.as_slice() {
         // Row-major B: each panel row is one contiguous copy (a memcpy, not an iterator).
@@ -859,8 +863,13 @@ fn aligned_copy_pays(row_bytes: usize, copy_bytes: usize, nnz: usize, ncols: usi
 /// Elements per row of a cache-aligned copy of rows of `n` elements: `n` rounded up to whole
 /// cache lines.
 fn aligned_row_len<F>(n: usize) -> usize {
-    let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
+    let per_line = values_per_line::<F>();
     n.div_ceil(per_line).saturating_mul(per_line)
+}
+
+/// Values of type `F` in one cache line.
+fn values_per_line<F>() -> usize {
+    (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1)
 }
 
 /// Bytes of the cache-aligned copy of `rows` rows of `n` elements.
@@ -869,24 +878,24 @@ fn aligned_copy_bytes<F>(rows: usize, n: usize) -> usize {
         .saturating_mul(std::mem::size_of::<F>())
 }
 
-/// Storage whose first element sits on a cache line, read as rows of `row_len` elements: the
-/// storage is over-allocated by one line and the data starts at the first aligned element
-/// (safe code cannot ask the allocator for a stricter alignment than the element type's,
-/// hence the offset). [`CacheAligned::rows_of`] pads each row to whole lines, so that every
+/// Storage whose first element sits on a cache line: the storage is over-allocated by one
+/// line and the data starts at the first aligned element (safe code cannot ask the allocator
+/// for a stricter alignment than the element type's, hence the offset).
+/// [`CacheAligned::rows_of`] pads each row to whole lines ([`aligned_row_len`]), so that every
 /// row starts on one; [`pack_panels`] fills it with panels of 256-byte rows.
 struct CacheAligned<F> {
     storage: Vec<F>,
     offset: usize,
     len: usize,
-    row_len: usize,
 }
 
 impl<F: Float> CacheAligned<F> {
-    /// The rows of `b` (any layout), each starting on a cache line.
+    /// The rows of `b` (any layout), each starting on a cache line: row `i` at
+    /// `i · aligned_row_len(n)`.
     fn rows_of(b: ArrayView2<'_, F>) -> Self {
         let (k, n) = b.dim();
         let row_len = aligned_row_len::<F>(n);
-        let mut aligned = Self::zeroed(k * row_len, row_len);
+        let mut aligned = Self::zeroed(k * row_len);
         aligned
             .as_mut_slice()
             .par_chunks_mut(row_len)
@@ -902,9 +911,9 @@ impl<F: Float> CacheAligned<F> {
         aligned
     }
 
-    /// `len` zeros starting on a cache line, read as rows of `row_len`.
-    fn zeroed(len: usize, row_len: usize) -> Self {
-        let per_line = (CACHE_LINE / std::mem::size_of::<F>().max(1)).max(1);
+    /// `len` zeros starting on a cache line.
+    fn zeroed(len: usize) -> Self {
+        let per_line = values_per_line::<F>();
         let storage = vec![F::zero(); len + per_line];
         // `align_offset` may decline (usize::MAX); the copy is then merely unaligned.
         let offset = match storage.as_ptr().align_offset(CACHE_LINE) {
@@ -915,7 +924,6 @@ impl<F: Float> CacheAligned<F> {
             storage,
             offset,
             len,
-            row_len,
         }
     }
 
@@ -983,13 +991,9 @@ impl<F: Float, S: BlockSink<F>> pulp::WithSimd for GatherRows<'_, F, S> {
             out,
         } = self;
         let mut all_finite = true;
-        for r in rows.clone() {
+        for r in rows {
             let (cols, vals) = matrix.row(r);
-            let next_row = if r + 1 < rows.end {
-                matrix.row(r + 1).0
-            } else {
-                &[]
-            };
+            let next_row = matrix.row_cols_or_empty(r + 1);
             all_finite &= if 256 / std::mem::size_of::<F>() >= 64 {
                 gather_row::<F, 64, S>(cols, vals, next_row, b, ldb, n, out)
             } else {
@@ -1023,16 +1027,9 @@ impl<F: Float, const P: usize> Tiles<'_, F, P> {
         let (row, j0) = (t / per_row, t % per_row * P);
         let (cols, vals) = self.matrix.row(row);
         let next = || {
-            if j0 + P < self.n {
-                Lookahead { cols, j0: j0 + P }
-            } else if row + 1 < self.matrix.nrows {
-                Lookahead {
-                    cols: self.matrix.row(row + 1).0,
-                    j0: 0,
-                }
-            } else {
-                Lookahead::NONE
-            }
+            Lookahead::after(cols, j0 + P, self.n, || {
+                self.matrix.row_cols_or_empty(row + 1)
+            })
         };
         let acc = accumulate::<F, P>(cols, vals, self.b, self.ldb, j0, next);
         if !finite_block(&acc) {
@@ -1161,18 +1158,7 @@ fn gather_row<F: Float, const P: usize, S: BlockSink<F>>(
     n: usize,
     out: &mut S,
 ) -> bool {
-    // The block after the one that ends at column `end`: this row's next, or the next row's
-    // first.
-    let next = |end: usize| {
-        if end < n {
-            Lookahead { cols, j0: end }
-        } else {
-            Lookahead {
-                cols: next_row,
-                j0: 0,
-            }
-        }
-    };
+    let next = |end: usize| Lookahead::after(cols, end, n, || next_row);
     let mut all_finite = true;
     let mut j = 0;
     while n - j >= P {
@@ -1281,8 +1267,28 @@ struct Lookahead<'a> {
     j0: usize,
 }
 
-impl Lookahead<'_> {
+impl<'a> Lookahead<'a> {
     const NONE: Lookahead<'static> = Lookahead { cols: &[], j0: 0 };
+
+    /// The block after the one that ends at column `end` of a row of width `n` whose stored
+    /// columns are `cols`: the rest of this row, else the first block of the next row (whose
+    /// columns `next_row` gives, empty when there is none).
+    #[inline(always)]
+    fn after(
+        cols: &'a [usize],
+        end: usize,
+        n: usize,
+        next_row: impl FnOnce() -> &'a [usize],
+    ) -> Self {
+        if end < n {
+            Lookahead { cols, j0: end }
+        } else {
+            Lookahead {
+                cols: next_row(),
+                j0: 0,
+            }
+        }
+    }
 }
 
 /// Stored entries between an entry and the one whose block of B is prefetched.
@@ -1614,7 +1620,7 @@ mod tests {
         let transposed = view.t().to_owned();
         for source in [view, transposed.t()] {
             let aligned = CacheAligned::rows_of(source);
-            assert_eq!(aligned.row_len, 32);
+            assert_eq!(aligned_row_len::<f32>(20), 32);
             let copy = aligned.as_slice();
             assert_eq!(copy.len(), 3 * 32);
             for (r, row) in copy.chunks_exact(32).enumerate() {
@@ -1624,12 +1630,13 @@ mod tests {
             }
         }
         let f64_rows = CacheAligned::<f64>::rows_of(ndarray::Array2::ones((3, 3)).view());
-        assert_eq!(f64_rows.row_len, 8);
+        assert_eq!(aligned_row_len::<f64>(3), 8);
+        assert_eq!(f64_rows.as_slice().len(), 3 * 8);
         assert_eq!(f64_rows.as_slice().as_ptr().align_offset(CACHE_LINE), 0);
         assert_eq!(aligned_copy_bytes::<f32>(3, 20), 3 * 32 * 4);
         assert_eq!(aligned_copy_bytes::<f64>(usize::MAX, 3), usize::MAX);
 
-        let lines = CacheAligned::<f32>::zeroed(4 * 80 + 1, 80);
+        let lines = CacheAligned::<f32>::zeroed(4 * 80 + 1);
         let (on_line, off_line) = (&lines.as_slice()[..256], &lines.as_slice()[1..257]);
         assert!(misaligned(off_line, 64));
         assert!(!misaligned(on_line, 64));
